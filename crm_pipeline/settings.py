@@ -1,0 +1,139 @@
+"""Settings for the standalone project, read from the environment (12-factor, django-environ)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+TESTING = "pytest" in sys.modules or env.bool("CRM_PIPELINE_TESTING", default=False)
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("set SECRET_KEY (or DEBUG=true for local development)")
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    # pgvector's HnswIndex needs django.contrib.postgres.
+    "django.contrib.postgres",
+    "django_q",
+    "jobs",
+    "contacts",
+    "timeline",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "crm_pipeline.urls"
+WSGI_APPLICATION = "crm_pipeline.wsgi.application"
+ASGI_APPLICATION = "crm_pipeline.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database -------------------------------------------------------------------------------
+# With DATABASE_URL unset, an embedded PostgreSQL 18 + pgvector starts in CRM_PIPELINE_PGDATA.
+if env.str("DATABASE_URL", default=""):
+    DATABASE_URL = env.str("DATABASE_URL")
+else:
+    from crm_pipeline.embedded_db import embedded_database_url
+
+    DATABASE_URL = embedded_database_url(
+        Path(env.str("CRM_PIPELINE_PGDATA", default=str(BASE_DIR / ".pgdata")))
+    )
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+# Persistent connections: with 0 django-q2's ORM broker reconnects per call and runs ~6x slower.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- django-q2 ------------------------------------------------------------------------------
+# --- crm-pipeline operating rules (every key optional; defaults in jobs/config.py) -----------
+CRM_PIPELINE: dict[str, object] = env.json("CRM_PIPELINE", default={})
+
+REDIS_URL = env.str("REDIS_URL", default="")
+_job_cap_s = int(CRM_PIPELINE.get("job_wall_clock_cap_s", 600))  # type: ignore[call-overload]
+Q_CLUSTER: dict[str, object] = {
+    "name": env.str("Q_CLUSTER_NAME", default="crm_pipeline"),
+    "workers": env.int("Q_WORKERS", default=2),
+    # django-q2's timeout is the hard backstop behind the cooperative deadline.
+    "timeout": _job_cap_s + 60,
+    "retry": _job_cap_s + 120,
+    # Retries are decided by the Job row, not by the broker.
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": env.int("Q_SAVE_LIMIT", default=250),
+    "catch_up": False,
+    "poll": env.float("Q_POLL", default=0.2),
+    "label": "Django Q2",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "bare": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "metrics": {"class": "logging.StreamHandler", "formatter": "bare"},
+    },
+    "loggers": {
+        "jobs.metrics": {"handlers": ["metrics"], "level": "INFO", "propagate": False},
+        "jobs": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+        "django_q": {"handlers": ["console"], "level": env.str("Q_LOG_LEVEL", default="WARNING")},
+    },
+}

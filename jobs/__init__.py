@@ -1,0 +1,1 @@
+"""The job engine and Google ingestion of crm-pipeline."""

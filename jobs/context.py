@@ -1,0 +1,97 @@
+"""What a processor receives (JobContext) and returns (Metrics)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jobs.errors import DeadlineExceeded, JobCancelled
+from jobs.payloads import Payload
+
+if TYPE_CHECKING:
+    from jobs.models import Job
+
+
+@dataclass(slots=True)
+class Metrics:
+    items_fetched: int = 0
+    items_inserted: int = 0
+    items_skipped: int = 0
+    timed_out: bool = False
+    # Kind-specific counts (itemsUpdated, failures, ...) kept on the job beside the standard keys.
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    kind: str
+    payload: dict[str, Any]
+    dedupe_key: str | None
+    continuation: bool
+
+
+@dataclass(slots=True)
+class JobContext:
+    """Handed to `run(job, ctx)`: the parsed payload, the deadline, and follow-up jobs.
+
+    Follow-ups are enqueued by the runner in the same transaction that marks this job
+    succeeded, so a continuation never collides with its own lane and a failed run starts
+    nothing.
+    """
+
+    job: Job
+    payload: Payload
+    deadline: float  # time.monotonic() value
+    logger: logging.Logger
+    cancel_check_interval_s: float = 2.0
+    followups: list[FollowUp] = field(default_factory=list)
+    _last_cancel_check: float = 0.0
+
+    @property
+    def user_id(self) -> int:
+        return self.job.user_id
+
+    @property
+    def batch_id(self) -> uuid.UUID:
+        return self.job.batch_id
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def deadline_reached(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def checkpoint(self) -> None:
+        """Stop here if an operator cancelled the job or the deadline has passed.
+
+        Processors that can save their place should test `deadline_reached()` first and
+        return `Metrics(timed_out=True)` with a continuation; this is the backstop.
+        """
+        if self.deadline_reached():
+            raise DeadlineExceeded("job passed its wall-clock deadline")
+        now = time.monotonic()
+        if now - self._last_cancel_check >= self.cancel_check_interval_s:
+            self._last_cancel_check = now
+            from jobs.models import Job
+
+            if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+                raise JobCancelled("cancelled by an operator")
+
+    def continue_with(self, payload: Payload | dict[str, Any]) -> None:
+        """Enqueue the same kind again (same lane, same batch) once this run succeeds."""
+        self._follow(self.job.kind, payload, self.job.dedupe_key, continuation=True)
+
+    def enqueue_next(
+        self, kind: str, payload: Payload | dict[str, Any] | None = None, *, dedupe_key: str | None = None
+    ) -> None:
+        """Start the next stage (by kind name) for this batch once this run succeeds."""
+        self._follow(kind, payload or {}, dedupe_key, continuation=False)
+
+    def _follow(
+        self, kind: str, payload: Payload | dict[str, Any], dedupe_key: str | None, *, continuation: bool
+    ) -> None:
+        data = payload.to_dict() if isinstance(payload, Payload) else dict(payload)
+        self.followups.append(FollowUp(kind, data, dedupe_key, continuation))

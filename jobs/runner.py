@@ -1,0 +1,306 @@
+"""run_job(): claim, run under a deadline, record the outcome; tick(): due retries and lost leases."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from jobs.broker import offer
+from jobs.config import PipelineConfig, get_config
+from jobs.context import JobContext, Metrics
+from jobs.dispatcher import get_processor
+from jobs.errors import DeadlineExceeded, JobCancelled, PermanentError, TransientError
+from jobs.models import Job, JobStatus
+
+logger = logging.getLogger("jobs.runner")
+metrics_logger = logging.getLogger("jobs.metrics")
+
+ERROR_TEXT_LIMIT = 4000
+LEASE_EXPIRED = "lease expired: the worker stopped without recording an outcome"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def backoff_delay(attempt: int, *, config: PipelineConfig, retry_after: float | None = None) -> float:
+    """Seconds before the next attempt: full jitter over an exponential, capped; never before
+    the provider's Retry-After."""
+    ceiling = min(config.backoff_cap_s, config.backoff_base_s * 2 ** max(attempt - 1, 0))
+    delay = random.uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def claim(job_id: int, worker: str, *, config: PipelineConfig) -> Job | None:
+    """Atomically move a due job to `running` under a lease; None if someone else has it."""
+    lease_s = config.job_wall_clock_cap_s + config.lease_grace_s
+    # Python's clock, not now(): now() is frozen at transaction start, and run_after is
+    # written from Python too.
+    now = timezone.now()
+    rows = list(
+        Job.objects.raw(
+            f"""
+            UPDATE {Job._meta.db_table}
+               SET status = %s, attempts = attempts + 1, locked_by = %s,
+                   lease_expires_at = %s, started_at = %s, finished_at = NULL, updated_at = %s
+             WHERE id = %s AND status IN (%s, %s) AND run_after <= %s
+                   AND NOT cancel_requested
+            RETURNING *
+            """,
+            [
+                JobStatus.RUNNING,
+                worker,
+                now + timedelta(seconds=lease_s),
+                now,
+                now,
+                job_id,
+                JobStatus.QUEUED,
+                JobStatus.RETRYING,
+                now,
+            ],
+        )
+    )
+    return rows[0] if rows else None
+
+
+def run_job(job_id: int) -> str:
+    """Run one job if it is still claimable. Safe to call for the same id any number of times."""
+    config = get_config()
+    worker = worker_name()
+    job = claim(job_id, worker, config=config)
+    if job is None:
+        return "not-claimed"
+    started = time.monotonic()
+    ctx: JobContext | None = None
+    outcome: _Outcome
+    try:
+        spec = get_processor(job.kind)
+        ctx = JobContext(
+            job=job,
+            payload=spec.parse_payload(job.payload),
+            deadline=started + config.job_wall_clock_cap_s,
+            logger=logging.getLogger(f"jobs.kind.{job.kind}"),
+            cancel_check_interval_s=config.cancel_check_interval_s,
+        )
+        metrics = spec.func(job, ctx)
+        outcome = _Outcome(JobStatus.SUCCEEDED, metrics=metrics or Metrics())
+    except JobCancelled as exc:
+        outcome = _Outcome(JobStatus.CANCELLED, error=str(exc))
+    except PermanentError as exc:
+        outcome = _Outcome(JobStatus.FAILED, error=_describe(exc))
+    except TransientError as exc:
+        outcome = _retry_or_fail(job, _describe(exc), exc.retry_after, config)
+        outcome.timed_out = isinstance(exc, DeadlineExceeded)
+    except Exception as exc:  # unknown errors are transient, recorded with their traceback
+        outcome = _retry_or_fail(job, traceback.format_exc(limit=20), None, config)
+        logger.exception("job %s (%s) raised %s", job.pk, job.kind, type(exc).__name__)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    line = _finish(job, worker, outcome, ctx, duration_ms)
+    metrics_logger.info(json.dumps(line, separators=(",", ":")))
+    return str(outcome.status)
+
+
+@dataclass
+class _Outcome:
+    status: str
+    metrics: Metrics | None = None
+    error: str = ""
+    run_after: datetime | None = None
+    timed_out: bool = False
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _retry_or_fail(
+    job: Job, error: str, retry_after: float | None, config: PipelineConfig
+) -> _Outcome:
+    if job.attempts >= job.max_attempts:
+        return _Outcome(JobStatus.FAILED, error=f"attempts exhausted; last error: {error}")
+    delay = backoff_delay(job.attempts, config=config, retry_after=retry_after)
+    return _Outcome(JobStatus.RETRYING, error=error, run_after=timezone.now() + timedelta(seconds=delay))
+
+
+def metrics_line(job: Job, metrics: Metrics, *, status: str, duration_ms: int, timed_out: bool) -> dict[str, Any]:
+    return {
+        "itemsFetched": metrics.items_fetched,
+        "itemsInserted": metrics.items_inserted,
+        "itemsSkipped": metrics.items_skipped,
+        "durationMs": duration_ms,
+        "userId": job.user_id,
+        "batchId": str(job.batch_id),
+        "timedOut": bool(timed_out or metrics.timed_out),
+        "jobId": job.pk,
+        "kind": job.kind,
+        "attempt": job.attempts,
+        "status": status,
+    }
+
+
+def _finish(
+    job: Job, worker: str, outcome: _Outcome, ctx: JobContext | None, duration_ms: int
+) -> dict[str, Any]:
+    from jobs.enqueue import enqueue
+
+    metrics = outcome.metrics or Metrics()
+    line = metrics_line(
+        job, metrics, status=outcome.status, duration_ms=duration_ms, timed_out=outcome.timed_out
+    )
+    stored = dict(line)
+    if metrics.details:
+        stored["details"] = metrics.details
+    now = timezone.now()
+    errors = list(job.errors)
+    if outcome.error:
+        errors.append({"attempt": job.attempts, "at": now.isoformat(), "error": outcome.error[:ERROR_TEXT_LIMIT]})
+    with transaction.atomic():
+        # Only the holder of the lease may record an outcome: if tick() took the job back
+        # (lease expired), this late result is dropped and the newer attempt wins.
+        updated = Job.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, locked_by=worker, attempts=job.attempts
+        ).update(
+            status=outcome.status,
+            metrics=stored,
+            errors=errors,
+            last_error=outcome.error[:ERROR_TEXT_LIMIT] if outcome.error else job.last_error,
+            run_after=outcome.run_after or job.run_after,
+            finished_at=None if outcome.status == JobStatus.RETRYING else now,
+            lease_expires_at=None,
+            locked_by="",
+            offered_at=None,
+            updated_at=now,
+        )
+        if not updated:
+            logger.warning("job %s lost its lease before finishing; outcome dropped", job.pk)
+            line["status"] = "lease-lost"
+            return line
+        if outcome.status == JobStatus.SUCCEEDED and ctx is not None:
+            for follow in ctx.followups:
+                enqueue(
+                    follow.kind,
+                    user=job.user_id,
+                    payload=follow.payload,
+                    batch_id=job.batch_id,
+                    dedupe_key=follow.dedupe_key,
+                    parent=job,
+                )
+    return line
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    leases_expired: int
+    offered: int
+
+
+def tick() -> TickResult:
+    """Return jobs whose lease expired (their worker died) and re-offer due jobs.
+
+    Registered as a django-q2 Schedule; `runjobs` calls it too. Idempotent and cheap: both
+    queries use partial indexes (job_lease_idx, job_due_idx).
+    """
+    config = get_config()
+    expired = return_expired_leases()
+    stale = timezone.now() - timedelta(seconds=config.reoffer_after_s)
+    due_ids = list(
+        Job.objects.filter(
+            status__in=[JobStatus.QUEUED, JobStatus.RETRYING],
+            run_after__lte=timezone.now(),
+            cancel_requested=False,
+        )
+        .exclude(offered_at__gt=stale)
+        .values_list("pk", flat=True)[:1000]
+    )
+    if due_ids:
+        Job.objects.filter(pk__in=due_ids).update(offered_at=timezone.now())
+    offered = offer(due_ids)
+    return TickResult(leases_expired=expired, offered=offered)
+
+
+def return_expired_leases() -> int:
+    table = Job._meta.db_table
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table}
+               SET status = CASE WHEN cancel_requested THEN %(cancelled)s
+                                 WHEN attempts >= max_attempts THEN %(failed)s
+                                 ELSE %(retrying)s END,
+                   finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
+                                      THEN %(now)s END,
+                   errors = errors || jsonb_build_array(
+                       %(error)s::jsonb || jsonb_build_object('attempt', attempts, 'at', %(now)s)),
+                   last_error = %(message)s,
+                   locked_by = '', lease_expires_at = NULL, offered_at = NULL,
+                   run_after = %(now)s, updated_at = %(now)s
+             WHERE status = %(running)s AND lease_expires_at < %(now)s
+            """,
+            {
+                "cancelled": JobStatus.CANCELLED,
+                "failed": JobStatus.FAILED,
+                "retrying": JobStatus.RETRYING,
+                "running": JobStatus.RUNNING,
+                "error": json.dumps({"error": LEASE_EXPIRED}),
+                "message": LEASE_EXPIRED,
+                "now": now,
+            },
+        )
+        return cursor.rowcount
+
+
+@dataclass
+class RunReport:
+    ran: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def run_due_jobs(
+    *,
+    kinds: list[str] | None = None,
+    max_jobs: int | None = None,
+    until_empty: bool = False,
+    on_result: Callable[[int, str], None] | None = None,
+) -> RunReport:
+    """Run due jobs in this process, oldest due first. With `until_empty`, keep going until none
+    is due (jobs waiting out a backoff are not due)."""
+    report = RunReport()
+    while max_jobs is None or report.ran < max_jobs:
+        return_expired_leases()
+        due = Job.objects.filter(
+            status__in=[JobStatus.QUEUED, JobStatus.RETRYING],
+            run_after__lte=timezone.now(),
+            cancel_requested=False,
+        ).order_by("run_after", "id")
+        if kinds:
+            due = due.filter(kind__in=kinds)
+        limit = 100 if max_jobs is None else max_jobs - report.ran
+        ids = list(due.values_list("pk", flat=True)[:limit])
+        if not ids:
+            break
+        for job_id in ids:
+            status = run_job(job_id)
+            if status == "not-claimed":
+                continue
+            report.ran += 1
+            report.outcomes[status] = report.outcomes.get(status, 0) + 1
+            if on_result is not None:
+                on_result(job_id, status)
+        if not until_empty:
+            break
+    return report

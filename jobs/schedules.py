@@ -1,0 +1,34 @@
+"""The django-q2 Schedules crm-pipeline needs, created or updated idempotently after migrate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.config import get_config
+
+TICK = "crm_pipeline.tick"
+
+
+def wanted_schedules() -> dict[str, dict[str, Any]]:
+    """Schedule name -> fields. Other apps' stages add theirs through PERIODIC (see below)."""
+    config = get_config()
+    schedules = {
+        TICK: {
+            "func": "jobs.runner.tick",
+            "schedule_type": "I",
+            "minutes": config.tick_interval_minutes,
+        }
+    }
+    schedules.update(PERIODIC)
+    return schedules
+
+
+# Further schedules registered by other modules of this app (periodic sync adds one).
+PERIODIC: dict[str, dict[str, Any]] = {}
+
+
+def ensure_schedules(**kwargs: Any) -> None:
+    from django_q.models import Schedule
+
+    for name, fields in wanted_schedules().items():
+        Schedule.objects.update_or_create(name=name, defaults={**fields, "repeats": -1})

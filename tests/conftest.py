@@ -1,0 +1,72 @@
+"""Shared fixtures: users, a staff client, and a way to point worker subprocesses at the test DB."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_CORPUS = REPO_ROOT.parent / "shared" / "corpus"
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("ada", email="ada@example.com", password="pw")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("bob", email="bob@example.com", password="pw")
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    staff = django_user_model.objects.create_user(
+        "operator", email="op@example.com", password="pw", is_staff=True, is_superuser=True
+    )
+    client.force_login(staff)
+    return client
+
+
+def worker_database_url() -> str:
+    """DATABASE_URL of the database pytest-django created, for worker subprocesses."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = quote(s["USER"] or "postgres")
+    if s.get("PASSWORD"):
+        auth += ":" + quote(s["PASSWORD"])
+    host = s.get("HOST") or ""
+    if host.startswith("/"):
+        return f"postgres://{auth}@/{s['NAME']}?host={quote(host, safe='/')}"
+    port = f":{s['PORT']}" if s.get("PORT") else ""
+    return f"postgres://{auth}@{host}{port}/{s['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(
+        DATABASE_URL=worker_database_url(),
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        CRM_PIPELINE_TESTING="1",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable
+
+
+@pytest.fixture
+def pipeline_config(settings):
+    """Override CRM_PIPELINE operating rules for one test: pipeline_config(gmail_chunk_size=10)."""
+
+    def configure(**overrides: object) -> None:
+        settings.CRM_PIPELINE = {**settings.CRM_PIPELINE, **overrides}
+
+    return configure

@@ -1,0 +1,82 @@
+"""Test processors: record executions, fail on demand, sleep, respect or ignore the deadline."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from jobs.context import JobContext, Metrics
+from jobs.dispatcher import processor
+from jobs.errors import PermanentError, TransientError
+from jobs.models import Job
+from jobs.payloads import Payload
+from tests.testapp.models import Execution
+
+
+@dataclass(frozen=True)
+class RecordPayload(Payload):
+    sleep_s: float = 0.0
+    fail_transient_times: int = 0
+    fail_permanent: bool = False
+    retry_after: float | None = None
+    items: int = 1
+    continue_times: int = 0
+    next_kind: str | None = None
+
+
+@processor("noop")
+def noop(job: Job, ctx: JobContext) -> Metrics:
+    return Metrics()
+
+
+@processor("record", payload=RecordPayload)
+def record(job: Job, ctx: JobContext) -> Metrics:
+    p: RecordPayload = ctx.payload  # type: ignore[assignment]
+    Execution.objects.create(job_id=job.pk, attempt=job.attempts, phase="started", worker_pid=os.getpid())
+    end = time.monotonic() + p.sleep_s
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        ctx.checkpoint()
+    if p.fail_permanent:
+        raise PermanentError("asked to fail permanently")
+    if job.attempts <= p.fail_transient_times:
+        raise TransientError(f"asked to fail (attempt {job.attempts})", retry_after=p.retry_after)
+    Execution.objects.create(job_id=job.pk, attempt=job.attempts, phase="effect", worker_pid=os.getpid())
+    if p.continue_times:
+        ctx.continue_with(RecordPayload(continue_times=p.continue_times - 1, items=p.items))
+    if p.next_kind:
+        ctx.enqueue_next(p.next_kind)
+    return Metrics(items_fetched=p.items, items_inserted=p.items)
+
+
+@dataclass(frozen=True)
+class SlowPayload(Payload):
+    seconds: float
+    cooperative: bool = True
+
+
+@processor("slow", payload=SlowPayload)
+def slow(job: Job, ctx: JobContext) -> Metrics:
+    """Works in small steps; a cooperative run stops cleanly at the deadline."""
+    p: SlowPayload = ctx.payload  # type: ignore[assignment]
+    done = 0
+    end = time.monotonic() + p.seconds
+    while time.monotonic() < end:
+        if p.cooperative and ctx.deadline_reached():
+            return Metrics(items_fetched=done, items_inserted=done, timed_out=True)
+        if not p.cooperative:
+            ctx.checkpoint()
+        time.sleep(0.02)
+        done += 1
+    return Metrics(items_fetched=done, items_inserted=done)
+
+
+@processor("crash")
+def crash(job: Job, ctx: JobContext) -> Metrics:
+    return 1 / 0  # type: ignore[return-value]
+
+
+@processor("laned", lane="laned:{user_id}")
+def laned(job: Job, ctx: JobContext) -> Metrics:
+    return Metrics()

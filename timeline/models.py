@@ -1,0 +1,1 @@
+"""Per-contact timeline events (arrive with the timeline capability)."""
