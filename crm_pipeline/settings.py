@@ -78,6 +78,9 @@ else:
         Path(env.str("CRM_PIPELINE_PGDATA", default=str(BASE_DIR / ".pgdata")))
     )
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+# django-environ leaves a "?host=/socket/dir" in OPTIONS; Django reads it best as HOST.
+if not DATABASES["default"].get("HOST") and "host" in DATABASES["default"].get("OPTIONS", {}):
+    DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
 # Persistent connections: with 0 django-q2's ORM broker reconnects per call and runs ~6x slower.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -125,7 +125,8 @@ class JobAdmin(admin.ModelAdmin):
         return format_html(
             "<pre>{}</pre>",
             "\n\n".join(
-                f"attempt {e.get('attempt')} at {e.get('at')}:\n{e.get('error')}" for e in job.errors
+                f"attempt {e.get('attempt')} at {e.get('at')}:\n{e.get('error')}"
+                for e in job.errors
             ),
         )
 

@@ -28,5 +28,3 @@ def offer(job_ids: Iterable[int]) -> int:
 
 def offer_on_commit(job_id: int) -> None:
     transaction.on_commit(lambda: offer([job_id]))
-
-

@@ -85,13 +85,22 @@ class JobContext:
         self._follow(self.job.kind, payload, self.job.dedupe_key, continuation=True)
 
     def enqueue_next(
-        self, kind: str, payload: Payload | dict[str, Any] | None = None, *, dedupe_key: str | None = None
+        self,
+        kind: str,
+        payload: Payload | dict[str, Any] | None = None,
+        *,
+        dedupe_key: str | None = None,
     ) -> None:
         """Start the next stage (by kind name) for this batch once this run succeeds."""
         self._follow(kind, payload or {}, dedupe_key, continuation=False)
 
     def _follow(
-        self, kind: str, payload: Payload | dict[str, Any], dedupe_key: str | None, *, continuation: bool
+        self,
+        kind: str,
+        payload: Payload | dict[str, Any],
+        dedupe_key: str | None,
+        *,
+        continuation: bool,
     ) -> None:
         data = payload.to_dict() if isinstance(payload, Payload) else dict(payload)
         self.followups.append(FollowUp(kind, data, dedupe_key, continuation))

@@ -12,7 +12,7 @@ from jobs.errors import PayloadError
 
 @dataclasses.dataclass(frozen=True)
 class Payload:
-    """Base for payload shapes. Fields must be JSON types: str, int, float, bool, list, dict, None."""
+    """Base for payload shapes; fields must be JSON types (str, int, float, bool, list, dict)."""
 
     @classmethod
     def from_dict(cls, data: Any) -> Self:

@@ -1,4 +1,4 @@
-"""run_job(): claim, run under a deadline, record the outcome; tick(): due retries and lost leases."""
+"""run_job(): claim, run to a deadline, record the outcome; tick(): due jobs and lost leases."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import random
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Callable
 from typing import Any
 
 from django.db import connection, transaction
@@ -35,7 +35,9 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def backoff_delay(attempt: int, *, config: PipelineConfig, retry_after: float | None = None) -> float:
+def backoff_delay(
+    attempt: int, *, config: PipelineConfig, retry_after: float | None = None
+) -> float:
     """Seconds before the next attempt: full jitter over an exponential, capped; never before
     the provider's Retry-After."""
     ceiling = min(config.backoff_cap_s, config.backoff_base_s * 2 ** max(attempt - 1, 0))
@@ -133,10 +135,14 @@ def _retry_or_fail(
     if job.attempts >= job.max_attempts:
         return _Outcome(JobStatus.FAILED, error=f"attempts exhausted; last error: {error}")
     delay = backoff_delay(job.attempts, config=config, retry_after=retry_after)
-    return _Outcome(JobStatus.RETRYING, error=error, run_after=timezone.now() + timedelta(seconds=delay))
+    return _Outcome(
+        JobStatus.RETRYING, error=error, run_after=timezone.now() + timedelta(seconds=delay)
+    )
 
 
-def metrics_line(job: Job, metrics: Metrics, *, status: str, duration_ms: int, timed_out: bool) -> dict[str, Any]:
+def metrics_line(
+    job: Job, metrics: Metrics, *, status: str, duration_ms: int, timed_out: bool
+) -> dict[str, Any]:
     return {
         "itemsFetched": metrics.items_fetched,
         "itemsInserted": metrics.items_inserted,
@@ -167,7 +173,13 @@ def _finish(
     now = timezone.now()
     errors = list(job.errors)
     if outcome.error:
-        errors.append({"attempt": job.attempts, "at": now.isoformat(), "error": outcome.error[:ERROR_TEXT_LIMIT]})
+        errors.append(
+            {
+                "attempt": job.attempts,
+                "at": now.isoformat(),
+                "error": outcome.error[:ERROR_TEXT_LIMIT],
+            }
+        )
     with transaction.atomic():
         # Only the holder of the lease may record an outcome: if tick() took the job back
         # (lease expired), this late result is dropped and the newer attempt wins.

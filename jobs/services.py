@@ -25,10 +25,13 @@ def job_retry(*, job_ids: Iterable[int]) -> int:
         for job in Job.objects.select_for_update(skip_locked=True).filter(
             pk__in=list(job_ids), status__in=[JobStatus.FAILED, JobStatus.CANCELLED]
         ):
-            if job.dedupe_key and Job.objects.filter(
-                dedupe_key=job.dedupe_key,
-                status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING],
-            ).exists():
+            if (
+                job.dedupe_key
+                and Job.objects.filter(
+                    dedupe_key=job.dedupe_key,
+                    status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING],
+                ).exists()
+            ):
                 continue
             now = timezone.now()
             Job.objects.filter(pk=job.pk).update(

@@ -9,3 +9,6 @@ class Execution(models.Model):
     phase = models.CharField(max_length=16)  # "started" | "effect"
     worker_pid = models.IntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} attempt {self.attempt} {self.phase}"

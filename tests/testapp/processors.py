@@ -33,7 +33,9 @@ def noop(job: Job, ctx: JobContext) -> Metrics:
 @processor("record", payload=RecordPayload)
 def record(job: Job, ctx: JobContext) -> Metrics:
     p: RecordPayload = ctx.payload  # type: ignore[assignment]
-    Execution.objects.create(job_id=job.pk, attempt=job.attempts, phase="started", worker_pid=os.getpid())
+    Execution.objects.create(
+        job_id=job.pk, attempt=job.attempts, phase="started", worker_pid=os.getpid()
+    )
     end = time.monotonic() + p.sleep_s
     while time.monotonic() < end:
         time.sleep(0.05)
@@ -42,7 +44,9 @@ def record(job: Job, ctx: JobContext) -> Metrics:
         raise PermanentError("asked to fail permanently")
     if job.attempts <= p.fail_transient_times:
         raise TransientError(f"asked to fail (attempt {job.attempts})", retry_after=p.retry_after)
-    Execution.objects.create(job_id=job.pk, attempt=job.attempts, phase="effect", worker_pid=os.getpid())
+    Execution.objects.create(
+        job_id=job.pk, attempt=job.attempts, phase="effect", worker_pid=os.getpid()
+    )
     if p.continue_times:
         ctx.continue_with(RecordPayload(continue_times=p.continue_times - 1, items=p.items))
     if p.next_kind:

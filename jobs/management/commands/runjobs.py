@@ -31,7 +31,9 @@ class Command(BaseCommand):
             raise CommandError("--max-jobs must be at least 1")
         report = run_due_jobs(
             kinds=kinds,
-            max_jobs=options["max_jobs"] if options["max_jobs"] else (None if options["until_empty"] else 100),
+            max_jobs=options["max_jobs"]
+            if options["max_jobs"]
+            else (None if options["until_empty"] else 100),
             until_empty=options["until_empty"],
             on_result=self._echo if options["verbosity"] >= 2 else None,
         )

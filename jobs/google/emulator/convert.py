@@ -1,0 +1,656 @@
+"""Turns RFC 822 mail, mbox files and iCalendar data into Gmail v1 and Calendar v3 resources."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import hashlib
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from email import message_from_bytes
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from os import PathLike
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+import icalendar
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
+from jobs.normalization.html import html_to_text
+from jobs.normalization.text import collapse_whitespace, decode_bytes, decode_words, unfold
+
+SNIPPET_CHARS = 200
+_MSGID_TOKEN = re.compile(r"<[^<>\s]+>")
+_MBOX_QUOTED_FROM = re.compile(rb"^>+From ")
+_TAKEOUT_LABELS = {
+    "inbox": "INBOX",
+    "sent": "SENT",
+    "important": "IMPORTANT",
+    "starred": "STARRED",
+    "unread": "UNREAD",
+    "spam": "SPAM",
+    "trash": "TRASH",
+    "draft": "DRAFT",
+    "drafts": "DRAFT",
+    "chat": "CHAT",
+    "category personal": "CATEGORY_PERSONAL",
+    "category social": "CATEGORY_SOCIAL",
+    "category promotions": "CATEGORY_PROMOTIONS",
+    "category updates": "CATEGORY_UPDATES",
+    "category forums": "CATEGORY_FORUMS",
+}
+# Takeout states these as pseudo-labels; the API expresses them by the absence of INBOX/UNREAD
+_TAKEOUT_PSEUDO_LABELS = frozenset({"opened", "archived"})
+_PARTSTAT = {
+    "ACCEPTED": "accepted",
+    "DECLINED": "declined",
+    "TENTATIVE": "tentative",
+    "NEEDS-ACTION": "needsAction",
+}
+_RECURRENCE_PROPS = ("RRULE:", "RRULE;", "EXRULE", "RDATE", "EXDATE")
+_BASE32HEX = re.compile(r"^[a-v0-9]{5,1024}$")
+
+
+# --- Gmail -------------------------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _hex_id(seed: bytes) -> str:
+    return hashlib.sha256(seed).hexdigest()[:16]
+
+
+def _message_id_token(value: str) -> str:
+    match = _MSGID_TOKEN.search(value)
+    return match.group(0) if match else value.strip()
+
+
+def _header_text(value: Any) -> str:
+    """A stored header value as real text: 8-bit bytes kept by the parser are decoded."""
+    text = str(value)
+    if not text.isascii():
+        # a UnicodeEncodeError means real unicode already (the message was built from str)
+        with contextlib.suppress(UnicodeEncodeError):
+            text = decode_bytes(text.encode("ascii", "surrogateescape"))
+    return unfold(text)
+
+
+def _headers(part: Message) -> list[dict[str, str]]:
+    return [{"name": _header_text(k), "value": _header_text(v)} for k, v in part.raw_items()]
+
+
+def _parse(raw: bytes) -> Message:
+    # compat32 is the most forgiving policy: it records defects instead of raising
+    return message_from_bytes(raw)
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return ""
+    return decode_words(_header_text(name)).strip() if name else ""
+
+
+def _body_bytes(part: Message) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+    except (ValueError, LookupError, TypeError, AttributeError):
+        data = None
+    if isinstance(data, bytes):
+        return data
+    payload = part.get_payload()
+    if isinstance(payload, str):
+        return payload.encode("utf-8", "surrogateescape")
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        try:
+            return payload[0].as_bytes()
+        except Exception:  # the generator chokes on some broken nested messages
+            return b""
+    return b""
+
+
+def _is_attachment(part: Message, filename: str) -> bool:
+    if filename or part.get_content_type() == "message/rfc822":
+        return True
+    disposition = str(part.get("Content-Disposition", "")).split(";", 1)[0].strip().lower()
+    return disposition == "attachment"
+
+
+def _payload(part: Message, part_id: str, seed: str, texts: list[tuple[str, str]]) -> dict:
+    mime = part.get_content_type()
+    filename = _filename(part)
+    node: dict[str, Any] = {
+        "partId": part_id,
+        "mimeType": mime,
+        "filename": filename,
+        "headers": _headers(part),
+    }
+    children = part.get_payload() if part.is_multipart() else None
+    if mime != "message/rfc822" and isinstance(children, list):
+        node["body"] = {"size": 0}
+        node["parts"] = [
+            _payload(child, f"{part_id}.{i}" if part_id else str(i), seed, texts)
+            for i, child in enumerate(children)
+            if isinstance(child, Message)
+        ]
+        return node
+    data = _body_bytes(part)
+    body: dict[str, Any] = {"size": len(data)}
+    if _is_attachment(part, filename):
+        body["attachmentId"] = attachment_id(seed, part_id)
+    elif data:
+        body["data"] = _b64url(data)
+        if mime in ("text/plain", "text/html"):
+            texts.append((mime, decode_bytes(data, part.get_content_charset())))
+    node["body"] = body
+    return node
+
+
+def attachment_id(message_seed: str, part_id: str) -> str:
+    """Opaque, stable attachment id for one part of one message (as users.messages.attachments)."""
+    digest = hashlib.sha256(f"{message_seed}/{part_id}".encode()).digest()
+    return "ANGj" + _b64url(digest * 2)
+
+
+def attachment_bytes(raw: bytes, attachment: str, *, message_id: str | None = None) -> bytes | None:
+    """The decoded bytes of the part that gmail_message_from_rfc822 gave this attachmentId."""
+    msg = _parse(raw)
+    seed = message_id or _gmail_id(msg, raw)
+
+    def walk(part: Message, part_id: str) -> bytes | None:
+        children = part.get_payload() if part.is_multipart() else None
+        if part.get_content_type() != "message/rfc822" and isinstance(children, list):
+            for i, child in enumerate(children):
+                if isinstance(child, Message):
+                    found = walk(child, f"{part_id}.{i}" if part_id else str(i))
+                    if found is not None:
+                        return found
+            return None
+        return _body_bytes(part) if attachment_id(seed, part_id) == attachment else None
+
+    return walk(msg, "")
+
+
+def _first(msg: Message, name: str) -> str:
+    value = msg.get(name)
+    return _header_text(value) if value is not None else ""
+
+
+def _gmail_id(msg: Message, raw: bytes) -> str:
+    message_id = _message_id_token(_first(msg, "Message-ID"))
+    return _hex_id(message_id.encode("utf-8", "replace") if message_id else raw)
+
+
+def _thread_id(msg: Message, own_id: str) -> str:
+    takeout = _first(msg, "X-GM-THRID").strip()
+    if takeout.isdigit():
+        return format(int(takeout), "x")
+    for header in ("References", "In-Reply-To"):
+        tokens = _MSGID_TOKEN.findall(_first(msg, header))
+        if tokens:
+            return _hex_id(tokens[0].encode("utf-8", "replace"))
+    return own_id
+
+
+def _date_ms(value: str) -> int | None:
+    if not value.strip():
+        return None
+    try:
+        parsed = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return int(parsed.timestamp() * 1000)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _internal_date(msg: Message) -> int:
+    received = _first(msg, "Received")
+    if ";" in received:
+        ms = _date_ms(received.rsplit(";", 1)[1])
+        if ms is not None:
+            return ms
+    ms = _date_ms(_first(msg, "Date"))
+    return ms if ms is not None else int(time.time() * 1000)
+
+
+def _snippet(texts: list[tuple[str, str]]) -> str:
+    plain = next((text for mime, text in texts if mime == "text/plain" and text.strip()), None)
+    if plain is None:
+        html = next((text for mime, text in texts if mime == "text/html"), "")
+        plain = html_to_text(html, max_chars=SNIPPET_CHARS * 4)
+    return collapse_whitespace(plain[: SNIPPET_CHARS * 4].replace("\x00", ""))[:SNIPPET_CHARS]
+
+
+def gmail_message_from_rfc822(
+    raw: bytes,
+    *,
+    message_id: str | None = None,
+    thread_id: str | None = None,
+    label_ids: list[str] | None = None,
+    internal_date_ms: int | None = None,
+    history_id: int = 1,
+) -> dict:
+    """Gmail `users.messages` resource in format=full, as Gmail builds it from the raw message.
+
+    Header values are unfolded but not RFC 2047-decoded. Without label_ids the labels come from
+    Takeout's X-Gmail-Labels, else ["INBOX"]. Never raises on malformed mail.
+    """
+    raw = bytes(raw)
+    msg = _parse(raw)
+    own_id = message_id or _gmail_id(msg, raw)
+    texts: list[tuple[str, str]] = []
+    payload = _payload(msg, "", own_id, texts)
+    if label_ids is None:
+        label_ids = _labels_from_value(_first(msg, "X-Gmail-Labels")) or ["INBOX"]
+    return {
+        "id": own_id,
+        "threadId": thread_id or _thread_id(msg, own_id),
+        "labelIds": list(label_ids),
+        "snippet": _snippet(texts),
+        "payload": payload,
+        "sizeEstimate": len(raw),
+        "historyId": str(history_id),
+        "internalDate": str(
+            internal_date_ms if internal_date_ms is not None else _internal_date(msg)
+        ),
+    }
+
+
+def format_message(
+    full: dict, raw: bytes, fmt: str, metadata_headers: list[str] | None = None
+) -> dict:
+    """Project a format=full resource to 'full', 'metadata', 'minimal' or 'raw' as Gmail does."""
+    if fmt == "full":
+        return copy.deepcopy(full)
+    minimal = {key: copy.deepcopy(value) for key, value in full.items() if key != "payload"}
+    if fmt == "minimal":
+        return minimal
+    if fmt == "raw":
+        return {**minimal, "raw": _b64url(bytes(raw))}
+    if fmt == "metadata":
+        payload = full.get("payload") or {}
+        headers = payload.get("headers") or []
+        if metadata_headers:
+            wanted = {name.lower() for name in metadata_headers}
+            headers = [h for h in headers if h["name"].lower() in wanted]
+        return {
+            **minimal,
+            "payload": {
+                "partId": payload.get("partId", ""),
+                "mimeType": payload.get("mimeType", "text/plain"),
+                "filename": payload.get("filename", ""),
+                "headers": copy.deepcopy(headers),
+                "body": {"size": 0},
+            },
+        }
+    raise ValueError(f"unknown message format {fmt!r}")
+
+
+def iter_mbox(path_or_file: str | PathLike[str] | IO[bytes]) -> Iterator[bytes]:
+    """Stream the messages of an mbox file (Takeout style, mboxrd '>From ' unquoting) one by one.
+
+    Every line starting with 'From ' separates messages, as mbox writers quote the others.
+    """
+    if isinstance(path_or_file, str | PathLike):
+        with open(path_or_file, "rb") as handle:
+            yield from _iter_mbox_lines(handle)
+    else:
+        yield from _iter_mbox_lines(path_or_file)
+
+
+def _iter_mbox_lines(handle: IO[bytes]) -> Iterator[bytes]:
+    lines: list[bytes] = []
+    started = False
+    for line in handle:
+        if line.startswith(b"From "):
+            if started or any(chunk.strip() for chunk in lines):
+                yield _end_message(lines)
+            lines, started = [], True
+            continue
+        if line.startswith(b">") and _MBOX_QUOTED_FROM.match(line):
+            line = line[1:]
+        lines.append(line)
+    if started or any(chunk.strip() for chunk in lines):
+        yield _end_message(lines)
+
+
+def _end_message(lines: list[bytes]) -> bytes:
+    # the blank line before the next separator belongs to the mbox, not to the message
+    if lines and lines[-1] in (b"\n", b"\r\n"):
+        lines = lines[:-1]
+    return b"".join(lines)
+
+
+def _labels_from_value(value: str) -> list[str]:
+    labels: list[str] = []
+    for name in _split_labels(decode_words(value)):
+        key = name.lower()
+        if not name or key in _TAKEOUT_PSEUDO_LABELS:
+            continue
+        label = _TAKEOUT_LABELS.get(key, f"Label_{name}")
+        if label not in labels:
+            labels.append(label)
+    return labels
+
+
+def _split_labels(value: str) -> list[str]:
+    # Takeout quotes label names that contain commas
+    names: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            names.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    names.append("".join(current).strip())
+    return names
+
+
+def gmail_labels_from_headers(raw: bytes) -> list[str]:
+    """Gmail label ids for Takeout's X-Gmail-Labels header (custom labels become Label_<name>)."""
+    headers = BytesHeaderParser().parsebytes(bytes(raw))
+    return _labels_from_value(_first(headers, "X-Gmail-Labels"))
+
+
+# --- Calendar ----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=512)
+def _iana_zone(tzid: str | None) -> str | None:
+    if not tzid:
+        return None
+    name = tzid.strip().strip('"')
+    name = WINDOWS_TO_OLSON.get(name, name)
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        return None
+    return name
+
+
+def _rfc3339(moment: datetime) -> str:
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _event_time(value: date | datetime, tzid: str | None, default_zone: str | None) -> dict:
+    if not isinstance(value, datetime):
+        return {"date": value.isoformat()}
+    zone = _iana_zone(tzid) or (None if tzid else default_zone)
+    if value.tzinfo is None:
+        # floating time: Google pins it to the calendar's zone
+        value = value.replace(tzinfo=ZoneInfo(default_zone) if default_zone else UTC)
+        zone = default_zone
+    offset = value.utcoffset()
+    text = value.isoformat(timespec="seconds")
+    if offset == timedelta(0):
+        text = value.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+        zone = zone or "UTC"
+    result: dict[str, str] = {"dateTime": text}
+    if zone:
+        result["timeZone"] = zone
+    return result
+
+
+def _prop(event: icalendar.Event, name: str) -> Any:
+    value = event.get(name)
+    return value[0] if isinstance(value, list) and value else value
+
+
+def _text(event: icalendar.Event, name: str) -> str | None:
+    value = _prop(event, name)
+    return str(value) if value is not None and str(value) != "" else None
+
+
+def _dt_prop(event: icalendar.Event, name: str) -> tuple[date | datetime, str | None] | None:
+    value = _prop(event, name)
+    if value is None or not hasattr(value, "dt"):
+        return None
+    moment = value.dt
+    if isinstance(moment, tuple | list):
+        moment = moment[0] if moment else None
+    if not isinstance(moment, date):
+        return None
+    return moment, value.params.get("TZID")
+
+
+def _person(address: Any) -> tuple[str, str | None]:
+    email = str(address)
+    if email.lower().startswith("mailto:"):
+        email = email[7:]
+    name = address.params.get("CN") if hasattr(address, "params") else None
+    return email.strip().lower(), (str(name) if name else None)
+
+
+def _event_id(uid: str, taken: set[str]) -> str:
+    local = uid.split("@", 1)[0]
+    base = local if uid.endswith("@google.com") and _BASE32HEX.match(local) else None
+    if base is None:
+        base = base64.b32hexencode(hashlib.sha256(uid.encode()).digest()[:15]).decode().lower()
+    event_id, n = base, 1
+    while event_id in taken:
+        n += 1
+        event_id = f"{base}{n}"
+    return event_id
+
+
+def _instance_suffix(value: date | datetime) -> str:
+    if isinstance(value, datetime):
+        moment = value.astimezone(UTC) if value.tzinfo else value
+        return moment.strftime("%Y%m%dT%H%M%SZ")
+    return value.strftime("%Y%m%d")
+
+
+def _conference(url: str) -> tuple[str | None, dict]:
+    conference_id = url.rstrip("/").rsplit("/", 1)[-1]
+    meet = "meet.google.com" in url
+    data = {
+        "entryPoints": [{"entryPointType": "video", "uri": url, "label": url.split("://", 1)[-1]}],
+        "conferenceSolution": {
+            "key": {"type": "hangoutsMeet" if meet else "addOn"},
+            "name": "Google Meet" if meet else "Conference",
+        },
+        "conferenceId": conference_id,
+    }
+    return (url if meet else None), data
+
+
+def _event_resource(
+    event: icalendar.Event,
+    *,
+    calendar_id: str,
+    default_zone: str | None,
+    ids: dict[str, str],
+    taken: set[str],
+) -> dict | None:
+    start = _dt_prop(event, "DTSTART")
+    if start is None:
+        return None
+    uid = _text(event, "UID") or hashlib.sha256(event.to_ical()).hexdigest()
+    if uid not in ids:
+        ids[uid] = _event_id(uid, taken)
+        taken.add(ids[uid])
+    master_id = ids[uid]
+    recurrence_id = _dt_prop(event, "RECURRENCE-ID")
+    event_id = master_id
+    if recurrence_id is not None:
+        event_id = f"{master_id}_{_instance_suffix(recurrence_id[0])}"
+    status = (_text(event, "STATUS") or "confirmed").lower()
+    resource: dict[str, Any] = {
+        "kind": "calendar#event",
+        "id": event_id,
+        "status": status if status in ("confirmed", "tentative", "cancelled") else "confirmed",
+        "htmlLink": "https://www.google.com/calendar/event?eid="
+        + _b64url(f"{event_id} {calendar_id}".encode()),
+    }
+    for key, prop in (("created", "CREATED"), ("updated", "LAST-MODIFIED")):
+        stamp = _dt_prop(event, prop) or (_dt_prop(event, "DTSTAMP") if key == "updated" else None)
+        if stamp is not None and isinstance(stamp[0], datetime):
+            resource[key] = _rfc3339(stamp[0])
+    for key, prop in (("summary", "SUMMARY"), ("description", "DESCRIPTION")):
+        value = _text(event, prop)
+        if value is not None:
+            resource[key] = value
+    location = _text(event, "LOCATION")
+    if location is not None:
+        resource["location"] = location
+    organizer = _prop(event, "ORGANIZER")
+    organizer_email = None
+    if organizer is not None:
+        organizer_email, name = _person(organizer)
+        resource["organizer"] = {"email": organizer_email}
+        if name:
+            resource["organizer"]["displayName"] = name
+        if organizer_email == calendar_id.lower():
+            resource["organizer"]["self"] = True
+    resource["start"] = _event_time(start[0], start[1], default_zone)
+    end = _event_end(event, start[0])
+    resource["end"] = _event_time(end, _end_tzid(event, start[1]), default_zone)
+    lines = (str(line) for line in event.content_lines())
+    recurrence = [line for line in lines if line.upper().startswith(_RECURRENCE_PROPS)]
+    if recurrence and recurrence_id is None:
+        resource["recurrence"] = recurrence
+    if recurrence_id is not None:
+        resource["recurringEventId"] = master_id
+        original, original_tzid = recurrence_id
+        resource["originalStartTime"] = _event_time(original, original_tzid, default_zone)
+    if _text(event, "TRANSP") == "TRANSPARENT":
+        resource["transparency"] = "transparent"
+    resource["iCalUID"] = uid
+    resource["sequence"] = _sequence(event)
+    attendees = event.get("ATTENDEE")
+    if attendees is not None:
+        resource["attendees"] = [
+            _attendee(a, organizer_email, calendar_id)
+            for a in (attendees if isinstance(attendees, list) else [attendees])
+        ]
+    conference = _text(event, "X-GOOGLE-CONFERENCE")
+    if conference:
+        hangout, data = _conference(conference)
+        if hangout:
+            resource["hangoutLink"] = hangout
+        resource["conferenceData"] = data
+    resource["eventType"] = "default"
+    return resource
+
+
+def _sequence(event: icalendar.Event) -> int:
+    try:
+        return int(str(_prop(event, "SEQUENCE") or 0))
+    except ValueError:
+        return 0
+
+
+def _end_tzid(event: icalendar.Event, start_tzid: str | None) -> str | None:
+    end = _dt_prop(event, "DTEND")
+    return end[1] if end is not None else start_tzid
+
+
+def _event_end(event: icalendar.Event, start: date | datetime) -> date | datetime:
+    end = _dt_prop(event, "DTEND")
+    if end is not None and isinstance(end[0], datetime) == isinstance(start, datetime):
+        return end[0]
+    duration = _prop(event, "DURATION")
+    if duration is not None and isinstance(getattr(duration, "dt", None), timedelta):
+        return start + duration.dt
+    # RFC 5545: a DATE start without end lasts one day; a DATE-TIME start lasts no time at all
+    return start if isinstance(start, datetime) else start + timedelta(days=1)
+
+
+def _attendee(address: Any, organizer_email: str | None, calendar_id: str) -> dict:
+    email, name = _person(address)
+    params = getattr(address, "params", {})
+    attendee: dict[str, Any] = {"email": email}
+    if name:
+        attendee["displayName"] = name
+    if organizer_email and email == organizer_email:
+        attendee["organizer"] = True
+    if email == calendar_id.lower():
+        attendee["self"] = True
+    if str(params.get("ROLE", "")).upper() == "OPT-PARTICIPANT":
+        attendee["optional"] = True
+    if str(params.get("CUTYPE", "")).upper() == "RESOURCE":
+        attendee["resource"] = True
+    attendee["responseStatus"] = _PARTSTAT.get(
+        str(params.get("PARTSTAT", "NEEDS-ACTION")).upper(), "needsAction"
+    )
+    return attendee
+
+
+def calendar_events_from_ics(data: bytes, *, calendar_id: str = "primary") -> list[dict]:
+    """The VEVENTs of an iCalendar file as Calendar v3 `events` resources.
+
+    Ids are stable: Google's own ids are reused from <id>@google.com UIDs, other UIDs are hashed;
+    RECURRENCE-ID overrides get Google's <master>_<start> instance ids. Unusable events are skipped.
+    """
+    calendars = _parse_calendars(bytes(data))
+    events: list[dict] = []
+    ids: dict[str, str] = {}
+    taken: set[str] = set()
+    for calendar in calendars:
+        default_zone = _iana_zone(str(calendar.get("X-WR-TIMEZONE") or "") or None)
+        for event in calendar.walk("VEVENT"):
+            try:
+                resource = _event_resource(
+                    event, calendar_id=calendar_id, default_zone=default_zone, ids=ids, taken=taken
+                )
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError):
+                # one broken VEVENT must not hide the rest of the calendar
+                continue
+            if resource is not None:
+                events.append(resource)
+    return events
+
+
+def _parse_calendars(data: bytes) -> list[icalendar.Calendar]:
+    try:
+        return icalendar.Calendar.from_ical(data, multiple=True)
+    except (ValueError, KeyError, IndexError, TypeError):
+        pass
+    # one bad property (an alarm's malformed trigger, say) fails the whole file: retry event by
+    # event, without alarms, keeping the calendar's properties and time zones
+    head: list[bytes] = []
+    zones: list[bytes] = []
+    events: list[list[bytes]] = []
+    block: list[bytes] | None = None
+    skipping = False
+    for line in data.splitlines():
+        upper = line.strip().upper()
+        if upper == b"BEGIN:VALARM":
+            skipping = True
+        elif skipping:
+            skipping = upper != b"END:VALARM"
+        elif upper == b"BEGIN:VEVENT":
+            block = [line]
+            events.append(block)
+        elif block is not None:
+            block.append(line)
+            if upper == b"END:VEVENT":
+                block = None
+        elif upper not in (b"BEGIN:VCALENDAR", b"END:VCALENDAR"):
+            (zones if zones or upper == b"BEGIN:VTIMEZONE" else head).append(line)
+    calendars: list[icalendar.Calendar] = []
+    for lines in events:
+        text = b"\r\n".join([b"BEGIN:VCALENDAR", *head, *zones, *lines, b"END:VCALENDAR", b""])
+        try:
+            calendars.append(icalendar.Calendar.from_ical(text))
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+    return calendars

@@ -1,0 +1,1 @@
+"""Pure functions turning Gmail and Calendar API resources into interactions (no Django needed)."""

@@ -1,0 +1,105 @@
+"""End to end through a real `qcluster` subprocess on the ORM broker, including a killed worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from django.db.models import Count
+
+from jobs.enqueue import enqueue
+from jobs.models import Job, JobStatus
+from jobs.runner import tick
+from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
+from tests.testapp.models import Execution
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@contextmanager
+def qcluster(**pipeline: object) -> Iterator[subprocess.Popen[bytes]]:
+    env = subprocess_env(CRM_PIPELINE=json.dumps(pipeline), Q_WORKERS="2", Q_LOG_LEVEL="INFO")
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - outlives this statement, closed below
+    proc = subprocess.Popen(
+        [PYTHON, "manage.py", "qcluster"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    except BaseException:
+        log.seek(0)
+        sys.stderr.write(log.read().decode(errors="replace")[-5000:])
+        raise
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def wait_until(predicate, *, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_a_real_cluster_runs_200_jobs_each_exactly_once(user):
+    jobs = [enqueue("record", user=user, payload={"items": 1}) for _ in range(200)]
+    with qcluster():
+        wait_until(
+            lambda: Job.objects.filter(status=JobStatus.SUCCEEDED).count() == 200,
+            timeout=120,
+            what="200 jobs to succeed",
+        )
+    per_job = dict(
+        Execution.objects.filter(phase="effect").values_list("job_id").annotate(n=Count("id"))
+    )
+    assert set(per_job) == {j.pk for j in jobs}
+    assert set(per_job.values()) == {1}
+    assert not Job.objects.exclude(status=JobStatus.SUCCEEDED).exists()
+
+
+def test_a_job_whose_worker_was_killed_is_recovered_and_finishes_once(user):
+    # Short cap and grace so the lease (cap + grace = 5 s) expires quickly after the kill.
+    job = enqueue("record", user=user, payload={"sleep_s": 2.5})
+    with qcluster(job_wall_clock_cap_s=4, lease_grace_s=1):
+        wait_until(
+            lambda: Execution.objects.filter(job_id=job.pk, phase="started").exists(),
+            timeout=60,
+            what="the job to start",
+        )
+        victim = Execution.objects.get(job_id=job.pk, phase="started").worker_pid
+        os.kill(victim, signal.SIGKILL)
+        job.refresh_from_db()
+        assert job.status == JobStatus.RUNNING  # the row still says so: nobody recorded a thing
+        # The periodic tick is what returns a lost job; run it as the schedule would once the
+        # lease has expired.
+        wait_until(lambda: tick().leases_expired == 1, timeout=15, what="the lease to expire")
+        wait_until(
+            lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED,
+            timeout=60,
+            what="the recovered job to succeed",
+        )
+    job.refresh_from_db()
+    assert job.attempts == 2
+    assert "lease expired" in job.errors[0]["error"]
+    assert Execution.objects.filter(job_id=job.pk, phase="started").count() == 2
+    assert Execution.objects.filter(job_id=job.pk, phase="effect").count() == 1
+    assert Execution.objects.get(job_id=job.pk, phase="effect").worker_pid != victim
