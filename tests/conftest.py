@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
+pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.accounts"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPUS = REPO_ROOT.parent / "shared" / "corpus"
 

@@ -1,5 +1,21 @@
 """Models of the jobs app, one module per model family."""
 
+from jobs.models.google_account import GoogleAccount, GoogleAccountStatus, QuotaBucket
+from jobs.models.interaction import Interaction, InteractionKind
 from jobs.models.job import Job, JobStatus
+from jobs.models.raw_event import NormalizationStatus, RawEvent
+from jobs.models.sync_state import Provider, SyncState
 
-__all__ = ["Job", "JobStatus"]
+__all__ = [
+    "GoogleAccount",
+    "GoogleAccountStatus",
+    "Interaction",
+    "InteractionKind",
+    "Job",
+    "JobStatus",
+    "NormalizationStatus",
+    "Provider",
+    "QuotaBucket",
+    "RawEvent",
+    "SyncState",
+]

@@ -1,0 +1,42 @@
+"""Where each provider sync left off: cursors, page tokens and ids still to fetch."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Provider(models.TextChoices):
+    GMAIL = "gmail", "Gmail"
+    CALENDAR = "calendar", "Google Calendar"
+
+
+class SyncState(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    account = models.ForeignKey(
+        "jobs.GoogleAccount", on_delete=models.CASCADE, related_name="sync_states"
+    )
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    # "" for Gmail; the calendar id for Calendar.
+    resource_id = models.CharField(max_length=255, blank=True, default="")
+    # Gmail historyId or Calendar syncToken, once a full pass has finished.
+    cursor = models.CharField(max_length=1024, blank=True)
+    # Continuation of an unfinished pass: a list/events page token, ids listed but not fetched,
+    # and the cursor to adopt when the pass completes.
+    page_token = models.CharField(max_length=1024, blank=True)
+    pending_ids = models.JSONField(default=list, blank=True)
+    pass_cursor = models.CharField(max_length=1024, blank=True)
+    pass_query = models.CharField(max_length=512, blank=True)
+    last_full_sync_at = models.DateTimeField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "provider", "resource_id"], name="sync_state_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.resource_id or '-'} for account {self.account_id}"
