@@ -7,127 +7,257 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0002_job'),
+        ("jobs", "0002_job"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='GoogleAccount',
+            name="GoogleAccount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.EmailField(max_length=254)),
-                ('scopes', models.JSONField(blank=True, default=list)),
-                ('status', models.CharField(choices=[('active', 'active'), ('needs_reauth', 'needs re-authorisation'), ('revoked', 'revoked')], default='active', max_length=16)),
-                ('refresh_token_encrypted', models.TextField(blank=True)),
-                ('access_token_encrypted', models.TextField(blank=True)),
-                ('access_token_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('addresses', models.JSONField(blank=True, default=list)),
-                ('last_error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='google_accounts', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("email", models.EmailField(max_length=254)),
+                ("scopes", models.JSONField(blank=True, default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "active"),
+                            ("needs_reauth", "needs re-authorisation"),
+                            ("revoked", "revoked"),
+                        ],
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
+                ("refresh_token_encrypted", models.TextField(blank=True)),
+                ("access_token_encrypted", models.TextField(blank=True)),
+                ("access_token_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("addresses", models.JSONField(blank=True, default=list)),
+                ("last_error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="google_accounts",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Interaction',
+            name="Interaction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(max_length=16)),
-                ('source_id', models.CharField(max_length=512)),
-                ('kind', models.CharField(choices=[('email_inbound', 'e-mail received'), ('email_outbound', 'e-mail sent'), ('meeting', 'meeting')], max_length=32)),
-                ('occurred_at', models.DateTimeField()),
-                ('occurred_at_estimated', models.BooleanField(default=False)),
-                ('subject', models.TextField(blank=True)),
-                ('body_text', models.TextField(blank=True)),
-                ('thread_id', models.CharField(blank=True, max_length=255)),
-                ('direction', models.CharField(blank=True, max_length=16)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("source", models.CharField(max_length=16)),
+                ("source_id", models.CharField(max_length=512)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("email_inbound", "e-mail received"),
+                            ("email_outbound", "e-mail sent"),
+                            ("meeting", "meeting"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("occurred_at", models.DateTimeField()),
+                ("occurred_at_estimated", models.BooleanField(default=False)),
+                ("subject", models.TextField(blank=True)),
+                ("body_text", models.TextField(blank=True)),
+                ("thread_id", models.CharField(blank=True, max_length=255)),
+                ("direction", models.CharField(blank=True, max_length=16)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='QuotaBucket',
+            name="QuotaBucket",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tokens', models.FloatField()),
-                ('refilled_at', models.DateTimeField()),
-                ('account', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='quota', to='jobs.googleaccount')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("tokens", models.FloatField()),
+                ("refilled_at", models.DateTimeField()),
+                (
+                    "account",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="quota",
+                        to="jobs.googleaccount",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RawEvent',
+            name="RawEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=16)),
-                ('source_id', models.CharField(max_length=512)),
-                ('occurred_at', models.DateTimeField(blank=True, null=True)),
-                ('payload', models.JSONField()),
-                ('batch_id', models.UUIDField(default=uuid.uuid4)),
-                ('status', models.CharField(choices=[('pending', 'pending'), ('normalized', 'normalized'), ('failed', 'failed')], default='pending', max_length=16)),
-                ('error', models.TextField(blank=True)),
-                ('fetched_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('account', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='jobs.googleaccount')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=16)),
+                ("source_id", models.CharField(max_length=512)),
+                ("occurred_at", models.DateTimeField(blank=True, null=True)),
+                ("payload", models.JSONField()),
+                ("batch_id", models.UUIDField(default=uuid.uuid4)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "pending"),
+                            ("normalized", "normalized"),
+                            ("failed", "failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("fetched_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="jobs.googleaccount",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SyncState',
+            name="SyncState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(choices=[('gmail', 'Gmail'), ('calendar', 'Google Calendar')], max_length=16)),
-                ('resource_id', models.CharField(blank=True, default='', max_length=255)),
-                ('cursor', models.CharField(blank=True, max_length=1024)),
-                ('page_token', models.CharField(blank=True, max_length=1024)),
-                ('pending_ids', models.JSONField(blank=True, default=list)),
-                ('pass_cursor', models.CharField(blank=True, max_length=1024)),
-                ('pass_query', models.CharField(blank=True, max_length=512)),
-                ('last_full_sync_at', models.DateTimeField(blank=True, null=True)),
-                ('last_synced_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sync_states', to='jobs.googleaccount')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[("gmail", "Gmail"), ("calendar", "Google Calendar")], max_length=16
+                    ),
+                ),
+                ("resource_id", models.CharField(blank=True, default="", max_length=255)),
+                ("cursor", models.CharField(blank=True, max_length=1024)),
+                ("page_token", models.CharField(blank=True, max_length=1024)),
+                ("pending_ids", models.JSONField(blank=True, default=list)),
+                ("pass_cursor", models.CharField(blank=True, max_length=1024)),
+                ("pass_query", models.CharField(blank=True, max_length=512)),
+                ("last_full_sync_at", models.DateTimeField(blank=True, null=True)),
+                ("last_synced_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sync_states",
+                        to="jobs.googleaccount",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='googleaccount',
-            constraint=models.UniqueConstraint(fields=('user', 'email'), name='google_account_user_email_uniq'),
+            model_name="googleaccount",
+            constraint=models.UniqueConstraint(
+                fields=("user", "email"), name="google_account_user_email_uniq"
+            ),
         ),
         migrations.AddIndex(
-            model_name='interaction',
-            index=models.Index(fields=['user', '-occurred_at'], name='interaction_recent_idx'),
+            model_name="interaction",
+            index=models.Index(fields=["user", "-occurred_at"], name="interaction_recent_idx"),
         ),
         migrations.AddIndex(
-            model_name='interaction',
-            index=models.Index(fields=['user', 'thread_id'], name='interaction_thread_idx'),
+            model_name="interaction",
+            index=models.Index(fields=["user", "thread_id"], name="interaction_thread_idx"),
         ),
         migrations.AddConstraint(
-            model_name='interaction',
-            constraint=models.UniqueConstraint(fields=('user', 'source', 'source_id'), name='interaction_user_source_uniq'),
+            model_name="interaction",
+            constraint=models.UniqueConstraint(
+                fields=("user", "source", "source_id"), name="interaction_user_source_uniq"
+            ),
         ),
         migrations.AddIndex(
-            model_name='rawevent',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['user', 'provider', 'batch_id'], name='raw_event_pending_idx'),
+            model_name="rawevent",
+            index=models.Index(
+                condition=models.Q(("status", "pending")),
+                fields=["user", "provider", "batch_id"],
+                name="raw_event_pending_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='rawevent',
-            index=models.Index(fields=['user', 'provider', '-occurred_at'], name='raw_event_recent_idx'),
+            model_name="rawevent",
+            index=models.Index(
+                fields=["user", "provider", "-occurred_at"], name="raw_event_recent_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='rawevent',
-            index=models.Index(condition=models.Q(('status', 'failed')), fields=['user', 'provider'], name='raw_event_failed_idx'),
+            model_name="rawevent",
+            index=models.Index(
+                condition=models.Q(("status", "failed")),
+                fields=["user", "provider"],
+                name="raw_event_failed_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rawevent',
-            constraint=models.UniqueConstraint(fields=('user', 'provider', 'source_id'), name='raw_event_user_provider_source_uniq'),
+            model_name="rawevent",
+            constraint=models.UniqueConstraint(
+                fields=("user", "provider", "source_id"), name="raw_event_user_provider_source_uniq"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='syncstate',
-            constraint=models.UniqueConstraint(fields=('account', 'provider', 'resource_id'), name='sync_state_uniq'),
+            model_name="syncstate",
+            constraint=models.UniqueConstraint(
+                fields=("account", "provider", "resource_id"), name="sync_state_uniq"
+            ),
         ),
     ]

@@ -48,7 +48,9 @@ class RawEvent(models.Model):
             # Serves the window fallback: "latest occurred_at for this user and provider".
             models.Index(fields=["user", "provider", "-occurred_at"], name="raw_event_recent_idx"),
             models.Index(
-                fields=["user", "provider"], name="raw_event_failed_idx", condition=Q(status="failed")
+                fields=["user", "provider"],
+                name="raw_event_failed_idx",
+                condition=Q(status="failed"),
             ),
         ]
 
