@@ -102,6 +102,23 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # --- crm-pipeline operating rules (every key optional; defaults in jobs/config.py) -----------
 CRM_PIPELINE: dict[str, object] = env.json("CRM_PIPELINE", default={})
 
+# --- Google -----------------------------------------------------------------------------------
+# GOOGLE_API_ROOT "" means Google itself; set it to the emulator's root ("http://127.0.0.1:PORT/")
+# for demos and tests. Endpoints left empty are derived from it at call time
+# (jobs.google.credentials), so a test can point GOOGLE_API_ROOT elsewhere.
+GOOGLE_API_ROOT = env.str("GOOGLE_API_ROOT", default="")
+GOOGLE_TOKEN_URI = env.str("GOOGLE_TOKEN_URI", default="")
+GOOGLE_AUTH_URI = env.str("GOOGLE_AUTH_URI", default="")
+GOOGLE_REVOKE_URI = env.str("GOOGLE_REVOKE_URI", default="")
+GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID", default="")
+GOOGLE_CLIENT_SECRET = env.str("GOOGLE_CLIENT_SECRET", default="")
+# Empty: built from the request (the "google_callback" URL on the host the user came from).
+GOOGLE_REDIRECT_URI = env.str("GOOGLE_REDIRECT_URI", default="")
+# Fernet keys (urlsafe base64, comma-separated): the first encrypts, all decrypt, so a new key is
+# rotated in by prepending it, running `manage.py rotate_tokens`, then dropping the old one.
+# Required outside DEBUG/tests (system check crm_pipeline.E001).
+CRM_PIPELINE_ENCRYPTION_KEYS: list[str] = env.list("CRM_PIPELINE_ENCRYPTION_KEYS", default=[])
+
 REDIS_URL = env.str("REDIS_URL", default="")
 _job_cap_s = int(CRM_PIPELINE.get("job_wall_clock_cap_s", 600))  # type: ignore[call-overload]
 Q_CLUSTER: dict[str, object] = {
@@ -117,6 +134,8 @@ Q_CLUSTER: dict[str, object] = {
     "catch_up": False,
     "poll": env.float("Q_POLL", default=0.2),
     "label": "Django Q2",
+    # django-q2 logs every enqueue at INFO on its own "django-q" logger.
+    "log_level": env.str("Q_LOG_LEVEL", default="WARNING"),
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
@@ -137,6 +156,5 @@ LOGGING = {
     "loggers": {
         "jobs.metrics": {"handlers": ["metrics"], "level": "INFO", "propagate": False},
         "jobs": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-        "django_q": {"handlers": ["console"], "level": env.str("Q_LOG_LEVEL", default="WARNING")},
     },
 }

@@ -162,3 +162,7 @@ class JobAdmin(admin.ModelAdmin):
             f"{cancelled} job(s) cancelled; {asked} running job(s) asked to stop.",
             messages.SUCCESS,
         )
+
+
+# Registers GoogleAccountAdmin.
+from jobs.google import admin as _google_admin  # noqa: E402, F401

@@ -49,6 +49,10 @@ class PipelineConfig:
     # Normalization
     normalize_chunk_size: int = 500
     max_body_chars: int = 100_000
+    # Google batch parts: first backoff before resending failed parts, and the longest
+    # Retry-After waited in-process (longer ones go back to the job engine as a retry).
+    google_batch_retry_base_s: float = 1.0
+    google_retry_after_cap_s: float = 30.0
 
 
 _DEFAULTS = PipelineConfig()

@@ -54,12 +54,19 @@ def enqueue(
         max_attempts=max_attempts or spec.max_attempts or get_config().job_max_attempts,
         offered_at=now if due else None,
     )
+    if dedupe_key is None:
+        job.save(force_insert=True)
+        job.deduplicated = False  # type: ignore[attr-defined]
+        if due:
+            offer_on_commit(job.pk)
+        return job
     try:
+        # A savepoint only where the lane's unique index can refuse the row.
         with transaction.atomic():
             job.save(force_insert=True)
     except IntegrityError:
         existing = Job.objects.filter(dedupe_key=dedupe_key, status__in=ACTIVE_STATUSES).first()
-        if dedupe_key is None or existing is None:
+        if existing is None:
             raise
         existing.deduplicated = True  # type: ignore[attr-defined]
         return existing

@@ -10,6 +10,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -180,7 +181,9 @@ def _finish(
                 "error": outcome.error[:ERROR_TEXT_LIMIT],
             }
         )
-    with transaction.atomic():
+    followups = ctx.followups if ctx is not None and outcome.status == JobStatus.SUCCEEDED else []
+    # The outcome and the follow-ups commit together; a lone UPDATE needs no transaction.
+    with transaction.atomic() if followups else nullcontext():
         # Only the holder of the lease may record an outcome: if tick() took the job back
         # (lease expired), this late result is dropped and the newer attempt wins.
         updated = Job.objects.filter(
@@ -201,16 +204,15 @@ def _finish(
             logger.warning("job %s lost its lease before finishing; outcome dropped", job.pk)
             line["status"] = "lease-lost"
             return line
-        if outcome.status == JobStatus.SUCCEEDED and ctx is not None:
-            for follow in ctx.followups:
-                enqueue(
-                    follow.kind,
-                    user=job.user_id,
-                    payload=follow.payload,
-                    batch_id=job.batch_id,
-                    dedupe_key=follow.dedupe_key,
-                    parent=job,
-                )
+        for follow in followups:
+            enqueue(
+                follow.kind,
+                user=job.user_id,
+                payload=follow.payload,
+                batch_id=job.batch_id,
+                dedupe_key=follow.dedupe_key,
+                parent=job,
+            )
     return line
 
 

@@ -43,7 +43,8 @@ def qcluster(**pipeline: object) -> Iterator[subprocess.Popen[bytes]]:
         sys.stderr.write(log.read().decode(errors="replace")[-5000:])
         raise
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        # SIGTERM to the cluster's main process only: it stops its own workers in order.
+        proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
