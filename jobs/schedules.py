@@ -7,6 +7,7 @@ from typing import Any
 from jobs.config import get_config
 
 TICK = "crm_pipeline.tick"
+PERIODIC_SYNC = "crm_pipeline.periodic_sync"
 
 
 def wanted_schedules() -> dict[str, dict[str, Any]]:
@@ -17,7 +18,12 @@ def wanted_schedules() -> dict[str, dict[str, Any]]:
             "func": "jobs.runner.tick",
             "schedule_type": "I",
             "minutes": config.tick_interval_minutes,
-        }
+        },
+        PERIODIC_SYNC: {
+            "func": "jobs.sync.periodic.periodic_sync",
+            "schedule_type": "I",
+            "minutes": config.periodic_sync_minutes,
+        },
     }
     schedules.update(PERIODIC)
     return schedules

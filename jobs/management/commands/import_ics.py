@@ -1,0 +1,31 @@
+"""Import an iCalendar (.ics) file into a user's Calendar raw events, then start normalization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from jobs.management.commands._takeout import run_import
+from jobs.sync.imports import ics_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Import the events of an .ics file (Google Takeout: Calendar/*.ics) into the user's raw "
+        "Calendar events, then enqueue normalization. Re-importing a file inserts nothing. The "
+        "last output line is the run-metrics JSON."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("user", help="username, e-mail address or user id")
+        parser.add_argument("path", help="the .ics file")
+        parser.add_argument("--account", help="the Google account address, if the user has several")
+        parser.add_argument(
+            "--calendar", help="calendar id the events belong to (default: the primary calendar)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        run_import(
+            self, ics_import, unit="events", options=options, calendar_id=options["calendar"]
+        )

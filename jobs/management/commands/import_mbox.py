@@ -1,0 +1,26 @@
+"""Import a Google Takeout mbox into a user's Gmail raw events, then start their normalization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from jobs.management.commands._takeout import run_import
+from jobs.sync.imports import mbox_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Stream a Takeout mbox (X-Gmail-Labels honoured) into the user's raw Gmail events in "
+        "chunks of 500, then enqueue normalization. Re-importing a file inserts nothing. The "
+        "last output line is the run-metrics JSON."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("user", help="username, e-mail address or user id")
+        parser.add_argument("path", help="the .mbox file (Google Takeout: Mail/All mail ...mbox)")
+        parser.add_argument("--account", help="the Google account address, if the user has several")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        run_import(self, mbox_import, unit="messages", options=options)

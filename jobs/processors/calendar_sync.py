@@ -1,0 +1,29 @@
+"""calendar_sync: one capped, resumable Calendar sync run over an account's selected calendars."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.context import JobContext, Metrics
+from jobs.dispatcher import processor
+from jobs.models import Job, Provider
+from jobs.payloads import Payload
+from jobs.sync.calendar import calendar_sync
+from jobs.sync.common import sync_account, sync_follow_up
+
+
+@dataclass(frozen=True)
+class CalendarSyncPayload(Payload):
+    account_id: int
+    full: bool = False
+
+
+@processor("calendar_sync", payload=CalendarSyncPayload, lane="calendar_sync:{user_id}")
+def run(job: Job, ctx: JobContext) -> Metrics:
+    payload: CalendarSyncPayload = ctx.payload  # type: ignore[assignment]
+    account = sync_account(account_id=payload.account_id, user_id=ctx.user_id)
+    result = calendar_sync(account=account, batch_id=ctx.batch_id, full=payload.full, control=ctx)
+    # `full` already reset the calendars' cursors; the continuation must not reset them again.
+    again = CalendarSyncPayload(account_id=account.pk)
+    sync_follow_up(ctx, result=result, account=account, provider=Provider.CALENDAR, again=again)
+    return result.metrics()

@@ -1,0 +1,27 @@
+"""gmail_sync: one capped, resumable Gmail sync run for an account; continues until done."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.context import JobContext, Metrics
+from jobs.dispatcher import processor
+from jobs.models import Job, Provider
+from jobs.payloads import Payload
+from jobs.sync.common import sync_account, sync_follow_up
+from jobs.sync.gmail import gmail_sync
+
+
+@dataclass(frozen=True)
+class GmailSyncPayload(Payload):
+    account_id: int
+    full: bool = False
+
+
+@processor("gmail_sync", payload=GmailSyncPayload, lane="gmail_sync:{user_id}")
+def run(job: Job, ctx: JobContext) -> Metrics:
+    payload: GmailSyncPayload = ctx.payload  # type: ignore[assignment]
+    account = sync_account(account_id=payload.account_id, user_id=ctx.user_id)
+    result = gmail_sync(account=account, batch_id=ctx.batch_id, full=payload.full, control=ctx)
+    sync_follow_up(ctx, result=result, account=account, provider=Provider.GMAIL, again=payload)
+    return result.metrics()

@@ -1,0 +1,289 @@
+"""Calendar sync: per-calendar syncToken increments and windowed passes, paged, capped, resumable.
+
+calendarList.list (paged) gives the calendars, filtered by config.calendar_selection ("all",
+"primary" or comma-separated calendar ids). Each calendar has its own SyncState
+(resource_id = calendar id). events.list runs with showDeleted and singleEvents; without a
+syncToken (first sync, `full`, or a 410) it lists the window of calendar_window_past_days /
+calendar_window_future_days around now, and the nextSyncToken of its last page becomes the
+cursor. A run stores at most calendar_max_events_per_run events, pausing calendar_pause_s every
+calendar_pause_every_items; an unfinished listing keeps its page token and parameters
+(page_token / pass_query) and the next run continues it. Every page is stored with the state
+that points past it in one transaction.
+
+Raw payload convention (read by normalize_calendar): RawEvent(provider="calendar",
+source_id=f"{calendar_id}/{event_id}") holds the events resource exactly as fetched plus one
+key of ours, "_calendarId" (the calendar it came from: the id parse_calendar_event wants);
+occurred_at is its start (all-day: midnight UTC of the date; cancelled instances: their
+originalStartTime). A cancelled event arrives as a stub (id, status "cancelled", maybe
+recurringEventId / originalStartTime); it is merged into the stored payload (jsonb ||), so the
+row keeps the meeting's details with "status": "cancelled", and goes back to `pending`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.utils import timezone
+from googleapiclient.discovery import Resource
+
+from jobs.config import PipelineConfig, get_config
+from jobs.errors import PermanentError
+from jobs.google.client import calendar_service, execute
+from jobs.google.errors import CursorExpired
+from jobs.models import GoogleAccount, Provider, SyncState
+from jobs.sync.common import NoDeadline, RunControl, SyncResult
+from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_upsert
+from jobs.sync.windows import calendar_window
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PAGE_SIZE = 250
+CALENDAR_LIST_PAGE_SIZE = 250
+CALENDAR_ID_KEY = "_calendarId"
+
+
+def calendar_sync(
+    *,
+    account: GoogleAccount,
+    batch_id: uuid.UUID,
+    full: bool = False,
+    control: RunControl | None = None,
+    service: Resource | None = None,
+) -> SyncResult:
+    """One Calendar sync run over the selected calendars; `more` when the cap or deadline hit.
+
+    `full` forgets every calendar's syncToken and unfinished listing first, so this run and its
+    continuations (which pass full=False) relist the window like a first sync.
+    """
+    config = get_config()
+    if full:
+        SyncState.objects.filter(account=account, provider=Provider.CALENDAR).update(
+            cursor="", page_token="", pass_query="", updated_at=timezone.now()
+        )
+    # A service made here is closed here: httplib2 would leave its sockets open.
+    own = None if service is not None else calendar_service(account)
+    run = _CalendarRun(
+        account=account,
+        batch_id=batch_id,
+        config=config,
+        control=control or NoDeadline(),
+        service=service or own,
+    )
+    try:
+        return run.execute()
+    finally:
+        if own is not None:
+            own.close()
+
+
+def selected_calendars(entries: list[dict], selection: str) -> list[str]:
+    """Calendar ids to sync from calendarList entries: "all", "primary" or comma-separated ids
+    (where "primary" names the primary calendar)."""
+    choice = selection.strip()
+    if choice == "all":
+        return [entry["id"] for entry in entries]
+    wanted = {part.strip() for part in choice.split(",") if part.strip()}
+    return [
+        entry["id"]
+        for entry in entries
+        if entry["id"] in wanted or ("primary" in wanted and entry.get("primary"))
+    ]
+
+
+def event_item(event: dict, *, calendar_id: str) -> RawItem:
+    """An event as a raw item: source_id "<calendar>/<event>", the payload with _calendarId."""
+    return RawItem(
+        source_id=f"{calendar_id}/{event['id']}",
+        occurred_at=event_start(event),
+        payload={**event, CALENDAR_ID_KEY: calendar_id},
+    )
+
+
+def event_start(event: dict) -> datetime | None:
+    """When an event starts (a cancelled instance: its original start); None for a bare stub."""
+    for key in ("start", "originalStartTime"):
+        when = event.get(key)
+        if not isinstance(when, dict):
+            continue
+        try:
+            if when.get("dateTime"):
+                moment = datetime.fromisoformat(str(when["dateTime"]))
+                return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            if when.get("date"):
+                return datetime.fromisoformat(str(when["date"])).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def calendar_events_store(
+    *, account: GoogleAccount, batch_id: uuid.UUID, items: list[RawItem]
+) -> UpsertCounts:
+    """Upsert event items; cancellation stubs are merged into what is stored (one statement
+    for the live events, one for the cancelled ones)."""
+    counts = UpsertCounts()
+    cancelled = [item for item in items if item.payload.get("status") == "cancelled"]
+    live = [item for item in items if item.payload.get("status") != "cancelled"]
+    for group, merge in ((live, False), (cancelled, True)):
+        if group:
+            counts.add(
+                raw_events_upsert(
+                    user_id=account.user_id,
+                    account_id=account.pk,
+                    provider=Provider.CALENDAR,
+                    batch_id=batch_id,
+                    items=group,
+                    merge=merge,
+                )
+            )
+    return counts
+
+
+class _CalendarRun:
+    def __init__(
+        self,
+        *,
+        account: GoogleAccount,
+        batch_id: uuid.UUID,
+        config: PipelineConfig,
+        control: RunControl,
+        service: Resource,
+    ) -> None:
+        self.account = account
+        self.batch_id = batch_id
+        self.config = config
+        self.control = control
+        self.service = service
+        self.result = SyncResult()
+        self.budget = config.calendar_max_events_per_run
+        self.window = calendar_window(config=config)
+
+    def execute(self) -> SyncResult:
+        calendars = selected_calendars(self._calendar_list(), self.config.calendar_selection)
+        states = {
+            state.resource_id: state
+            for state in SyncState.objects.filter(
+                account=self.account, provider=Provider.CALENDAR, resource_id__in=calendars
+            )
+        }
+        finished = 0
+        for calendar_id in calendars:
+            state = states.get(calendar_id) or SyncState.objects.create(
+                user_id=self.account.user_id,
+                account=self.account,
+                provider=Provider.CALENDAR,
+                resource_id=calendar_id,
+            )
+            if not self._sync_calendar(calendar_id, state):
+                break
+            finished += 1
+        self.result.more = finished < len(calendars)
+        self.result.extra["calendars"] = len(calendars)
+        return self.result
+
+    def _call(self, request: object) -> dict:
+        self.result.requests += 1
+        return execute(request, account=self.account)
+
+    def _stop_requested(self) -> bool:
+        if self.control.deadline_reached():
+            self.result.timed_out = True
+            return True
+        self.control.checkpoint()
+        return self.budget <= 0
+
+    def _calendar_list(self) -> list[dict]:
+        entries: list[dict] = []
+        page_token = None
+        while True:
+            page = self._call(
+                self.service.calendarList().list(
+                    maxResults=CALENDAR_LIST_PAGE_SIZE, pageToken=page_token
+                )
+            )
+            entries += page.get("items", [])
+            page_token = page.get("nextPageToken")
+            if not page_token:
+                return entries
+
+    def _sync_calendar(self, calendar_id: str, state: SyncState) -> bool:
+        """Page through one calendar's events; False when the run must stop before its end."""
+        if not (state.page_token and state.pass_query):
+            self._start_listing(state)
+        while True:
+            if self._stop_requested():
+                return False
+            params = json.loads(state.pass_query)
+            try:
+                page = self._call(
+                    self.service.events().list(
+                        calendarId=calendar_id,
+                        showDeleted=True,
+                        singleEvents=True,
+                        maxResults=min(EVENTS_PAGE_SIZE, self.budget),
+                        pageToken=state.page_token or None,
+                        **params,
+                    )
+                )
+            except CursorExpired:
+                if "syncToken" not in params:
+                    raise
+                # The syncToken is gone: relist the window (never "nothing").
+                self.result.extra["windowFallbacks"] = (
+                    self.result.extra.get("windowFallbacks", 0) + 1
+                )
+                state.cursor = ""
+                self._start_listing(state)
+                continue
+            except PermanentError:
+                if not state.page_token:
+                    raise
+                # A saved page token Google no longer takes would fail every run: start this
+                # calendar's listing again (the upsert skips what is already stored).
+                logger.warning("calendar %s: a saved page token was refused", calendar_id)
+                self._start_listing(state)
+                continue
+            events = page.get("items", [])
+            with transaction.atomic():
+                self._store(calendar_id, events)
+                state.page_token = page.get("nextPageToken", "")
+                if not state.page_token:
+                    state.cursor = page.get("nextSyncToken", "")
+                    if "timeMin" in params:
+                        state.last_full_sync_at = timezone.now()
+                    state.pass_query = ""
+                state.last_synced_at = timezone.now()
+                state.save()
+            self._pace(len(events))
+            if not state.page_token:
+                return True
+
+    def _start_listing(self, state: SyncState) -> None:
+        params = {"syncToken": state.cursor} if state.cursor else self.window.params()
+        state.pass_query = json.dumps(params)
+        state.page_token = ""
+
+    def _store(self, calendar_id: str, events: list[dict]) -> None:
+        self.result.fetched += len(events)
+        self.budget -= len(events)
+        self.result.counts.add(
+            calendar_events_store(
+                account=self.account,
+                batch_id=self.batch_id,
+                items=[event_item(event, calendar_id=calendar_id) for event in events],
+            )
+        )
+
+    def _pace(self, count: int) -> None:
+        every = self.config.calendar_pause_every_items
+        if every <= 0 or self.config.calendar_pause_s <= 0:
+            return
+        before = self.result.fetched - count
+        pauses = self.result.fetched // every - before // every
+        if pauses:
+            time.sleep(pauses * self.config.calendar_pause_s)

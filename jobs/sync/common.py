@@ -1,0 +1,102 @@
+"""What the Gmail and Calendar syncs share: the run's result, its stop signal, the account check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from jobs.context import JobContext, Metrics
+from jobs.errors import PermanentError
+from jobs.models import GoogleAccount, GoogleAccountStatus
+from jobs.payloads import Payload
+from jobs.pipeline import next_stage
+from jobs.sync.raw_events import UpsertCounts, raw_events_pending_exist
+
+
+class RunControl(Protocol):
+    """Where a sync asks whether to stop: the JobContext in a job, a no-op elsewhere."""
+
+    def deadline_reached(self) -> bool: ...
+
+    def checkpoint(self) -> None: ...
+
+
+class NoDeadline:
+    """Run to the end (benchmarks, shell use)."""
+
+    def deadline_reached(self) -> bool:
+        return False
+
+    def checkpoint(self) -> None:
+        return None
+
+
+@dataclass
+class SyncResult:
+    """One sync run: what it fetched and stored, what it cost, and whether work is left."""
+
+    fetched: int = 0
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    excluded: int = 0
+    deleted: int = 0
+    requests: int = 0
+    timed_out: bool = False
+    # Work is left (cap or deadline reached): the job continues in a new run.
+    more: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> Metrics:
+        return Metrics(
+            items_fetched=self.fetched,
+            items_inserted=self.counts.inserted,
+            # Fetched but not stored anew or changed: identical to the stored copy, or excluded.
+            items_skipped=self.fetched - self.counts.inserted - self.counts.updated,
+            timed_out=self.timed_out,
+            details={
+                "itemsUpdated": self.counts.updated,
+                "itemsExcluded": self.excluded,
+                "itemsDeleted": self.deleted,
+                "requests": self.requests,
+                "continues": self.more,
+                **self.extra,
+            },
+        )
+
+
+def sync_account(*, account_id: int, user_id: int) -> GoogleAccount:
+    """The user's connected account, or PermanentError: retrying cannot reconnect it."""
+    account = GoogleAccount.objects.filter(pk=account_id, user_id=user_id).first()
+    if account is None:
+        raise PermanentError(f"Google account {account_id} does not exist for user {user_id}")
+    if account.status != GoogleAccountStatus.ACTIVE:
+        raise PermanentError(
+            f"Google account {account_id} is {account.status}: the user must reconnect it"
+        )
+    return account
+
+
+def sync_follow_up(
+    ctx: JobContext,
+    *,
+    result: SyncResult,
+    account: GoogleAccount,
+    provider: str,
+    again: Payload,
+) -> None:
+    """Continue the sync while work is left; once the chain is done, start the next stage.
+
+    The next stage starts once, at the end of the chain, so one normalization job sees every
+    row the chain stored (none left behind a normalization that was already running).
+    """
+    if result.more:
+        ctx.continue_with(again)
+        return
+    following = next_stage(ctx.job.kind)
+    if following and raw_events_pending_exist(
+        user_id=account.user_id, provider=provider, batch_id=ctx.batch_id
+    ):
+        ctx.enqueue_next(
+            following,
+            {"account_id": account.pk},
+            dedupe_key=f"{following}:{account.user_id}:{ctx.batch_id}",
+        )

@@ -1,0 +1,146 @@
+"""Starting syncs (for one user, or every active account) and following the chain they start."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from jobs.enqueue import enqueue
+from jobs.models import GoogleAccount, GoogleAccountStatus, Job, Provider, SyncState
+from jobs.models.job import ACTIVE_STATUSES, CLAIMABLE_STATUSES
+from jobs.runner import run_job
+
+SYNC_KINDS: dict[str, str] = {Provider.GMAIL: "gmail_sync", Provider.CALENDAR: "calendar_sync"}
+
+
+class SyncTargetError(LookupError):
+    """The user or account to sync cannot be found or cannot sync; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    kind: str
+    account: GoogleAccount
+    job: Job
+    # False when the lane already held an active job, which `job` is then.
+    created: bool
+
+
+def user_find(*, identifier: str) -> AbstractBaseUser:
+    """A user by username, e-mail address or id; SyncTargetError naming `identifier` if none."""
+    users = get_user_model().objects
+    text = identifier.strip()
+    user = users.filter(**{get_user_model().USERNAME_FIELD: text}).first()
+    if user is None and text.isdigit():
+        user = users.filter(pk=int(text)).first()
+    if user is None and "@" in text:
+        matches = list(users.filter(email__iexact=text)[:2])
+        if len(matches) > 1:
+            raise SyncTargetError(f"user '{identifier}' is ambiguous: give the username or id")
+        user = matches[0] if matches else None
+    if user is None:
+        raise SyncTargetError(f"user '{identifier}' does not exist")
+    return user
+
+
+def sync_accounts(*, user: AbstractBaseUser, identifier: str | None = None) -> list[GoogleAccount]:
+    """The user's active Google accounts, least recently synced first.
+
+    SyncTargetError when there is none (naming the user as `identifier`, else their username).
+    """
+    name = identifier or user.get_username()
+    accounts = list(GoogleAccount.objects.filter(user=user))
+    if not accounts:
+        raise SyncTargetError(f"user '{name}' has no connected Google account")
+    active = [a for a in accounts if a.status == GoogleAccountStatus.ACTIVE]
+    if not active:
+        states = ", ".join(f"{a.email} is {a.status}" for a in accounts)
+        raise SyncTargetError(f"user '{name}' has no active Google account ({states})")
+    return _least_recently_synced(active)
+
+
+def sync_enqueue(
+    *,
+    accounts: Sequence[GoogleAccount],
+    providers: Iterable[str] = (Provider.GMAIL, Provider.CALENDAR),
+    full: bool = False,
+    batch_id: uuid.UUID | None = None,
+) -> list[Enqueued]:
+    """Enqueue a sync per account and provider, all in one batch (new unless given).
+
+    A user's lane holds one active sync per provider: where one is already queued or running,
+    that job is returned (created False) and no second one starts.
+    """
+    batch_id = batch_id or uuid.uuid4()
+    started = []
+    for account in accounts:
+        for provider in providers:
+            kind = SYNC_KINDS[provider]
+            job = enqueue(
+                kind,
+                user=account.user_id,
+                payload={"account_id": account.pk, "full": full},
+                batch_id=batch_id,
+            )
+            created = not getattr(job, "deduplicated", False)
+            started.append(Enqueued(kind, account, job, created=created))
+    return started
+
+
+def sync_enqueue_all_accounts() -> list[Enqueued]:
+    """Gmail and Calendar syncs for every active account (the periodic schedule's work).
+
+    Each account gets its own batch. Lanes stop pile-ups: a user whose sync is still active
+    gets no second one; the least recently synced accounts go first, so a user with several
+    accounts has them synced in turn.
+    """
+    accounts = GoogleAccount.objects.filter(status=GoogleAccountStatus.ACTIVE)
+    started: list[Enqueued] = []
+    for account in _least_recently_synced(list(accounts)):
+        started += sync_enqueue(accounts=[account])
+    return started
+
+
+def batch_jobs(*, batch_ids: Iterable[uuid.UUID]) -> list[Job]:
+    """Every job of the batches (syncs, their continuations, later stages), oldest first."""
+    return list(Job.objects.filter(batch_id__in=list(batch_ids)).order_by("id"))
+
+
+def batch_run_next_due(*, batch_ids: Iterable[uuid.UUID]) -> int | None:
+    """Run the batches' oldest due job in this process; its id, or None when none is due."""
+    due = (
+        Job.objects.filter(
+            batch_id__in=list(batch_ids),
+            status__in=CLAIMABLE_STATUSES,
+            run_after__lte=timezone.now(),
+            cancel_requested=False,
+        )
+        .order_by("run_after", "id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if due is None:
+        return None
+    run_job(due)
+    return due
+
+
+def batch_active(jobs: Iterable[Job]) -> list[Job]:
+    return [job for job in jobs if job.status in ACTIVE_STATUSES]
+
+
+def _least_recently_synced(accounts: list[GoogleAccount]) -> list[GoogleAccount]:
+    if len(accounts) < 2:
+        return accounts
+    last = dict(
+        SyncState.objects.filter(
+            account__in=accounts, provider=Provider.GMAIL, last_synced_at__isnull=False
+        ).values_list("account_id", "last_synced_at")
+    )
+    # Never synced first, then the oldest sync.
+    return sorted(accounts, key=lambda a: (a.pk in last, last.get(a.pk) or 0, a.pk))

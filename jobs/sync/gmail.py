@@ -1,0 +1,360 @@
+"""Gmail sync: windowed listing passes and history increments, batched, capped and resumable.
+
+A run either continues an open pass or starts one:
+
+- window pass (first sync, `full`, or an expired historyId): messages.list with
+  `after:<window start>` minus the excluded folders, listing only as many ids as the run may
+  fetch (gmail_max_messages_per_run); the page token and the listed-but-unfetched ids stay on
+  the SyncState (page_token / pending_ids) for the next run. Before the first page, the
+  profile's historyId is kept as pass_cursor and adopted as the cursor once the pass is done,
+  so changes made during a long pass are read from history afterwards.
+- history increment (cursor present): history.list from the cursor; added and relabelled
+  messages are fetched again, deleted ones marked. More changes than a run may fetch are left
+  in pending_ids like a window pass.
+
+Messages are fetched with batched messages.get (format=full, gmail_chunk_size per HTTP batch,
+gmail_chunk_pause_s between batches) and every chunk is stored with the state that points past
+it in one transaction, so a run that dies loses nothing and a rerun resumes exactly there.
+
+Raw payload convention (read by normalize_gmail): RawEvent(provider="gmail", source_id=<Gmail
+message id>) holds the users.messages resource in format=full exactly as fetched, occurred_at
+its internalDate. Keys starting with "_" are ours: a message deleted at Gmail keeps its row,
+with `"_deleted": true` merged into the payload and the row back to `pending`. Messages in
+excluded labels or categories (config gmail_excluded_labels / gmail_excluded_categories) are
+never inserted; one already stored that moves there (to the trash, say) is updated, so its
+labels say so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.utils import timezone
+from googleapiclient.discovery import Resource
+
+from jobs.config import PipelineConfig, get_config
+from jobs.errors import PermanentError
+from jobs.google.client import BATCH_MAX_PARTS, batch_execute, execute, gmail_service
+from jobs.google.errors import CursorExpired
+from jobs.models import GoogleAccount, Provider, SyncState
+from jobs.sync.common import NoDeadline, RunControl, SyncResult
+from jobs.sync.raw_events import RawItem, raw_events_update_existing, raw_events_upsert
+from jobs.sync.windows import gmail_window_start
+
+logger = logging.getLogger(__name__)
+
+LIST_PAGE_SIZE = 500
+HISTORY_TYPES = ["messageAdded", "labelAdded", "labelRemoved", "messageDeleted"]
+# The search operators that keep excluded system labels out of messages.list.
+_QUERY_EXCLUSIONS = {
+    "SPAM": "in:spam",
+    "TRASH": "in:trash",
+    "DRAFT": "in:drafts",
+    "CHAT": "in:chats",
+}
+DELETED_MARK = {"_deleted": True}
+
+
+def gmail_sync(
+    *,
+    account: GoogleAccount,
+    batch_id: uuid.UUID,
+    full: bool = False,
+    control: RunControl | None = None,
+    service: Resource | None = None,
+) -> SyncResult:
+    """One Gmail sync run for `account`: continue the open pass, or start a window pass / a
+    history increment; stop at the per-run cap or the deadline with `more` set."""
+    state, _ = SyncState.objects.get_or_create(
+        account=account,
+        provider=Provider.GMAIL,
+        resource_id="",
+        defaults={"user_id": account.user_id},
+    )
+    # A service made here is closed here: httplib2 would leave its sockets open.
+    own = None if service is not None else gmail_service(account)
+    run = _GmailRun(
+        account=account,
+        state=state,
+        batch_id=batch_id,
+        config=get_config(),
+        control=control or NoDeadline(),
+        service=service or own,
+    )
+    try:
+        return run.execute(full=full)
+    finally:
+        if own is not None:
+            own.close()
+
+
+def excluded_label_ids(config: PipelineConfig) -> frozenset[str]:
+    """Label ids whose messages are not synced: the excluded labels and categories."""
+    categories = (
+        name.upper() if name.upper().startswith("CATEGORY_") else f"CATEGORY_{name.upper()}"
+        for name in config.gmail_excluded_categories
+    )
+    return frozenset({*(label.upper() for label in config.gmail_excluded_labels), *categories})
+
+
+def window_query(*, start: datetime, excluded: Iterable[str]) -> str:
+    """The messages.list `q` for a window pass: after the start, minus excluded folders."""
+    terms = [f"after:{int(start.timestamp())}"]
+    terms += [
+        f"-{_QUERY_EXCLUSIONS[label]}" for label in sorted(excluded) if label in _QUERY_EXCLUSIONS
+    ]
+    return " ".join(terms)
+
+
+def message_item(message: dict) -> RawItem:
+    """A fetched message as a raw item: occurred_at from its internalDate (ms since the epoch)."""
+    occurred_at = None
+    internal = str(message.get("internalDate") or "")
+    if internal.isdigit():
+        occurred_at = datetime.fromtimestamp(int(internal) / 1000, tz=UTC)
+    return RawItem(source_id=str(message["id"]), occurred_at=occurred_at, payload=message)
+
+
+class _GmailRun:
+    def __init__(
+        self,
+        *,
+        account: GoogleAccount,
+        state: SyncState,
+        batch_id: uuid.UUID,
+        config: PipelineConfig,
+        control: RunControl,
+        service: Resource,
+    ) -> None:
+        self.account = account
+        self.state = state
+        self.batch_id = batch_id
+        self.config = config
+        self.control = control
+        self.service = service
+        self.excluded = excluded_label_ids(config)
+        self.result = SyncResult()
+        self.budget = config.gmail_max_messages_per_run
+
+    def execute(self, *, full: bool) -> SyncResult:
+        state = self.state
+        if self._pass_open():
+            mode = "resume"
+        elif state.cursor and not full:
+            mode = "history"
+            try:
+                self._read_history()
+            except CursorExpired:
+                # The historyId is too old: list the window since the newest stored message.
+                mode = "window-fallback"
+                state.cursor = ""
+                self._start_window_pass(full=False)
+        else:
+            mode = "window"
+            self._start_window_pass(full=full)
+        self.result.extra["mode"] = mode
+        self._list_ids()
+        if not self.result.timed_out:
+            self._fetch_pending()
+        self.result.more = self._pass_open()
+        self.result.extra["pendingIds"] = len(state.pending_ids)
+        state.last_synced_at = timezone.now()
+        state.save(update_fields=["last_synced_at", "updated_at"])
+        return self.result
+
+    # -- pass bookkeeping ---------------------------------------------------------------------
+
+    def _pass_open(self) -> bool:
+        state = self.state
+        return bool(state.pass_query or state.pending_ids or state.pass_cursor)
+
+    def _start_window_pass(self, *, full: bool) -> None:
+        start = gmail_window_start(user_id=self.account.user_id, full=full, config=self.config)
+        profile = self._call(self.service.users().getProfile(userId="me"))
+        state = self.state
+        state.pass_cursor = str(profile["historyId"])
+        state.pass_query = window_query(start=start, excluded=self.excluded)
+        state.page_token = ""
+        state.pending_ids = []
+        state.save()
+
+    def _close_pass_if_done(self) -> None:
+        state = self.state
+        if state.pass_query or state.pending_ids:
+            return
+        if state.pass_cursor:
+            state.cursor = state.pass_cursor
+        state.pass_cursor = ""
+        state.page_token = ""
+
+    def _stop_requested(self) -> bool:
+        if self.control.deadline_reached():
+            self.result.timed_out = True
+            return True
+        self.control.checkpoint()
+        return False
+
+    def _call(self, request: object) -> dict:
+        self.result.requests += 1
+        return execute(request, account=self.account)
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def _list_ids(self) -> None:
+        """List window pages until the run has enough ids for its cap (or must stop)."""
+        state = self.state
+        ids = list(state.pending_ids)
+        known = set(ids)
+        listed = False
+        while state.pass_query and len(ids) < self.budget:
+            if self._stop_requested():
+                break
+            try:
+                page = self._call(
+                    self.service.users()
+                    .messages()
+                    .list(
+                        userId="me",
+                        q=state.pass_query,
+                        maxResults=LIST_PAGE_SIZE,
+                        pageToken=state.page_token or None,
+                    )
+                )
+            except PermanentError:
+                if not state.page_token:
+                    raise
+                # A saved page token Google no longer takes would fail every run: relist the
+                # window from its start instead (the upsert skips what is already stored).
+                logger.warning("account %s: Gmail refused a saved page token", self.account.pk)
+                state.page_token = ""
+                continue
+            listed = True
+            for ref in page.get("messages", []):
+                if ref["id"] not in known:
+                    known.add(ref["id"])
+                    ids.append(ref["id"])
+            state.page_token = page.get("nextPageToken", "")
+            if not state.page_token:
+                # Listing done; what is left is fetching pending_ids.
+                state.pass_query = ""
+                state.last_full_sync_at = timezone.now()
+        if listed:
+            state.pending_ids = ids
+            self._close_pass_if_done()
+            state.save()
+
+    def _read_history(self) -> None:
+        """Read every history page since the cursor: mark deletions, queue changed messages."""
+        state = self.state
+        actions: dict[str, str] = {}  # message id -> "fetch" | "delete", last change wins
+        page_token = None
+        latest = state.cursor
+        while True:
+            page = self._call(
+                self.service.users()
+                .history()
+                .list(
+                    userId="me",
+                    startHistoryId=state.cursor,
+                    historyTypes=HISTORY_TYPES,
+                    maxResults=LIST_PAGE_SIZE,
+                    pageToken=page_token,
+                )
+            )
+            latest = str(page.get("historyId") or latest)
+            for record in page.get("history", []):
+                self._note_changes(record, actions)
+            page_token = page.get("nextPageToken")
+            if not page_token:
+                break
+        deleted = [message_id for message_id, action in actions.items() if action == "delete"]
+        with transaction.atomic():
+            if deleted:
+                self.result.deleted += raw_events_update_existing(
+                    user_id=self.account.user_id,
+                    provider=Provider.GMAIL,
+                    batch_id=self.batch_id,
+                    items=[RawItem(message_id, None, DELETED_MARK) for message_id in deleted],
+                    merge=True,
+                )
+            state.pending_ids = [mid for mid, action in actions.items() if action == "fetch"]
+            state.pass_cursor = latest
+            state.pass_query = ""
+            state.page_token = ""
+            self._close_pass_if_done()
+            state.save()
+
+    def _note_changes(self, record: dict, actions: dict[str, str]) -> None:
+        for entry in record.get("messagesAdded", []):
+            message = entry.get("message", {})
+            # New drafts, chats and spam are not synced: no need to fetch them at all.
+            if not self.excluded.intersection(message.get("labelIds", [])):
+                actions[message["id"]] = "fetch"
+        for key in ("labelsAdded", "labelsRemoved"):
+            for entry in record.get(key, []):
+                actions[entry["message"]["id"]] = "fetch"
+        for entry in record.get("messagesDeleted", []):
+            actions[entry["message"]["id"]] = "delete"
+
+    # -- fetching -----------------------------------------------------------------------------
+
+    def _fetch_pending(self) -> None:
+        state = self.state
+        ids = list(state.pending_ids)
+        chunk_size = max(1, self.config.gmail_chunk_size)
+        to_fetch = min(len(ids), self.budget)
+        done = 0
+        while done < to_fetch:
+            if done and self.config.gmail_chunk_pause_s > 0:
+                time.sleep(self.config.gmail_chunk_pause_s)
+            if self._stop_requested():
+                return
+            chunk = ids[done : min(done + chunk_size, to_fetch)]
+            messages = self._get_messages(chunk)
+            done += len(chunk)
+            with transaction.atomic():
+                self._store(messages)
+                state.pending_ids = ids[done:]
+                self._close_pass_if_done()
+                state.save()
+
+    def _get_messages(self, ids: list[str]) -> list[dict]:
+        users = self.service.users()
+        requests = [
+            users.messages().get(userId="me", id=message_id, format="full") for message_id in ids
+        ]
+        self.result.requests += -(-len(requests) // BATCH_MAX_PARTS)
+        responses = batch_execute(self.service, requests, account=self.account)
+        # None: the message was deleted between listing and fetching.
+        return [message for message in responses if message]
+
+    def _store(self, messages: list[dict]) -> None:
+        self.result.fetched += len(messages)
+        kept, excluded = [], []
+        for message in messages:
+            item = message_item(message)
+            (excluded if self.excluded.intersection(message.get("labelIds", [])) else kept).append(
+                item
+            )
+        self.result.counts.add(
+            raw_events_upsert(
+                user_id=self.account.user_id,
+                account_id=self.account.pk,
+                provider=Provider.GMAIL,
+                batch_id=self.batch_id,
+                items=kept,
+            )
+        )
+        if excluded:
+            self.result.excluded += len(excluded)
+            self.result.counts.updated += raw_events_update_existing(
+                user_id=self.account.user_id,
+                provider=Provider.GMAIL,
+                batch_id=self.batch_id,
+                items=excluded,
+            )

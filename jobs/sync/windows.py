@@ -1,0 +1,65 @@
+"""The time windows a sync lists when it has no usable provider cursor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.utils import timezone
+
+from jobs.config import PipelineConfig, get_config
+from jobs.models import Provider
+from jobs.sync.raw_events import raw_events_latest_occurred_at
+
+
+def gmail_window_start(
+    *,
+    user_id: int,
+    full: bool = False,
+    now: datetime | None = None,
+    config: PipelineConfig | None = None,
+) -> datetime:
+    """Where a Gmail listing starts: just before the newest stored message, else the initial window.
+
+    The overlap re-lists a few minutes already stored (the upsert skips them) so mail delivered
+    with a slightly older date is not missed. `full` asks for the initial window regardless.
+    """
+    config = config or get_config()
+    now = now or timezone.now()
+    initial = now - timedelta(days=config.initial_window_days)
+    if full:
+        return initial
+    latest = raw_events_latest_occurred_at(user_id=user_id, provider=Provider.GMAIL)
+    if latest is None:
+        return initial
+    return latest - timedelta(seconds=config.window_overlap_s)
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarWindow:
+    time_min: datetime
+    time_max: datetime
+
+    def params(self) -> dict[str, str]:
+        return {"timeMin": _rfc3339(self.time_min), "timeMax": _rfc3339(self.time_max)}
+
+
+def calendar_window(
+    *, now: datetime | None = None, config: PipelineConfig | None = None
+) -> CalendarWindow:
+    """The events a full Calendar listing covers: calendar_window_past/future_days around now.
+
+    Also the fallback when a syncToken expires: an event's occurred_at is its start, not its
+    last change, so "since the newest stored event" would miss edits to earlier meetings. The
+    full window costs a few list pages, and the upsert stores only what changed.
+    """
+    config = config or get_config()
+    now = (now or timezone.now()).replace(microsecond=0)
+    return CalendarWindow(
+        time_min=now - timedelta(days=config.calendar_window_past_days),
+        time_max=now + timedelta(days=config.calendar_window_future_days),
+    )
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

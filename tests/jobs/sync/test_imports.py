@@ -1,0 +1,183 @@
+"""Takeout imports: import_mbox and import_ics stream files into raw events, once."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from jobs.google.emulator.generator import generate_mailbox
+from jobs.models import GoogleAccount, Job, RawEvent
+from jobs.sync.imports import ImportFileError, mbox_import
+
+pytestmark = pytest.mark.django_db
+
+METRIC_KEYS = {
+    "itemsFetched",
+    "itemsInserted",
+    "itemsSkipped",
+    "durationMs",
+    "userId",
+    "batchId",
+    "timedOut",
+}
+
+ICS = b"""BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//crm-pipeline tests//EN\r
+BEGIN:VEVENT\r
+UID:kickoff-1@northwind.example\r
+DTSTAMP:20250301T120000Z\r
+DTSTART:20250305T150000Z\r
+DTEND:20250305T160000Z\r
+SUMMARY:Kick-off with Northwind\r
+ATTENDEE;CN=Dana Reyes:mailto:dana@northwind.example\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:dropped-2@northwind.example\r
+DTSTAMP:20250301T120000Z\r
+DTSTART:20250306T150000Z\r
+DTEND:20250306T160000Z\r
+SUMMARY:Dropped review\r
+STATUS:CANCELLED\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_handoff(pipeline_config):
+    pipeline_config(handoff="none")
+
+
+@pytest.fixture
+def account(user) -> GoogleAccount:
+    return GoogleAccount.objects.create(user=user, email="ada@gmail.example")
+
+
+@pytest.fixture
+def mbox(tmp_path: Path) -> Path:
+    """120 messages in Takeout form: a 'From ' line each, labels in X-Gmail-Labels (one Spam)."""
+    generated = generate_mailbox(
+        "ada@gmail.example", messages=120, events=0, seed=3, now=datetime(2025, 3, 1, tzinfo=UTC)
+    )
+    path = tmp_path / "All mail Including Spam and Trash.mbox"
+    with path.open("wb") as handle:
+        for n, message in enumerate(generated.messages):
+            labels = b"Spam" if n == 0 else b"Inbox,Opened,Category Updates"
+            body = b"\n".join(
+                b">" + line if line.startswith(b"From ") else line
+                for line in message.raw.replace(b"\r\n", b"\n").split(b"\n")
+            )
+            handle.write(b"From 1790000000000000000@xxx Sat Mar 01 12:00:00 +0000 2025\n")
+            handle.write(b"X-GM-THRID: 17900000000000" + str(n).encode() + b"\n")
+            handle.write(b"X-Gmail-Labels: " + labels + b"\n" + body + b"\n\n")
+    return path
+
+
+def run(command: str, *args: str) -> list[str]:
+    out = StringIO()
+    call_command(command, *args, stdout=out, stderr=StringIO())
+    return out.getvalue().strip().splitlines()
+
+
+def test_an_mbox_import_stores_each_message_once_and_ends_with_the_metrics_line(account, mbox):
+    lines = run("import_mbox", "ada", str(mbox))
+
+    metrics = json.loads(lines[-1])
+    assert set(metrics) >= METRIC_KEYS
+    assert metrics["itemsFetched"] == 120
+    assert metrics["itemsInserted"] == 119  # the Spam message is excluded, as in a sync
+    assert metrics["userId"] == account.user_id and metrics["timedOut"] is False
+    rows = RawEvent.objects.filter(user_id=account.user_id, provider="gmail")
+    assert rows.count() == 119
+    assert {str(b) for b in rows.values_list("batch_id", flat=True)} == {metrics["batchId"]}
+    row = rows.first()
+    assert row.account_id == account.pk and row.occurred_at is not None
+    assert set(row.payload["labelIds"]) == {"INBOX", "CATEGORY_UPDATES"}
+
+
+def test_reimporting_the_same_mbox_inserts_nothing(account, mbox):
+    run("import_mbox", "ada", str(mbox))
+
+    metrics = json.loads(run("import_mbox", "ada", str(mbox))[-1])
+
+    assert metrics["itemsInserted"] == 0
+    assert metrics["itemsSkipped"] == 120
+    assert metrics["details"]["itemsUpdated"] == 0
+
+
+def test_the_mbox_is_stored_with_one_statement_per_chunk(account, mbox):
+    with CaptureQueriesContext(connection) as small_chunks:
+        assert mbox_import(account=account, path=mbox, chunk_size=50).counts.inserted == 119
+    RawEvent.objects.all().delete()
+    Job.objects.all().delete()
+    with CaptureQueriesContext(connection) as one_chunk:
+        assert mbox_import(account=account, path=mbox, chunk_size=500).counts.inserted == 119
+
+    # 3 chunks instead of 1: two statements more, none per message.
+    assert len(small_chunks) - len(one_chunk) == 2
+
+
+def test_progress_is_reported_per_chunk(account, mbox):
+    seen = []
+    mbox_import(account=account, path=mbox, chunk_size=50, on_progress=seen.append)
+    assert [p.items for p in seen] == [51, 101, 120]  # 50 stored + the excluded one, ...
+    assert seen[-1].bytes_read > 0
+
+
+def test_a_missing_file_or_a_non_mbox_is_a_clear_error(account, tmp_path):
+    with pytest.raises(CommandError, match="does not exist"):
+        run("import_mbox", "ada", str(tmp_path / "nope.mbox"))
+    text = tmp_path / "notes.txt"
+    text.write_text("Dear diary\n")
+    with pytest.raises(CommandError, match="is not an mbox file"):
+        run("import_mbox", "ada", str(text))
+    with pytest.raises(ImportFileError, match="is not a file"):
+        mbox_import(account=account, path=tmp_path)
+
+
+def test_an_unknown_user_is_a_clear_error(tmp_path):
+    with pytest.raises(CommandError, match=r"^user 'nobody' does not exist$"):
+        run("import_mbox", "nobody", str(tmp_path / "x.mbox"))
+
+
+def test_the_import_starts_the_next_stage_for_its_batch(account, mbox, monkeypatch):
+    # Any registered kind taking {"account_id"} stands in for the normalizer.
+    monkeypatch.setattr("jobs.sync.imports.next_stage", lambda kind: "gmail_sync")
+
+    result = mbox_import(account=account, path=mbox)
+
+    job = Job.objects.get()
+    assert job == result.next_job
+    assert (job.kind, job.batch_id, job.payload["account_id"]) == (
+        "gmail_sync",
+        result.batch_id,
+        account.pk,
+    )
+
+
+def test_an_ics_import_stores_events_on_the_primary_calendar_once(account, tmp_path):
+    path = tmp_path / "ada@gmail.example.ics"
+    path.write_bytes(ICS)
+
+    first = json.loads(run("import_ics", "ada", str(path))[-1])
+    again = json.loads(run("import_ics", "ada", str(path))[-1])
+
+    assert (first["itemsFetched"], first["itemsInserted"]) == (2, 2)
+    assert (again["itemsInserted"], again["itemsSkipped"]) == (0, 2)
+    rows = RawEvent.objects.filter(provider="calendar").order_by("occurred_at")
+    assert all(row.source_id.startswith("ada@gmail.example/") for row in rows)
+    assert all(row.payload["_calendarId"] == "ada@gmail.example" for row in rows)
+    assert [row.payload["status"] for row in rows] == ["confirmed", "cancelled"]
+
+
+def test_a_file_that_is_not_icalendar_is_a_clear_error(account, mbox):
+    with pytest.raises(CommandError, match="is not an iCalendar file"):
+        run("import_ics", "ada", str(mbox))
