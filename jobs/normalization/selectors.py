@@ -1,0 +1,40 @@
+"""Normalization reads: the addresses that decide direction, and a per-user summary."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import Count, Q
+
+from jobs.models import GoogleAccount, Interaction, NormalizationStatus, RawEvent
+
+
+def account_addresses(*, user_id: int) -> dict[int, frozenset[str]]:
+    """Each of the user's Google accounts' own addresses (address + send-as aliases), by id."""
+    accounts = GoogleAccount.objects.filter(user_id=user_id).only("id", "email", "addresses")
+    return {account.pk: account.own_addresses for account in accounts}
+
+
+def pending_raw_events_exist(
+    *, user_id: int, provider: str, batch_id: uuid.UUID | None = None
+) -> bool:
+    """Whether raw events of `provider` (of `batch_id`, when given) still wait for normalization."""
+    pending = RawEvent.objects.filter(
+        user_id=user_id, provider=provider, status=NormalizationStatus.PENDING
+    )
+    if batch_id is not None:
+        pending = pending.filter(batch_id=batch_id)
+    return pending.exists()
+
+
+def normalization_summary(*, user_id: int) -> dict[str, int]:
+    """Interactions stored, raw events that failed to normalize and raw events still pending."""
+    raw = RawEvent.objects.filter(user_id=user_id).aggregate(
+        failed=Count("pk", filter=Q(status=NormalizationStatus.FAILED)),
+        pending=Count("pk", filter=Q(status=NormalizationStatus.PENDING)),
+    )
+    return {
+        "interactions": Interaction.objects.filter(user_id=user_id).count(),
+        "failedNormalizations": raw["failed"],
+        "pendingRawEvents": raw["pending"],
+    }

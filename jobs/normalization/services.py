@@ -1,0 +1,327 @@
+"""Normalization writes: pending raw events to interactions, one claimed chunk per transaction."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from django.db import connection, transaction
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models import CharField
+
+from jobs.config import get_config
+from jobs.models import Interaction, NormalizationStatus, Provider, RawEvent
+from jobs.normalization.calendar import parse_calendar_event
+from jobs.normalization.gmail import parse_gmail_message
+from jobs.normalization.selectors import account_addresses, pending_raw_events_exist
+from jobs.normalization.text import db_safe
+from jobs.normalization.types import NormalizationError, ParsedInteraction
+
+ERROR_TEXT_LIMIT = 2000
+# Keys the sync stage adds to raw payloads (jobs.sync): the calendar an event came from, the
+# calendar's time zone (all-day events start at its local midnight; UTC midnight without it),
+# and the mark of a message deleted at Gmail.
+CALENDAR_ID_KEY = "_calendarId"
+CALENDAR_TIME_ZONE_KEY = "_calendarTimeZone"
+DELETED_KEY = "_deleted"
+
+_INTERACTION = Interaction._meta.db_table
+_RAW_EVENT = RawEvent._meta.db_table
+# Column widths the parsers do not know about: a row that does not fit fails on its own instead
+# of failing the chunk's single INSERT.
+_MAX_LENGTHS = {
+    field.name: field.max_length
+    for field in Interaction._meta.concrete_fields
+    if isinstance(field, CharField) and field.max_length
+}
+
+# Serves from raw_event_pending_idx. SKIP LOCKED: two normalizers never take the same rows.
+_CLAIM_SQL = f"""
+SELECT id, account_id, source_id, payload, fetched_at
+  FROM {_RAW_EVENT}
+ WHERE user_id = %(user_id)s AND provider = %(provider)s
+       AND status = '{NormalizationStatus.PENDING}' {{batch}}
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+"""
+_CLAIM_ANY_SQL = _CLAIM_SQL.format(batch="")
+_CLAIM_BATCH_SQL = _CLAIM_SQL.format(batch="AND batch_id = %(batch_id)s")
+# The interaction columns a chunk writes from ParsedInteraction (metadata aside), with their types.
+_COLUMNS = {
+    "source": "text",
+    "source_id": "text",
+    "kind": "text",
+    "occurred_at": "timestamptz",
+    "occurred_at_estimated": "bool",
+    "subject": "text",
+    "body_text": "text",
+    "thread_id": "text",
+    "direction": "text",
+}
+_COLUMN_LIST = ", ".join(_COLUMNS)
+
+# what an update may change: everything but the conflict key
+_UPDATED_COLUMNS = (*(c for c in _COLUMNS if c not in ("source", "source_id")), "metadata")
+
+# One statement per chunk: upsert the interactions (an unchanged row is not rewritten, so
+# RETURNING yields exactly the inserted and updated ones; xmax = 0 tells a fresh insert) and
+# record every claimed raw event's outcome. Arrays go as binary parameters (%b): text-format
+# arrays of wide rows are several times slower to send and to parse.
+_WRITE_SQL = f"""
+WITH written AS (
+    INSERT INTO {_INTERACTION} AS t (
+        user_id, {_COLUMN_LIST}, metadata, created_at, updated_at)
+    SELECT %(user_id)s, {_COLUMN_LIST}, metadata::jsonb, statement_timestamp(),
+           statement_timestamp()
+      FROM unnest({", ".join(f"%({name})b::{kind}[]" for name, kind in _COLUMNS.items())},
+                  %(metadata)b::text[])
+           AS s({_COLUMN_LIST}, metadata)
+    ON CONFLICT (user_id, source, source_id) DO UPDATE
+       SET {", ".join(f"{column} = EXCLUDED.{column}" for column in _UPDATED_COLUMNS)},
+           updated_at = EXCLUDED.updated_at
+     WHERE ({", ".join(f"t.{column}" for column in _UPDATED_COLUMNS)})
+           IS DISTINCT FROM ({", ".join(f"EXCLUDED.{column}" for column in _UPDATED_COLUMNS)})
+    RETURNING (xmax = 0) AS inserted
+), outcome AS (
+    UPDATE {_RAW_EVENT} AS r
+       SET status = CASE WHEN o.error = '' THEN '{NormalizationStatus.NORMALIZED}'
+                         ELSE '{NormalizationStatus.FAILED}' END,
+           error = o.error,
+           updated_at = statement_timestamp()
+      FROM unnest(%(raw_ids)b::int8[], %(errors)b::text[]) AS o(id, error)
+     WHERE r.id = o.id AND r.user_id = %(user_id)s
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
+"""
+
+
+@dataclass(slots=True)
+class NormalizationReport:
+    """What a normalization pass did; `stopped` means it ended early with raw events pending."""
+
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    chunks: int = 0
+    stopped: bool = False
+
+    def add(self, other: NormalizationReport) -> None:
+        for name in ("fetched", "inserted", "updated", "unchanged", "failed", "chunks"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts under the metrics' key names (itemsSkipped = unchanged)."""
+        return {
+            "itemsFetched": self.fetched,
+            "itemsInserted": self.inserted,
+            "itemsSkipped": self.unchanged,
+            "itemsUpdated": self.updated,
+            "failed": self.failed,
+        }
+
+
+def raw_events_normalize(
+    *,
+    user_id: int,
+    provider: str,
+    batch_id: uuid.UUID | None = None,
+    account_id: int | None = None,
+    chunk_size: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_chunk: Callable[[NormalizationReport], None] | None = None,
+) -> NormalizationReport:
+    """Normalize the user's pending raw events of `provider` (of `batch_id` only, when given).
+
+    Works chunk by chunk, each chunk claimed and written in its own transaction, until none is
+    left; `should_stop` is asked between chunks (the job's deadline). Rows another normalizer
+    holds are skipped, not waited for.
+    """
+    chunk_size = chunk_size or get_config().normalize_chunk_size
+    addresses = account_addresses(user_id=user_id)
+    report = NormalizationReport()
+    while True:
+        chunk = raw_events_normalize_chunk(
+            user_id=user_id,
+            provider=provider,
+            batch_id=batch_id,
+            account_id=account_id,
+            chunk_size=chunk_size,
+            addresses=addresses,
+        )
+        if not chunk.fetched:
+            return report
+        report.add(chunk)
+        if on_chunk is not None:
+            on_chunk(chunk)
+        if should_stop is not None and should_stop():
+            report.stopped = pending_raw_events_exist(
+                user_id=user_id, provider=provider, batch_id=batch_id
+            )
+            return report
+
+
+def raw_events_normalize_chunk(
+    *,
+    user_id: int,
+    provider: str,
+    batch_id: uuid.UUID | None = None,
+    account_id: int | None = None,
+    chunk_size: int,
+    addresses: dict[int, frozenset[str]] | None = None,
+) -> NormalizationReport:
+    """Claim up to `chunk_size` pending raw events (FOR UPDATE SKIP LOCKED), parse and write them.
+
+    Two statements whatever the chunk size. A payload the parser rejects (any exception) is
+    marked failed with its error and never stops the others.
+    """
+    if provider not in Provider.values:
+        raise ValueError(f"unknown provider {provider!r}")
+    if addresses is None:
+        addresses = account_addresses(user_id=user_id)
+    own_default = addresses.get(account_id) if account_id is not None else None
+    if own_default is None:
+        own_default = frozenset().union(*addresses.values())
+    max_body_chars = get_config().max_body_chars
+    parse = _PARSERS[provider]
+    with transaction.atomic(), _cursor() as cursor:
+        cursor.execute(
+            _CLAIM_BATCH_SQL if batch_id else _CLAIM_ANY_SQL,
+            {"user_id": user_id, "provider": provider, "batch_id": batch_id, "limit": chunk_size},
+        )
+        claimed = cursor.fetchall()
+        if not claimed:
+            return NormalizationReport()
+        rows: dict[tuple[str, str], tuple[ParsedInteraction, str]] = {}
+        errors: list[str] = []  # one per claimed raw event, "" when it normalized
+        for _, raw_account_id, source_id, payload, fetched_at in claimed:
+            try:
+                parsed = parse(
+                    json.loads(payload),
+                    source_id=source_id,
+                    own_addresses=addresses.get(raw_account_id, own_default),
+                    fetched_at=fetched_at,
+                    max_body_chars=max_body_chars,
+                )
+                _check_fits(parsed)
+                metadata = json.dumps(parsed.metadata, ensure_ascii=False, separators=(",", ":"))
+            except Exception as exc:  # any parser failure is this payload's, not the chunk's
+                errors.append(db_safe(f"{type(exc).__name__}: {exc}")[:ERROR_TEXT_LIMIT])
+                continue
+            errors.append("")
+            # two raw events naming the same interaction: one row, or the upsert would fail
+            rows[(parsed.source, parsed.source_id)] = (parsed, metadata)
+        raw_ids = [row[0] for row in claimed]
+        cursor.execute(_WRITE_SQL, _write_params(user_id, rows.values(), raw_ids, errors))
+        inserted, updated = cursor.fetchone()
+    failed = sum(1 for error in errors if error)
+    return NormalizationReport(
+        fetched=len(claimed),
+        inserted=inserted,
+        updated=updated,
+        unchanged=len(claimed) - failed - inserted - updated,
+        failed=failed,
+        chunks=1,
+    )
+
+
+def raw_events_reset(*, user_id: int, providers: list[str], failed_only: bool = False) -> int:
+    """Put the user's raw events of `providers` (only the failed ones, if asked) back to pending."""
+    events = RawEvent.objects.filter(user_id=user_id, provider__in=providers)
+    if failed_only:
+        events = events.filter(status=NormalizationStatus.FAILED)
+    else:
+        events = events.exclude(status=NormalizationStatus.PENDING)
+    return events.update(status=NormalizationStatus.PENDING, error="")
+
+
+def _write_params(
+    user_id: int,
+    rows: Collection[tuple[ParsedInteraction, str]],
+    raw_ids: list[int],
+    errors: list[str],
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        column: [getattr(parsed, column) for parsed, _ in rows] for column in _COLUMNS
+    }
+    params.update(
+        user_id=user_id,
+        metadata=[metadata for _, metadata in rows],
+        raw_ids=raw_ids,
+        errors=errors,
+    )
+    return params
+
+
+def _check_fits(parsed: ParsedInteraction) -> None:
+    for name, limit in _MAX_LENGTHS.items():
+        value = getattr(parsed, name)
+        if len(value) > limit:
+            raise NormalizationError(f"{name} is {len(value)} characters long (limit {limit})")
+
+
+def _parse_gmail(
+    payload: Any,
+    *,
+    source_id: str,
+    own_addresses: frozenset[str],
+    fetched_at: datetime,
+    max_body_chars: int,
+) -> ParsedInteraction:
+    parsed = parse_gmail_message(
+        payload, own_addresses=own_addresses, fetched_at=fetched_at, max_body_chars=max_body_chars
+    )
+    if payload.get(DELETED_KEY) is True:
+        # deleted at Gmail: the interaction stays (it happened), marked like a cancelled event
+        parsed.metadata["deleted"] = True
+    return parsed
+
+
+def _parse_calendar(
+    payload: Any,
+    *,
+    source_id: str,
+    own_addresses: frozenset[str],
+    fetched_at: datetime,
+    max_body_chars: int,
+) -> ParsedInteraction:
+    calendar_id = payload.get(CALENDAR_ID_KEY) if isinstance(payload, dict) else None
+    if not isinstance(calendar_id, str) or not calendar_id:
+        # raw events are keyed f"{calendar_id}/{event_id}", like their interactions
+        calendar_id = source_id.partition("/")[0] if "/" in source_id else "primary"
+    zone = payload.get(CALENDAR_TIME_ZONE_KEY) if isinstance(payload, dict) else None
+    return parse_calendar_event(
+        payload,
+        calendar_id=calendar_id,
+        own_addresses=own_addresses,
+        fetched_at=fetched_at,
+        default_tz=zone if isinstance(zone, str) and zone else "UTC",
+        max_body_chars=max_body_chars,
+    )
+
+
+_PARSERS: dict[str, Callable[..., ParsedInteraction]] = {
+    Provider.GMAIL: _parse_gmail,
+    Provider.CALENDAR: _parse_calendar,
+}
+
+
+@contextmanager
+def _cursor() -> Iterator[CursorWrapper]:
+    """A server-side-binding cursor (binary parameters), wrapped like Django's own.
+
+    Django's psycopg 3 cursors bind client-side, which cannot send %b parameters; the wrapper
+    keeps query logging (django_assert_num_queries), execute wrappers and error mapping.
+    """
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+    with wrapper(raw, connection) as wrapped:
+        yield wrapped
