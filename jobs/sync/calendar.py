@@ -11,8 +11,9 @@ calendar_pause_every_items; an unfinished listing keeps its page token and param
 that points past it in one transaction.
 
 Raw payload convention (read by normalize_calendar): RawEvent(provider="calendar",
-source_id=f"{calendar_id}/{event_id}") holds the events resource exactly as fetched plus one
-key of ours, "_calendarId" (the calendar it came from: the id parse_calendar_event wants);
+source_id=f"{calendar_id}/{event_id}") holds the events resource exactly as fetched plus keys
+of ours: "_calendarId" (the calendar it came from: the id parse_calendar_event wants) and
+"_calendarTimeZone" (the listing's timeZone: where an all-day event's midnight is);
 occurred_at is its start (all-day: midnight UTC of the date; cancelled instances: their
 originalStartTime). A cancelled event arrives as a stub (id, status "cancelled", maybe
 recurringEventId / originalStartTime); it is merged into the stored payload (jsonb ||), so the
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 EVENTS_PAGE_SIZE = 250
 CALENDAR_LIST_PAGE_SIZE = 250
 CALENDAR_ID_KEY = "_calendarId"
+CALENDAR_TIME_ZONE_KEY = "_calendarTimeZone"
 
 
 def calendar_sync(
@@ -95,12 +97,15 @@ def selected_calendars(entries: list[dict], selection: str) -> list[str]:
     ]
 
 
-def event_item(event: dict, *, calendar_id: str) -> RawItem:
-    """An event as a raw item: source_id "<calendar>/<event>", the payload with _calendarId."""
+def event_item(event: dict, *, calendar_id: str, time_zone: str = "") -> RawItem:
+    """An event as a raw item: source_id "<calendar>/<event>", the payload with _calendarId
+    and, when the listing gave one, _calendarTimeZone (all-day events start at the calendar's
+    local midnight, and their own start carries no zone)."""
+    payload = {**event, CALENDAR_ID_KEY: calendar_id}
+    if time_zone:
+        payload[CALENDAR_TIME_ZONE_KEY] = time_zone
     return RawItem(
-        source_id=f"{calendar_id}/{event['id']}",
-        occurred_at=event_start(event),
-        payload={**event, CALENDAR_ID_KEY: calendar_id},
+        source_id=f"{calendar_id}/{event['id']}", occurred_at=event_start(event), payload=payload
     )
 
 
@@ -250,7 +255,7 @@ class _CalendarRun:
                 continue
             events = page.get("items", [])
             with transaction.atomic():
-                self._store(calendar_id, events)
+                self._store(calendar_id, events, time_zone=page.get("timeZone", ""))
                 state.page_token = page.get("nextPageToken", "")
                 if not state.page_token:
                     state.cursor = page.get("nextSyncToken", "")
@@ -268,15 +273,14 @@ class _CalendarRun:
         state.pass_query = json.dumps(params)
         state.page_token = ""
 
-    def _store(self, calendar_id: str, events: list[dict]) -> None:
+    def _store(self, calendar_id: str, events: list[dict], *, time_zone: str) -> None:
         self.result.fetched += len(events)
         self.budget -= len(events)
+        items = [
+            event_item(event, calendar_id=calendar_id, time_zone=time_zone) for event in events
+        ]
         self.result.counts.add(
-            calendar_events_store(
-                account=self.account,
-                batch_id=self.batch_id,
-                items=[event_item(event, calendar_id=calendar_id) for event in events],
-            )
+            calendar_events_store(account=self.account, batch_id=self.batch_id, items=items)
         )
 
     def _pace(self, count: int) -> None:

@@ -187,3 +187,30 @@ def test_a_page_token_google_no_longer_takes_restarts_the_calendar(google_accoun
     runs = Job.objects.filter(kind="calendar_sync")
     assert all(job.status == JobStatus.SUCCEEDED for job in runs)
     assert all(s.cursor for s in SyncState.objects.filter(account=google_account))
+
+
+def test_an_all_day_event_starts_at_local_midnight_of_its_calendars_zone(google_account, emulator):
+    from jobs.models import Interaction
+    from jobs.normalization.services import raw_events_normalize
+
+    day = (datetime.now(UTC) + timedelta(days=5)).date()
+    emulator.mailbox(OWNER).add_calendar("tokyo-team", "Tokyo team", time_zone="Asia/Tokyo")
+    emulator.mailbox(OWNER).add_event(
+        "tokyo-team",
+        {
+            "id": "offsite1",
+            "summary": "Offsite",
+            "start": {"date": day.isoformat()},
+            "end": {"date": (day + timedelta(days=1)).isoformat()},
+        },
+    )
+    sync(google_account)
+    row = events(google_account, "tokyo-team").get()
+    assert row.payload["_calendarTimeZone"] == "Asia/Tokyo"
+    raw_events_normalize(user_id=google_account.user_id, provider="calendar")
+    offsite = Interaction.objects.get(user_id=google_account.user_id, source_id=row.source_id)
+    # midnight in Tokyo is 15:00 UTC the day before
+    assert offsite.occurred_at == datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(
+        hours=9
+    )
+    assert offsite.metadata["all_day"] is True
