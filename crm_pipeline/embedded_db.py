@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 logger = logging.getLogger(__name__)
@@ -51,3 +52,17 @@ def _ensure_database(server: object) -> None:
     if "(1 row)" not in out:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")  # type: ignore[attr-defined]
         logger.info("created database %s in the embedded server", DATABASE_NAME)
+
+
+def database_url(settings_dict: dict[str, Any]) -> str:
+    """A DATABASE_URL for a Django connection's settings, so a subprocess (a qcluster) uses the
+    very same database: the embedded server's socket or any host, and the test database too."""
+    auth = quote(settings_dict.get("USER") or "postgres")
+    if settings_dict.get("PASSWORD"):
+        auth += ":" + quote(settings_dict["PASSWORD"])
+    host = settings_dict.get("HOST") or ""
+    name = settings_dict["NAME"]
+    if host.startswith("/"):
+        return f"postgres://{auth}@/{name}?host={quote(host, safe='/')}"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"postgres://{auth}@{host}{port}/{name}"

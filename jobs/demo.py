@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from crm_pipeline.embedded_db import database_url
 from jobs.google.accounts import google_account_connect
 from jobs.google.emulator.generator import generate_mailbox
 from jobs.google.emulator.server import GoogleEmulator
@@ -105,7 +106,9 @@ def _workers(mode: str, api_root: str, say: Say) -> Iterator[None]:
     if mode == "inline":
         yield
         return
-    env = dict(os.environ, GOOGLE_API_ROOT=api_root, DATABASE_URL=_database_url())
+    env = dict(
+        os.environ, GOOGLE_API_ROOT=api_root, DATABASE_URL=database_url(connection.settings_dict)
+    )
     env.setdefault("DJANGO_SETTINGS_MODULE", os.environ.get("DJANGO_SETTINGS_MODULE", ""))
     say("starting a django-q2 cluster (manage.py qcluster, 2 workers)")
     cluster = subprocess.Popen(
@@ -183,19 +186,6 @@ def _summary(
         "batchId": str(batch_id),
         "durationMs": int((time.monotonic() - started) * 1000),
     }
-
-
-def _database_url() -> str:
-    """This process's database as a URL, so the cluster uses the very same one."""
-    s = connection.settings_dict
-    auth = s["USER"] or "postgres"
-    if s.get("PASSWORD"):
-        auth += f":{s['PASSWORD']}"
-    host = s.get("HOST") or ""
-    if host.startswith("/"):
-        return f"postgres://{auth}@/{s['NAME']}?host={host}"
-    port = f":{s['PORT']}" if s.get("PORT") else ""
-    return f"postgres://{auth}@{host}{port}/{s['NAME']}"
 
 
 def summary_json(summary: dict[str, Any]) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
+
+from crm_pipeline.embedded_db import database_url
 
 pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.accounts"]
 
@@ -38,15 +39,7 @@ def worker_database_url() -> str:
     """DATABASE_URL of the database pytest-django created, for worker subprocesses."""
     from django.db import connection
 
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "postgres")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"])
-    host = s.get("HOST") or ""
-    if host.startswith("/"):
-        return f"postgres://{auth}@/{s['NAME']}?host={quote(host, safe='/')}"
-    port = f":{s['PORT']}" if s.get("PORT") else ""
-    return f"postgres://{auth}@{host}{port}/{s['NAME']}"
+    return database_url(connection.settings_dict)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
@@ -29,23 +28,6 @@ class Enqueued:
     job: Job
     # False when the lane already held an active job, which `job` is then.
     created: bool
-
-
-def user_find(*, identifier: str) -> AbstractBaseUser:
-    """A user by username, e-mail address or id; SyncTargetError naming `identifier` if none."""
-    users = get_user_model().objects
-    text = identifier.strip()
-    user = users.filter(**{get_user_model().USERNAME_FIELD: text}).first()
-    if user is None and text.isdigit():
-        user = users.filter(pk=int(text)).first()
-    if user is None and "@" in text:
-        matches = list(users.filter(email__iexact=text)[:2])
-        if len(matches) > 1:
-            raise SyncTargetError(f"user '{identifier}' is ambiguous: give the username or id")
-        user = matches[0] if matches else None
-    if user is None:
-        raise SyncTargetError(f"user '{identifier}' does not exist")
-    return user
 
 
 def sync_accounts(*, user: AbstractBaseUser, identifier: str | None = None) -> list[GoogleAccount]:

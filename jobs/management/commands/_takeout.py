@@ -9,7 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.sync.enqueue import SyncTargetError, sync_accounts, user_find
+from jobs.selectors import UserNotFound, user_find
+from jobs.sync.enqueue import SyncTargetError, sync_accounts
 from jobs.sync.imports import ImportFileError, ImportProgress, ImportResult
 
 
@@ -26,7 +27,7 @@ def run_import(
     try:
         user = user_find(identifier=identifier)
         accounts = sync_accounts(user=user, identifier=identifier)
-    except SyncTargetError as exc:
+    except (UserNotFound, SyncTargetError) as exc:
         raise CommandError(str(exc)) from None
     if options["account"]:
         accounts = [a for a in accounts if a.email == options["account"].strip().lower()]

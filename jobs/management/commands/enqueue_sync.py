@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.models import Job, JobStatus
+from jobs.selectors import UserNotFound, user_find
 from jobs.sync.enqueue import (
     SyncTargetError,
     batch_active,
@@ -16,7 +17,6 @@ from jobs.sync.enqueue import (
     batch_run_next_due,
     sync_accounts,
     sync_enqueue,
-    user_find,
 )
 
 PROVIDERS = {"gmail": ["gmail"], "calendar": ["calendar"], "all": ["gmail", "calendar"]}
@@ -51,7 +51,7 @@ class Command(BaseCommand):
         try:
             user = user_find(identifier=identifier)
             accounts = sync_accounts(user=user, identifier=identifier)
-        except SyncTargetError as exc:
+        except (UserNotFound, SyncTargetError) as exc:
             raise CommandError(str(exc)) from None
         started = sync_enqueue(
             accounts=accounts, providers=PROVIDERS[options["provider"]], full=options["full"]

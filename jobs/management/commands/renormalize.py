@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.models import Provider
@@ -14,6 +13,7 @@ from jobs.normalization.services import (
     raw_events_normalize,
     raw_events_reset,
 )
+from jobs.selectors import UserNotFound, user_find
 
 
 class Command(BaseCommand):
@@ -32,7 +32,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user = _find_user(options["user"])
+        try:
+            user = user_find(identifier=options["user"])
+        except UserNotFound as exc:
+            raise CommandError(str(exc)) from exc
         providers = Provider.values if options["provider"] == "all" else [options["provider"]]
         reset = raw_events_reset(
             user_id=user.pk, providers=providers, failed_only=options["failed_only"]
@@ -55,21 +58,3 @@ class Command(BaseCommand):
                 )
             )
         self.stdout.write(json.dumps(total.as_dict()))
-
-
-def _find_user(value: str) -> Any:
-    """The user named by username, else by e-mail address (case-insensitive), else by id."""
-    model = get_user_model()
-    lookups: list[dict[str, Any]] = [
-        {model.USERNAME_FIELD: value},
-        {f"{model.get_email_field_name()}__iexact": value},
-    ]
-    if value.isdigit():
-        lookups.append({"pk": int(value)})
-    for lookup in lookups:
-        users = list(model.objects.filter(**lookup)[:2])
-        if len(users) == 1:
-            return users[0]
-        if users:
-            raise CommandError(f"'{value}' names more than one user; give the username or id")
-    raise CommandError(f"user '{value}' does not exist")
