@@ -52,7 +52,8 @@ def enqueue(
         dedupe_key=dedupe_key,
         parent=parent,
         max_attempts=max_attempts or spec.max_attempts or get_config().job_max_attempts,
-        offered_at=now if due else None,
+        # Left unset when nothing is handed off, so tick() offers the job once it is due.
+        offered_at=now if due and get_config().handoff != "none" else None,
     )
     if dedupe_key is None:
         job.save(force_insert=True)

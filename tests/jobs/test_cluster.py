@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,9 +25,25 @@ from tests.testapp.models import Execution
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_reachable() -> bool:
+    host, port = REDIS_URL.split("//", 1)[1].split("/", 1)[0].split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 @contextmanager
-def qcluster(**pipeline: object) -> Iterator[subprocess.Popen[bytes]]:
+def qcluster(*, redis: bool = False, **pipeline: object) -> Iterator[subprocess.Popen[bytes]]:
     env = subprocess_env(CRM_PIPELINE=json.dumps(pipeline), Q_WORKERS="2", Q_LOG_LEVEL="INFO")
+    if redis:
+        env["REDIS_URL"] = REDIS_URL
+    else:
+        env.pop("REDIS_URL", None)
     log = tempfile.TemporaryFile()  # noqa: SIM115 - outlives this statement, closed below
     proc = subprocess.Popen(
         [PYTHON, "manage.py", "qcluster"],
@@ -75,6 +92,32 @@ def test_a_real_cluster_runs_200_jobs_each_exactly_once(user):
     assert set(per_job) == {j.pk for j in jobs}
     assert set(per_job.values()) == {1}
     assert not Job.objects.exclude(status=JobStatus.SUCCEEDED).exists()
+
+
+@pytest.mark.skipif(not redis_reachable(), reason="no Redis server reachable at REDIS_URL")
+def test_a_cluster_on_the_redis_broker_runs_each_job_exactly_once(user, pipeline_config):
+    # Jobs are written here without a hand-off; tick() in a process configured for Redis
+    # offers them to the Redis broker, which the cluster (also on Redis) consumes.
+    pipeline_config(handoff="none")
+    jobs = [enqueue("record", user=user) for _ in range(50)]
+    with qcluster(redis=True):
+        env = subprocess_env(REDIS_URL=REDIS_URL)
+        offered = subprocess.run(
+            [PYTHON, "manage.py", "shell", "-c", "from jobs.runner import tick; print(tick())"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "offered=50" in offered.stdout, offered.stdout + offered.stderr
+        wait_until(
+            lambda: Job.objects.filter(status=JobStatus.SUCCEEDED).count() == 50,
+            timeout=60,
+            what="50 jobs to succeed on the Redis broker",
+        )
+    per_job = Execution.objects.filter(phase="effect").values_list("job_id", flat=True)
+    assert sorted(per_job) == sorted(j.pk for j in jobs)
 
 
 def test_a_job_whose_worker_was_killed_is_recovered_and_finishes_once(user):
