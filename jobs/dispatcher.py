@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jobs.errors import UnknownKindError
@@ -24,7 +24,6 @@ class ProcessorSpec:
     max_attempts: int | None = None
     # A kind with a lane gets this dedupe key by default; "{user_id}" is filled in.
     lane: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def parse_payload(self, data: Any) -> Payload:
         return self.payload.from_dict(data)
@@ -60,10 +59,6 @@ def get_processor(kind: str) -> ProcessorSpec:
     except KeyError:
         known = ", ".join(sorted(REGISTRY)) or "none"
         raise UnknownKindError(f"unknown job kind {kind!r} (registered: {known})") from None
-
-
-def dispatch(job: Job, ctx: JobContext) -> Metrics:
-    return get_processor(job.kind).func(job, ctx)
 
 
 def autodiscover() -> None:
