@@ -37,6 +37,7 @@ def enqueue(
     `job.deduplicated` is True.
     """
     spec = get_processor(kind)
+    config = get_config()
     data = (payload if isinstance(payload, Payload) else spec.parse_payload(payload)).to_dict()
     user_id = user if isinstance(user, int) else user.pk
     if dedupe_key is None and spec.lane:
@@ -51,9 +52,9 @@ def enqueue(
         batch_id=batch_id or (parent.batch_id if parent else uuid.uuid4()),
         dedupe_key=dedupe_key,
         parent=parent,
-        max_attempts=max_attempts or spec.max_attempts or get_config().job_max_attempts,
+        max_attempts=max_attempts or spec.max_attempts or config.job_max_attempts,
         # Left unset when nothing is handed off, so tick() offers the job once it is due.
-        offered_at=now if due and get_config().handoff != "none" else None,
+        offered_at=now if due and config.handoff != "none" else None,
     )
     if dedupe_key is None:
         job.save(force_insert=True)

@@ -5,45 +5,44 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from jobs.broker import offer
 from jobs.enqueue import enqueue
 from jobs.models import Job, JobStatus
-from jobs.models.job import FINISHED_STATUSES
+from jobs.models.job import ACTIVE_STATUSES, FINISHED_STATUSES
 
 
 def job_retry(*, job_ids: Iterable[int]) -> int:
     """Failed or cancelled jobs go back to `queued`, due now, with their attempts reset.
 
-    Their error history stays. A job whose lane is taken by an active job is left as it is.
+    Their error history stays. A job whose lane is held by an active job is left as it is, and
+    of several selected jobs in one free lane only the newest is retried (a lane holds one).
     Returns how many were retried.
     """
-    retried = []
+    candidates = Job.objects.filter(
+        pk__in=list(job_ids), status__in=[JobStatus.FAILED, JobStatus.CANCELLED]
+    )
+    lane_busy = Job.objects.filter(dedupe_key=OuterRef("dedupe_key"), status__in=ACTIVE_STATUSES)
+    newest_in_lane = candidates.filter(dedupe_key=OuterRef("dedupe_key")).order_by("-id")
+    now = timezone.now()
     with transaction.atomic():
-        for job in Job.objects.select_for_update(skip_locked=True).filter(
-            pk__in=list(job_ids), status__in=[JobStatus.FAILED, JobStatus.CANCELLED]
-        ):
-            if (
-                job.dedupe_key
-                and Job.objects.filter(
-                    dedupe_key=job.dedupe_key,
-                    status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING],
-                ).exists()
-            ):
-                continue
-            now = timezone.now()
-            Job.objects.filter(pk=job.pk).update(
-                status=JobStatus.QUEUED,
-                attempts=0,
-                run_after=now,
-                finished_at=None,
-                cancel_requested=False,
-                offered_at=now,
-                updated_at=now,
-            )
-            retried.append(job.pk)
+        retried = list(
+            candidates.exclude(Exists(lane_busy))
+            .filter(Q(dedupe_key__isnull=True) | Q(pk=Subquery(newest_in_lane.values("pk")[:1])))
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
+        Job.objects.filter(pk__in=retried).update(
+            status=JobStatus.QUEUED,
+            attempts=0,
+            run_after=now,
+            finished_at=None,
+            cancel_requested=False,
+            offered_at=now,
+            updated_at=now,
+        )
         transaction.on_commit(lambda: offer(retried))
     return len(retried)
 

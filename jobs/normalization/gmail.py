@@ -6,13 +6,19 @@ import base64
 import binascii
 import re
 from datetime import UTC, datetime, timedelta
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import getaddresses
 from functools import lru_cache
 from html import unescape
 from typing import Any
 
 from jobs.normalization.html import html_to_text
-from jobs.normalization.text import collapse_whitespace, db_safe, decode_bytes, decode_words
+from jobs.normalization.text import (
+    collapse_whitespace,
+    db_safe,
+    decode_bytes,
+    decode_words,
+    parse_date_header,
+)
 from jobs.normalization.types import NormalizationError, ParsedInteraction
 
 MAX_BODY_CHARS = 100_000
@@ -83,7 +89,7 @@ def parse_gmail_message(
     date_header = headers.get("date")
     occurred_at = _internal_date(message.get("internalDate"))
     if occurred_at is None and date_header:
-        occurred_at = _date_header(date_header)
+        occurred_at = parse_date_header(date_header)
     estimated = occurred_at is None
     if occurred_at is None:
         occurred_at = fetched_at if fetched_at.tzinfo else fetched_at.replace(tzinfo=UTC)
@@ -321,17 +327,4 @@ def _internal_date(value: Any) -> datetime | None:
         ms = int(value)
         return _EPOCH + timedelta(milliseconds=ms) if ms > 0 else None
     except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _date_header(value: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except (OverflowError, ValueError):
         return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
 _WHITESPACE = re.compile(r"\s+")
@@ -117,3 +119,22 @@ def db_safe(text: str) -> str:
         except UnicodeEncodeError:
             text = text.encode("utf-8", "replace").decode("utf-8")
     return text
+
+
+def parse_date_header(value: str) -> datetime | None:
+    """An RFC 2822 Date header as an aware UTC datetime; None when it cannot be read.
+
+    A date without a zone is taken as UTC, as Gmail does for internalDate.
+    """
+    if not value.strip():
+        return None
+    try:
+        parsed = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None

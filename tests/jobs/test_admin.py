@@ -128,3 +128,27 @@ def test_search_finds_jobs_by_batch_id_and_username(staff_client, user, other_us
     assert list(by_batch.context["cl"].result_list) == [mine]
     by_user = staff_client.get(reverse(CHANGELIST), {"q": "ada"})
     assert list(by_user.context["cl"].result_list) == [mine]
+
+
+def test_retry_takes_one_job_per_free_lane_and_none_from_a_busy_one(staff_client, user):
+    def failed_in(lane: str) -> Job:
+        job = enqueue("record", user=user, payload={"fail_permanent": True}, dedupe_key=lane)
+        run_job(job.pk)
+        return job
+
+    older, newer = failed_in("lane:a"), failed_in("lane:a")
+    blocked = failed_in("lane:b")
+    enqueue("record", user=user, dedupe_key="lane:b")  # an active job holds lane b
+    free = enqueue("record", user=user, payload={"fail_permanent": True})
+    run_job(free.pk)
+    response = act(staff_client, "retry_jobs", [older, newer, blocked, free])
+    statuses = {
+        j.pk: j.status for j in Job.objects.filter(pk__in=[older.pk, newer.pk, blocked.pk, free.pk])
+    }
+    assert statuses == {
+        older.pk: JobStatus.FAILED,
+        newer.pk: JobStatus.QUEUED,
+        blocked.pk: JobStatus.FAILED,
+        free.pk: JobStatus.QUEUED,
+    }
+    assert "2 job(s) queued for retry." in messages_of(response)

@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from email.parser import BytesHeaderParser
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from os import PathLike
 from typing import IO, Any
@@ -23,7 +22,13 @@ import icalendar
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from jobs.normalization.html import html_to_text
-from jobs.normalization.text import collapse_whitespace, decode_bytes, decode_words, unfold
+from jobs.normalization.text import (
+    collapse_whitespace,
+    decode_bytes,
+    decode_words,
+    parse_date_header,
+    unfold,
+)
 
 SNIPPET_CHARS = 200
 _MSGID_TOKEN = re.compile(r"<[^<>\s]+>")
@@ -202,14 +207,9 @@ def _thread_id(msg: Message, own_id: str) -> str:
 
 
 def _date_ms(value: str) -> int | None:
-    if not value.strip():
+    parsed = parse_date_header(value)
+    if parsed is None:
         return None
-    try:
-        parsed = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     try:
         return int(parsed.timestamp() * 1000)
     except (OverflowError, ValueError, OSError):
