@@ -30,11 +30,11 @@ import psycopg  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from jobs.google.emulator.convert import gmail_message_from_rfc822  # noqa: E402
-from jobs.google.emulator.generator import generate_mailbox  # noqa: E402
+from google_emulator.generator import generate_mailbox  # noqa: E402
 from jobs.models import GoogleAccount, Interaction, RawEvent  # noqa: E402
 from jobs.normalization.gmail import parse_gmail_message  # noqa: E402
 from jobs.normalization.services import raw_events_normalize  # noqa: E402
+from jobs.sync.convert import gmail_message_from_rfc822  # noqa: E402
 
 OWNER = "alex.morgan@pipeline.example"
 ALIAS = "alex@pipeline.example"

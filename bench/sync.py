@@ -46,8 +46,8 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
+    from google_emulator.server import GoogleEmulator
     from jobs.config import get_config
-    from jobs.google.emulator.server import GoogleEmulator
 
     call_command("migrate", verbosity=0)
     config = get_config()
@@ -90,7 +90,7 @@ def main() -> None:
 
 def syncable_mailbox(owner: str, count: int, excluded: tuple[str, ...]):
     """A generated mailbox of exactly `count` messages a sync stores (the last 30 days)."""
-    from jobs.google.emulator.generator import generate_mailbox
+    from google_emulator.generator import generate_mailbox
 
     generated = generate_mailbox(owner, messages=int(count * 1.2) + 20, events=0, seed=5, days=29)
     kept = [m for m in generated.messages if not set(excluded).intersection(m.label_ids)]

@@ -36,6 +36,9 @@ INSTALLED_APPS = [
     "jobs",
     "contacts",
     "timeline",
+    # Development and test tool (the `google_emulator` and `demo` commands); a host project
+    # leaves it out.
+    "google_emulator",
 ]
 
 MIDDLEWARE = [

@@ -20,14 +20,14 @@ from typing import Any
 
 from jobs.config import get_config
 from jobs.enqueue import enqueue
-from jobs.google.emulator.convert import (
+from jobs.models import GoogleAccount, Job, Provider
+from jobs.pipeline import next_stage
+from jobs.sync.calendar import calendar_events_store, event_item
+from jobs.sync.convert import (
     calendar_events_from_ics,
     gmail_message_from_rfc822,
     iter_mbox,
 )
-from jobs.models import GoogleAccount, Job, Provider
-from jobs.pipeline import next_stage
-from jobs.sync.calendar import calendar_events_store, event_item
 from jobs.sync.gmail import excluded_label_ids, message_item
 from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_pending_exist, raw_events_upsert
 

@@ -8,9 +8,9 @@ import time
 import pytest
 from googleapiclient.errors import HttpError
 
-from jobs.google.emulator.client import build_service
-from jobs.google.emulator.faults import FaultSet
-from jobs.google.emulator.server import ROUTE_NAMES
+from google_emulator.client import build_service
+from google_emulator.faults import FaultSet
+from google_emulator.server import ROUTE_NAMES
 
 
 def message_ids(gmail, count: int) -> list[str]:

@@ -10,9 +10,9 @@ from email import policy
 
 import pytest
 
-from jobs.google.emulator.client import build_service
-from jobs.google.emulator.generator import generate_mailbox, make_message
-from jobs.google.emulator.server import GoogleEmulator
+from google_emulator.client import build_service
+from google_emulator.generator import generate_mailbox, make_message
+from google_emulator.server import GoogleEmulator
 
 OWNER = "alex.morgan@pipeline.example"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

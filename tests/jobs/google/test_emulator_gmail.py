@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from googleapiclient.errors import HttpError
 
-from jobs.google.emulator.generator import GeneratedMailbox, make_message
-from jobs.google.emulator.server import GoogleEmulator
+from google_emulator.generator import GeneratedMailbox, make_message
+from google_emulator.server import GoogleEmulator
 
 OWNER = "alex.morgan@pipeline.example"  # the conftest's generated mailbox owner
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

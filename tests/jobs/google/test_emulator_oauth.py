@@ -14,8 +14,8 @@ from google_auth_oauthlib.flow import Flow
 from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError
 
-from jobs.google.emulator.client import build_service, discovery_document
-from jobs.google.emulator.server import GoogleEmulator
+from google_emulator.client import build_service, discovery_document
+from google_emulator.server import GoogleEmulator
 
 OWNER = "alex.morgan@pipeline.example"
 REDIRECT = "http://localhost:8000/oauth/callback"

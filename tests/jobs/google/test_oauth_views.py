@@ -9,9 +9,9 @@ import httplib2
 import pytest
 from django.urls import reverse
 
+from google_emulator.errors import OAuthError
 from jobs.dispatcher import REGISTRY
 from jobs.google.credentials import get_credentials
-from jobs.google.emulator.errors import OAuthError
 from jobs.google.tokens import decrypt_token
 from jobs.google.views import FIRST_SYNC_KINDS, SCOPES
 from jobs.models import GoogleAccount, GoogleAccountStatus, Job

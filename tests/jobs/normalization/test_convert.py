@@ -9,7 +9,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from jobs.google.emulator.convert import (
+from jobs.sync.convert import (
     attachment_bytes,
     calendar_events_from_ics,
     format_message,

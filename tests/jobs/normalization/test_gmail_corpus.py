@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobs.google.emulator.convert import gmail_message_from_rfc822
 from jobs.normalization.gmail import parse_gmail_message
 from jobs.normalization.types import NormalizationError, ParsedInteraction
+from jobs.sync.convert import gmail_message_from_rfc822
 
 FETCHED_AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 OWN = frozenset({"ada@example.com", "ada.sales@example.io"})

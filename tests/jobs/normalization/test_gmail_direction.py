@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from jobs.google.emulator.convert import gmail_message_from_rfc822
 from jobs.normalization.gmail import parse_gmail_message
+from jobs.sync.convert import gmail_message_from_rfc822
 
 FETCHED_AT = datetime(2026, 3, 10, tzinfo=UTC)
 ACCOUNT = frozenset({"ada@example.com", "Sales@Example.IO", "ada@legacy-domain.org"})

@@ -9,9 +9,9 @@ import pytest
 from jobs.context import Metrics
 from jobs.dispatcher import REGISTRY, ProcessorSpec
 from jobs.enqueue import enqueue
-from jobs.google.emulator.convert import gmail_message_from_rfc822
 from jobs.models import GoogleAccount, Interaction, Job, RawEvent
 from jobs.runner import run_due_jobs
+from jobs.sync.convert import gmail_message_from_rfc822
 from tests.fixtures.emulator import ALIAS, OWNER
 
 pytestmark = pytest.mark.django_db

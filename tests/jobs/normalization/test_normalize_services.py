@@ -10,12 +10,7 @@ from pathlib import Path
 import pytest
 from django.db import connection, transaction
 
-from jobs.google.emulator.convert import (
-    calendar_events_from_ics,
-    gmail_message_from_rfc822,
-    iter_mbox,
-)
-from jobs.google.emulator.generator import make_message
+from google_emulator.generator import make_message
 from jobs.models import GoogleAccount, Interaction, RawEvent
 from jobs.normalization import services
 from jobs.normalization.selectors import normalization_summary
@@ -23,6 +18,11 @@ from jobs.normalization.services import (
     raw_events_normalize,
     raw_events_normalize_chunk,
     raw_events_reset,
+)
+from jobs.sync.convert import (
+    calendar_events_from_ics,
+    gmail_message_from_rfc822,
+    iter_mbox,
 )
 from jobs.sync.raw_events import RawItem, raw_events_upsert
 from tests.fixtures.emulator import ALIAS, OWNER

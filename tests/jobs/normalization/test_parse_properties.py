@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.google.emulator.convert import format_message, gmail_message_from_rfc822
 from jobs.normalization.calendar import parse_calendar_event
 from jobs.normalization.gmail import parse_gmail_message
 from jobs.normalization.types import NormalizationError, ParsedInteraction
+from jobs.sync.convert import format_message, gmail_message_from_rfc822
 
 FETCHED_AT = datetime(2026, 3, 10, tzinfo=UTC)
 OWN = frozenset({"ada@example.com"})

@@ -8,9 +8,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from jobs.google.emulator.convert import gmail_message_from_rfc822
 from jobs.models import Interaction, RawEvent
 from jobs.normalization.services import raw_events_normalize
+from jobs.sync.convert import gmail_message_from_rfc822
 
 pytestmark = pytest.mark.django_db
 

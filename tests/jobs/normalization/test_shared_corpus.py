@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from jobs.google.emulator.convert import (
+from jobs.normalization.calendar import parse_calendar_event
+from jobs.normalization.gmail import parse_gmail_message
+from jobs.normalization.types import NormalizationError, ParsedInteraction
+from jobs.sync.convert import (
     calendar_events_from_ics,
     gmail_message_from_rfc822,
     iter_mbox,
 )
-from jobs.normalization.calendar import parse_calendar_event
-from jobs.normalization.gmail import parse_gmail_message
-from jobs.normalization.types import NormalizationError, ParsedInteraction
 
 CORPUS = (Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus").resolve()
 if not (CORPUS / "mail").is_dir() or not (CORPUS / "ics").is_dir():

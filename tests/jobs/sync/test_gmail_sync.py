@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from google_emulator.generator import GeneratedMailbox, generate_mailbox, make_message
+from google_emulator.server import GoogleEmulator
 from jobs.enqueue import enqueue
 from jobs.google.accounts import google_account_connect
-from jobs.google.emulator.generator import GeneratedMailbox, generate_mailbox, make_message
-from jobs.google.emulator.server import GoogleEmulator
 from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
 from jobs.runner import run_due_jobs, run_job
 from jobs.sync.gmail import gmail_sync

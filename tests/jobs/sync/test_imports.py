@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from jobs.google.emulator.generator import generate_mailbox
+from google_emulator.generator import generate_mailbox
 from jobs.models import GoogleAccount, Job, RawEvent
 from jobs.sync.imports import ImportFileError, mbox_import
 

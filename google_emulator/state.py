@@ -13,8 +13,8 @@ from email.header import decode_header, make_header
 from os import PathLike
 from pathlib import Path
 
-from jobs.google.emulator import convert
-from jobs.google.emulator.generator import GeneratedMailbox
+from google_emulator.generator import GeneratedMailbox
+from jobs.sync import convert
 
 SYSTEM_LABELS = (
     "INBOX",

@@ -9,9 +9,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from jobs.google.emulator.faults import SPEC_HELP
-from jobs.google.emulator.generator import generate_mailbox
-from jobs.google.emulator.server import GoogleEmulator
+from google_emulator.faults import SPEC_HELP
+from google_emulator.generator import generate_mailbox
+from google_emulator.server import GoogleEmulator
 
 
 class Command(BaseCommand):

@@ -27,9 +27,9 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from crm_pipeline.embedded_db import database_url
+from google_emulator.generator import generate_mailbox
+from google_emulator.server import GoogleEmulator
 from jobs.google.accounts import google_account_connect
-from jobs.google.emulator.generator import generate_mailbox
-from jobs.google.emulator.server import GoogleEmulator
 from jobs.models import GoogleAccount, Interaction, Job, JobStatus, RawEvent
 from jobs.models.job import ACTIVE_STATUSES
 from jobs.normalization.selectors import normalization_summary

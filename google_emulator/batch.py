@@ -8,8 +8,8 @@ from email.message import Message
 from email.parser import BytesParser
 from http import HTTPStatus
 
-from jobs.google.emulator import errors
-from jobs.google.emulator.routing import Call, Reply, Route
+from google_emulator import errors
+from google_emulator.routing import Call, Reply, Route
 
 # Gmail documents 100 calls per batch; the client library itself stops at 1000.
 MAX_PARTS = {"gmail": 100, "calendar": 1000}

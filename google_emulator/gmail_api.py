@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from jobs.google.emulator import convert, errors
-from jobs.google.emulator.params import Params, decode_token, encode_token
-from jobs.google.emulator.query import compile_query
-from jobs.google.emulator.routing import Call, Reply, Route, json_reply
-from jobs.google.emulator.state import SYSTEM_LABELS, HistoryExpired, Mailbox, StoredMessage
+from google_emulator import errors
+from google_emulator.params import Params, decode_token, encode_token
+from google_emulator.query import compile_query
+from google_emulator.routing import Call, Reply, Route, json_reply
+from google_emulator.state import SYSTEM_LABELS, HistoryExpired, Mailbox, StoredMessage
+from jobs.sync import convert
 
 _FORMATS = ("full", "metadata", "minimal", "raw")
 _HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")

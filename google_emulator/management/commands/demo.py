@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.demo import DemoOptions, demo_run, summary_json
+from google_emulator.demo import DemoOptions, demo_run, summary_json
 
 
 class Command(BaseCommand):

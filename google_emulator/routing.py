@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from jobs.google.emulator.params import Params
+from google_emulator.params import Params
 
 if TYPE_CHECKING:
-    from jobs.google.emulator.accounts import Grant
-    from jobs.google.emulator.server import GoogleEmulator
-    from jobs.google.emulator.state import Mailbox
+    from google_emulator.accounts import Grant
+    from google_emulator.server import GoogleEmulator
+    from google_emulator.state import Mailbox
 
 JSON_TYPE = "application/json; charset=UTF-8"
 

@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-from jobs.google.emulator import batch, calendar_api, errors, gmail_api, oauth_api
-from jobs.google.emulator.accounts import Accounts
-from jobs.google.emulator.faults import FaultSet
-from jobs.google.emulator.generator import GeneratedMailbox
-from jobs.google.emulator.params import Params
-from jobs.google.emulator.requestlog import LogEntry, RequestLog
-from jobs.google.emulator.routing import Call, Reply, Route, json_reply
-from jobs.google.emulator.state import Mailbox
+from google_emulator import batch, calendar_api, errors, gmail_api, oauth_api
+from google_emulator.accounts import Accounts
+from google_emulator.faults import FaultSet
+from google_emulator.generator import GeneratedMailbox
+from google_emulator.params import Params
+from google_emulator.requestlog import LogEntry, RequestLog
+from google_emulator.routing import Call, Reply, Route, json_reply
+from google_emulator.state import Mailbox
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from jobs.google.emulator import errors
+from google_emulator import errors
 
 SPEC_HELP = """\
 Fault spec: comma-separated rules, each ROUTE=KIND[xTIMES][:KEY=VALUE...]

@@ -6,8 +6,8 @@ import base64
 import binascii
 from urllib.parse import parse_qsl, unquote_plus, urlencode
 
-from jobs.google.emulator import errors
-from jobs.google.emulator.routing import Call, Reply, Route, json_reply
+from google_emulator import errors
+from google_emulator.routing import Call, Reply, Route, json_reply
 
 _CONSENT_REQUIRED = ("client_id", "redirect_uri", "response_type", "scope")
 

@@ -10,8 +10,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from jobs.google.emulator import errors
-from jobs.google.emulator.state import Mailbox
+from google_emulator import errors
+from google_emulator.state import Mailbox
 
 DEFAULT_SCOPE = (
     "https://www.googleapis.com/auth/gmail.readonly "

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from jobs.google.emulator.errors import invalid_argument
-from jobs.google.emulator.state import StoredMessage
+from google_emulator.errors import invalid_argument
+from google_emulator.state import StoredMessage
 
 Predicate = Callable[[StoredMessage], bool]
 

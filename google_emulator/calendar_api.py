@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from jobs.google.emulator import errors
-from jobs.google.emulator.params import Params, decode_token, encode_token
-from jobs.google.emulator.recurrence import expand, instant, overlaps, zone
-from jobs.google.emulator.routing import Call, Reply, Route, json_reply
-from jobs.google.emulator.state import Calendar, now_rfc3339
+from google_emulator import errors
+from google_emulator.params import Params, decode_token, encode_token
+from google_emulator.recurrence import expand, instant, overlaps, zone
+from google_emulator.routing import Call, Reply, Route, json_reply
+from google_emulator.state import Calendar, now_rfc3339
 
 # Parameters Google refuses next to a syncToken (the window is fixed by the first full sync).
 _NOT_WITH_SYNC_TOKEN = (

@@ -7,7 +7,7 @@ import binascii
 import json
 from urllib.parse import parse_qs
 
-from jobs.google.emulator.errors import invalid_argument
+from google_emulator.errors import invalid_argument
 
 
 class Params:
