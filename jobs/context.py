@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ class JobContext:
     cancel_check_interval_s: float = 2.0
     followups: list[FollowUp] = field(default_factory=list)
     _last_cancel_check: float = 0.0
+    # What the run has done so far, read by the runner whatever the outcome (see track()).
+    _progress: Callable[[], Metrics] | None = None
 
     @property
     def user_id(self) -> int:
@@ -79,6 +82,22 @@ class JobContext:
 
             if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
                 raise JobCancelled("cancelled by an operator")
+
+    def fence(self) -> None:
+        """Call inside the transaction of every write that moves a cursor (a chunk of raw
+        events with its SyncState, a chunk of normalization results), before it commits.
+
+        Raises LeaseLost when this worker no longer holds the job's lease, so a late worker
+        whose job tick() handed on changes nothing; while it holds the lease, the job row stays
+        locked until that transaction ends, so tick() cannot take the job mid-write.
+        """
+        # Interface stub: the engine's implementation follows.
+        return None
+
+    def track(self, progress: Callable[[], Metrics]) -> None:
+        """Tell the runner how to read this run's work so far. The runner records it in the
+        attempt's metrics whatever the outcome (success, retry, failure, cancel, deadline)."""
+        self._progress = progress
 
     def continue_with(self, payload: Payload | dict[str, Any]) -> None:
         """Enqueue the same kind again (same lane, same batch) once this run succeeds."""

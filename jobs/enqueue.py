@@ -28,13 +28,14 @@ def enqueue(
     run_after: datetime | None = None,
     parent: Job | None = None,
     max_attempts: int | None = None,
+    priority: int | None = None,
 ) -> Job:
     """Create a job of `kind` for `user` and deliver it once the surrounding transaction commits.
 
     The payload is validated against the kind's declared shape (`PayloadError`, a `ValueError`,
     for a bad one; `UnknownKindError`, a `LookupError`, for an unregistered kind). When an active
     job already holds `dedupe_key` (the kind's lane by default), that job is returned instead and
-    `job.deduplicated` is True.
+    `job.deduplicated` is True. `priority` (0 first .. 9 last) defaults to the parent's, else 0.
     """
     spec = get_processor(kind)
     config = get_config()
@@ -53,6 +54,7 @@ def enqueue(
         dedupe_key=dedupe_key,
         parent=parent,
         max_attempts=max_attempts or spec.max_attempts or config.job_max_attempts,
+        priority=priority if priority is not None else (parent.priority if parent else 0),
         # Left unset when nothing is handed off, so tick() offers the job once it is due.
         offered_at=now if due and config.handoff != "none" else None,
     )

@@ -31,5 +31,10 @@ class DeadlineExceeded(TransientError):
     """A processor passed its cooperative deadline without stopping on its own."""
 
 
+class LeaseLost(Exception):
+    """This worker no longer holds the job's lease (tick gave it to another attempt): every write
+    of the run stops, and nothing it did after losing the lease is kept."""
+
+
 class JobCancelled(Exception):
     """An operator cancelled a running job; raised at the processor's next checkpoint."""

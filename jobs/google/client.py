@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import google_auth_httplib2
@@ -85,7 +86,21 @@ def method_id(request: Any) -> str:
     return str(getattr(request, "methodId", "") or "")
 
 
-def execute(request: HttpRequest, *, account: GoogleAccount, units: int | None = None) -> Any:
+@dataclass(frozen=True, slots=True)
+class PartFailure:
+    """A batch part that failed permanently (not 404), in its slot of batch_execute's results
+    when the caller asked for `collect_failures`: the mapped error, for the caller to record."""
+
+    error: Exception
+
+
+def execute(
+    request: HttpRequest,
+    *,
+    account: GoogleAccount,
+    units: int | None = None,
+    priority: str = "normal",
+) -> Any:
     """Run one API request: pace its Gmail quota, let the library retry, map what still fails.
 
     `units` defaults to the method's cost in pacer.COSTS. Raises TransientError (429, 403 rate
@@ -108,19 +123,30 @@ def batch_execute(
     *,
     account: GoogleAccount,
     units_each: int | None = None,
+    priority: str = "normal",
+    collect_failures: bool = False,
 ) -> list[Any]:
     """Run `requests` in HTTP batches of <= 50; responses in the same order.
 
     Parts that fail with 429 / 5xx / 403 rate limits are sent again on their own, in a new
     batch, after a jittered backoff (Retry-After honoured up to a cap; a longer wait raises
     TransientError(retry_after=...) for the job engine). A part answering 404 (message deleted
-    meanwhile) gives None in its slot; any other failing part raises its mapped error.
+    meanwhile) gives None in its slot; any other failing part raises its mapped error, or with
+    `collect_failures` leaves a PartFailure in its slot (one poison item never stops the rest).
+    `priority` "background" (backfill) may spend only part of the quota (see jobs.google.pacer).
     """
     results: list[Any] = [None] * len(requests)
     for start in range(0, len(requests), BATCH_MAX_PARTS):
         stop = min(start + BATCH_MAX_PARTS, len(requests))
         chunk = {index: requests[index] for index in range(start, stop)}
-        _run_chunk(service, chunk, results, account=account, units_each=units_each)
+        _run_chunk(
+            service,
+            chunk,
+            results,
+            account=account,
+            units_each=units_each,
+            collect_failures=collect_failures,
+        )
     return results
 
 
@@ -131,6 +157,7 @@ def _run_chunk(
     *,
     account: GoogleAccount,
     units_each: int | None,
+    collect_failures: bool = False,
 ) -> None:
     config = get_config()
     attempt = 0
@@ -139,7 +166,7 @@ def _run_chunk(
             pacer.cost(method_id(r)) if units_each is None else units_each for r in pending.values()
         )
         pacer.take(account.pk, units)
-        failed = _send_batch(service, pending, results)
+        failed = _send_batch(service, pending, results, collect_failures=collect_failures)
         if not failed:
             return
         attempt += 1
@@ -165,7 +192,11 @@ def _run_chunk(
 
 
 def _send_batch(
-    service: Resource, pending: dict[int, HttpRequest], results: list[Any]
+    service: Resource,
+    pending: dict[int, HttpRequest],
+    results: list[Any],
+    *,
+    collect_failures: bool = False,
 ) -> dict[int, BaseException]:
     """One HTTP batch; fills `results`, returns the retryable failures by index."""
     failed: dict[int, BaseException] = {}
@@ -182,6 +213,8 @@ def _send_batch(
         ):
             # Deleted between list and get: nothing to fetch, not an error.
             results[index] = None
+        elif collect_failures:
+            results[index] = PartFailure(map_http_error(exception, method_id(pending[index])))
         else:
             fatal.append((index, exception))
 

@@ -31,6 +31,9 @@ class Job(models.Model):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=5)
+    # 0 runs first, 9 last (Oban's convention): backfills run below incremental syncs. A job's
+    # follow-ups (continuations, later stages) inherit it.
+    priority = models.PositiveSmallIntegerField(default=0)
     run_after = models.DateTimeField()
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     locked_by = models.CharField(max_length=128, blank=True)

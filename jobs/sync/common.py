@@ -20,6 +20,8 @@ class RunControl(Protocol):
 
     def checkpoint(self) -> None: ...
 
+    def fence(self) -> None: ...
+
 
 class NoDeadline:
     """Run to the end (benchmarks, shell use)."""
@@ -28,6 +30,9 @@ class NoDeadline:
         return False
 
     def checkpoint(self) -> None:
+        return None
+
+    def fence(self) -> None:
         return None
 
 
