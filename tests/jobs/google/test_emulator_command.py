@@ -12,10 +12,10 @@ from django.core.management.base import CommandError
 from google.auth.transport.requests import Request
 from google.oauth2.credentials import Credentials
 from googleapiclient.errors import HttpError
-from google_emulator.management.commands.google_emulator import Command
 
 from google_emulator.client import build_service
 from google_emulator.generator import make_message
+from google_emulator.management.commands.google_emulator import Command
 
 OWNER = "demo@pipeline.example"
 
