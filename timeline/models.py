@@ -1,1 +1,48 @@
-"""Per-contact timeline events (arrive with the timeline capability)."""
+"""Per-contact timeline events written from interactions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class TimelineEventType(models.TextChoices):
+    EMAIL_RECEIVED = "email_received", "e-mail received"
+    EMAIL_SENT = "email_sent", "e-mail sent"
+    MEETING = "meeting", "meeting"
+    MEETING_CANCELLED = "meeting_cancelled", "meeting cancelled"
+
+
+class TimelineEvent(models.Model):
+    """One thing that happened with a contact: one per (interaction, contact, type)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    contact = models.ForeignKey(
+        "contacts.Contact", on_delete=models.CASCADE, related_name="timeline_events"
+    )
+    interaction = models.ForeignKey(
+        "jobs.Interaction", on_delete=models.CASCADE, related_name="timeline_events"
+    )
+    event_type = models.CharField(max_length=32, choices=TimelineEventType.choices)
+    occurred_at = models.DateTimeField()
+    title = models.CharField(max_length=500)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["interaction", "contact", "event_type"], name="timeline_event_uniq"
+            )
+        ]
+        indexes = [
+            # contact_timeline: keyset pagination on (occurred_at, id), newest first.
+            models.Index(
+                fields=["user", "contact", "-occurred_at", "-id"], name="timeline_contact_idx"
+            ),
+            models.Index(fields=["user", "event_type"], name="timeline_type_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type}: {self.title[:40]}"
