@@ -22,6 +22,9 @@ from jobs.normalization.text import (
 from jobs.normalization.types import NormalizationError, ParsedInteraction
 
 MAX_BODY_CHARS = 100_000
+# A key of ours in a payload (jobs.sync.convert sets it on imported mail whose date nothing
+# tells): its internalDate is a placeholder, so the interaction's date is an estimate.
+OCCURRED_AT_ESTIMATED_KEY = "_occurredAtEstimated"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_DEPTH = 32
 # one entry of a plain address list: "Quoted, Name" <addr>, Name <addr> or a bare addr
@@ -87,10 +90,11 @@ def parse_gmail_message(
     body_text, body_source, truncated = _body(plain, html, snippet, max_body_chars)
 
     date_header = headers.get("date")
-    occurred_at = _internal_date(message.get("internalDate"))
+    estimated = message.get(OCCURRED_AT_ESTIMATED_KEY) is True
+    occurred_at = None if estimated else _internal_date(message.get("internalDate"))
     if occurred_at is None and date_header:
         occurred_at = parse_date_header(date_header)
-    estimated = occurred_at is None
+    estimated = estimated or occurred_at is None
     if occurred_at is None:
         occurred_at = fetched_at if fetched_at.tzinfo else fetched_at.replace(tzinfo=UTC)
         occurred_at = occurred_at.astimezone(UTC)

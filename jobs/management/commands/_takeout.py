@@ -40,15 +40,35 @@ def run_import(
         raise CommandError(str(exc)) from None
     progress.done()
     if options["verbosity"] >= 1:
-        counts = result.counts
-        command.stdout.write(
-            f"{result.fetched} {unit}: {counts.inserted} inserted, {counts.updated} updated, "
-            f"{result.fetched - counts.inserted - counts.updated} skipped "
-            f"({result.excluded} excluded); batch {result.batch_id}"
-        )
+        for line in summary_lines(result, unit=unit):
+            command.stdout.write(line)
         if result.next_job is not None:
             command.stdout.write(f"{result.next_job.kind}: job #{result.next_job.pk} queued")
     command.stdout.write(json.dumps(result.metrics_line(), separators=(",", ":")))
+    if not result.complete:
+        raise CommandError(
+            f"'{options['path']}' is truncated: it ends inside an item; the {unit} before it "
+            "were imported"
+        )
+
+
+def summary_lines(result: ImportResult, *, unit: str) -> list[str]:
+    """What the import did with every item it read, then the first rejected ones and why."""
+    counts = result.counts
+    parts = [
+        f"{counts.inserted} inserted",
+        f"{counts.updated} updated",
+        f"{result.unchanged} unchanged",
+    ]
+    if result.excluded:
+        parts.append(f"{result.excluded} excluded (in an excluded label)")
+    parts.append(f"{result.rejected} rejected")
+    lines = [f"{result.fetched} {unit}: {', '.join(parts)}; batch {result.batch_id}"]
+    for rejection in result.rejections:
+        lines.append(f"  rejected #{rejection.item} (line {rejection.line}): {rejection.reason}")
+    if result.rejected > len(result.rejections):
+        lines.append(f"  ... and {result.rejected - len(result.rejections)} more rejected")
+    return lines
 
 
 class _Progress:

@@ -13,8 +13,12 @@ from jobs.sync.imports import ics_import
 class Command(BaseCommand):
     help = (
         "Import the events of an .ics file (Google Takeout: Calendar/*.ics) into the user's raw "
-        "Calendar events, then enqueue normalization. Re-importing a file inserts nothing. The "
-        "last output line is the run-metrics JSON."
+        "Calendar events, then enqueue normalization. The file is streamed one event at a time "
+        "(memory holds one event and the calendar's time zones). Every event read is counted as "
+        "inserted, updated, unchanged or rejected (no valid DTSTART, unreadable), and the first "
+        "rejected ones are shown with their reason; a file that ends inside an event exits "
+        "non-zero after importing the events before it. Re-importing a file inserts nothing. "
+        "The last output line is the run-metrics JSON."
     )
 
     def add_arguments(self, parser: Any) -> None:

@@ -181,3 +181,127 @@ def test_an_ics_import_stores_events_on_the_primary_calendar_once(account, tmp_p
 def test_a_file_that_is_not_icalendar_is_a_clear_error(account, mbox):
     with pytest.raises(CommandError, match="is not an iCalendar file"):
         run("import_ics", "ada", str(mbox))
+
+
+# --- item 22: imports say what they dropped ------------------------------------------------
+
+FOUR_EVENTS_TWO_WITHOUT_START = b"""BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//crm-pipeline tests//EN\r
+BEGIN:VEVENT\r
+UID:good-1@northwind.example\r
+DTSTART:20250305T150000Z\r
+SUMMARY:Kick-off\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:broken-start@northwind.example\r
+DTSTART:next tuesday\r
+SUMMARY:A start no reader understands\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:no-start@northwind.example\r
+SUMMARY:No start at all\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:good-2@northwind.example\r
+DTSTART;VALUE=DATE:20250306\r
+SUMMARY:All day\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+
+
+def run_lines(command: str, *args: str) -> tuple[list[str], list[str]]:
+    out, err = StringIO(), StringIO()
+    call_command(command, *args, stdout=out, stderr=err)
+    return out.getvalue().strip().splitlines(), err.getvalue().strip().splitlines()
+
+
+def test_item22_ics_events_without_a_valid_start_are_counted_as_rejected_with_the_reason(
+    account, tmp_path
+):
+    path = tmp_path / "calendar.ics"
+    path.write_bytes(FOUR_EVENTS_TWO_WITHOUT_START)
+
+    lines = run("import_ics", "ada", str(path))
+
+    assert lines[0].startswith("4 events: 2 inserted, 0 updated, 0 unchanged, 2 rejected;")
+    assert lines[1] == "  rejected #2 (line 9): no valid DTSTART"
+    assert lines[2] == "  rejected #3 (line 14): no valid DTSTART"
+    metrics = json.loads(lines[-1])
+    assert (metrics["itemsFetched"], metrics["itemsInserted"]) == (4, 2)
+    assert metrics["details"]["itemsRejected"] == 2
+    assert metrics["details"]["rejections"][0] == {
+        "item": 2,
+        "line": 9,
+        "reason": "no valid DTSTART",
+    }
+    assert RawEvent.objects.filter(provider="calendar").count() == 2
+
+    again = run("import_ics", "ada", str(path))
+    assert again[0].startswith("4 events: 0 inserted, 0 updated, 2 unchanged, 2 rejected;")
+
+
+def test_item22_a_truncated_ics_imports_what_is_complete_and_exits_non_zero(account, tmp_path):
+    cut = FOUR_EVENTS_TWO_WITHOUT_START.index(b"SUMMARY:All day")
+    path = tmp_path / "cut.ics"
+    path.write_bytes(FOUR_EVENTS_TWO_WITHOUT_START[:cut])
+    out = StringIO()
+
+    with pytest.raises(CommandError, match=r"'.*cut\.ics' is truncated: it ends inside an item"):
+        call_command("import_ics", "ada", str(path), stdout=out, stderr=StringIO())
+
+    lines = out.getvalue().strip().splitlines()
+    assert lines[0].startswith("4 events: 1 inserted, 0 updated, 0 unchanged, 3 rejected;")
+    assert "  rejected #4 (line 18): the file ends inside this event (truncated?)" in lines
+    assert json.loads(lines[-1])["details"]["complete"] is False
+    assert RawEvent.objects.filter(provider="calendar").count() == 1
+
+
+def test_item22_the_ics_is_read_one_event_at_a_time(account, tmp_path):
+    from jobs.sync.convert import IcsReader
+
+    events = b"".join(
+        b"BEGIN:VEVENT\r\nUID:e%d@x\r\nDTSTART:20250305T150000Z\r\nDESCRIPTION:%s\r\nEND:VEVENT\r\n"
+        % (n, b"x" * 60)
+        for n in range(2000)
+    )
+    path = tmp_path / "big.ics"
+    path.write_bytes(b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n" + events + b"END:VCALENDAR\r\n")
+
+    with path.open("rb") as handle:
+        first = next(iter(IcsReader(handle)))
+        assert first.resource is not None
+        # the reader is at the first event, not at the end of the 230 KB file
+        assert handle.tell() < path.stat().st_size // 4
+
+
+def binary_mbox(tmp_path: Path, *, with_mail: bool) -> Path:
+    import random
+
+    noise = random.Random(22).randbytes(100_000).replace(b"\nFrom ", b"\nfrom ")
+    path = tmp_path / "mixed.mbox"
+    with path.open("wb") as handle:
+        if with_mail:
+            handle.write(
+                b"From ada@gmail.example Sat Mar 01 12:00:00 2025\n"
+                b"From: Dana <dana@northwind.example>\nTo: ada@gmail.example\n"
+                b"Subject: hello\nMessage-ID: <one@northwind.example>\n\nHi Ada\n\n"
+            )
+        handle.write(b"From MAILER-DAEMON Sat Mar 01 12:00:00 2025\n" + noise + b"\n")
+    return path
+
+
+def test_item22_binary_data_after_a_from_line_is_rejected_not_stored(account, tmp_path):
+    lines = run("import_mbox", "ada", str(binary_mbox(tmp_path, with_mail=True)))
+
+    assert lines[0].startswith("2 messages: 1 inserted, 0 updated, 0 unchanged, 1 rejected;")
+    assert lines[1].startswith("  rejected #2 (line 9): not a mail message")
+    assert json.loads(lines[-1])["details"]["itemsRejected"] == 1
+    assert RawEvent.objects.filter(provider="gmail").count() == 1
+
+
+def test_item22_an_mbox_with_no_mail_message_is_an_error(account, tmp_path):
+    with pytest.raises(CommandError, match=r"holds no mail message: its 1 entries were rejected"):
+        run("import_mbox", "ada", str(binary_mbox(tmp_path, with_mail=False)))
+    assert not RawEvent.objects.exists()
