@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
@@ -13,8 +14,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from google_emulator.generator import generate_mailbox
-from jobs.models import GoogleAccount, Job, RawEvent
+from jobs.models import GoogleAccount, Interaction, Job, RawEvent
 from jobs.sync.imports import ImportFileError, mbox_import
+from tests.conftest import SHARED_CORPUS
 
 pytestmark = pytest.mark.django_db
 
@@ -305,3 +307,102 @@ def test_item22_an_mbox_with_no_mail_message_is_an_error(account, tmp_path):
     with pytest.raises(CommandError, match=r"holds no mail message: its 1 entries were rejected"):
         run("import_mbox", "ada", str(binary_mbox(tmp_path, with_mail=False)))
     assert not RawEvent.objects.exists()
+
+
+# --- item 20: re-importing the same mbox changes nothing ------------------------------------
+
+
+def mbox_of(messages: list[bytes], path: Path, *, quoting: str = "mboxrd", dated=True) -> Path:
+    """Write messages as an mbox: 'From ' lines without a date unless `dated`; body lines that
+    look like separators quoted as mboxrd ('>' before '>*From ') or mboxo ('>' before 'From ')."""
+    pattern = re.compile(rb"^(>*From )" if quoting == "mboxrd" else rb"^(From )", re.MULTILINE)
+    with path.open("wb") as handle:
+        for n, raw in enumerate(messages):
+            stamp = b" Sat Mar  1 12:%02d:00 2025" % (n % 60) if dated else b""
+            handle.write(b"From corpus@example" + stamp + b"\n")
+            handle.write(pattern.sub(rb">\1", raw).rstrip(b"\r\n") + b"\n\n")
+    return path
+
+
+def corpus_messages() -> list[bytes]:
+    from jobs.sync.convert import iter_mbox
+
+    mail = SHARED_CORPUS / "mail"
+    if not mail.is_dir():
+        pytest.skip("shared corpus not found next to the repository")
+    messages: list[bytes] = []
+    for path in sorted(p for p in mail.iterdir() if p.is_file()):
+        raw = path.read_bytes()
+        messages += list(iter_mbox(path)) if raw.startswith(b"From ") else [raw]
+    return messages
+
+
+def test_item20_reimporting_the_shared_corpus_inserts_and_updates_nothing(account, tmp_path):
+    messages = corpus_messages()
+    path = mbox_of(messages, tmp_path / "corpus.mbox", dated=False)
+
+    first = mbox_import(account=account, path=path)
+    again = mbox_import(account=account, path=path)
+
+    assert first.fetched == len(messages) and first.counts.inserted > 100
+    assert (again.counts.inserted, again.counts.updated) == (0, 0)
+    assert again.unchanged == first.counts.inserted
+    # no two different messages share a row: each one read is stored or rejected
+    assert first.rejected + first.excluded + first.counts.inserted == len(messages)
+
+
+def test_item20_message_ids_do_not_depend_on_mbox_quoting(account, tmp_path):
+    messages = [
+        b"From: dana@northwind.example\nSubject: no message id\n\n"
+        b"From the start\n>From a quote\n>>From deeper\nend\n",
+        b"From: dana@northwind.example\r\nSubject: crlf\r\n\r\nFrom here\r\n",
+    ]
+    mbox_import(account=account, path=mbox_of(messages, tmp_path / "rd.mbox"))
+    stored = set(RawEvent.objects.values_list("source_id", flat=True))
+
+    again = mbox_import(
+        account=account, path=mbox_of(messages, tmp_path / "o.mbox", quoting="mboxo")
+    )
+
+    assert len(stored) == 2
+    assert again.counts.inserted == 0
+    assert set(RawEvent.objects.values_list("source_id", flat=True)) == stored
+
+
+def test_item20_undated_messages_take_the_from_line_date_else_an_estimated_marker(
+    account, tmp_path
+):
+    from jobs.normalization.services import raw_events_normalize
+
+    undated = [
+        b"From: dana@northwind.example\nTo: ada@gmail.example\nSubject: one\n"
+        b"Message-ID: <one@northwind.example>\n\nNo Date, no Received.\n",
+        b"From: dana@northwind.example\nTo: ada@gmail.example\nSubject: two\n"
+        b"Message-ID: <two@northwind.example>\nDate: not a date at all\n\nUnreadable Date.\n",
+    ]
+    dated = mbox_of(undated, tmp_path / "dated.mbox")
+    undated_path = tmp_path / "undated.mbox"
+    undated_path.write_bytes(
+        b"From someone\nFrom: dana@northwind.example\nSubject: three\n"
+        b"Message-ID: <three@northwind.example>\n\nNothing tells its date.\n"
+    )
+
+    first = [mbox_import(account=account, path=p) for p in (dated, undated_path)]
+    again = [mbox_import(account=account, path=p) for p in (dated, undated_path)]
+    raw_events_normalize(user_id=account.user_id, provider="gmail")
+
+    assert [r.counts.inserted for r in first] == [2, 1]
+    assert [(r.counts.inserted, r.counts.updated) for r in again] == [(0, 0), (0, 0)]
+    rows = {row.payload["snippet"].split()[0]: row for row in RawEvent.objects.all()}
+    from_line = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    assert rows["No"].occurred_at == from_line
+    assert rows["Unreadable"].occurred_at == from_line.replace(minute=1)
+    assert "_occurredAtEstimated" not in rows["No"].payload
+    assert rows["Nothing"].payload["_occurredAtEstimated"] is True
+    assert rows["Nothing"].payload["internalDate"] == "0"
+    assert rows["Nothing"].occurred_at is None
+    interactions = {i.subject: i for i in Interaction.objects.all()}
+    assert interactions["one"].occurred_at == from_line
+    assert not interactions["one"].occurred_at_estimated
+    assert interactions["three"].occurred_at_estimated
+    assert interactions["three"].occurred_at == rows["Nothing"].fetched_at
