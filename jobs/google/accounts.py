@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
@@ -71,6 +71,39 @@ def google_account_connect(
         account.last_error = ""
         account.save()
     logger.info("Google account %s connected for user %s", account.pk, account.user_id)
+    return account
+
+
+def google_account_record_offline(
+    *, user: AbstractBaseUser, addresses: Sequence[str]
+) -> GoogleAccount:
+    """The user's account for addresses[0], for an import without Google access.
+
+    A missing account is created `offline`: no tokens, never synced, refreshed or asked to
+    re-authorise; its addresses (the first, then the aliases) decide the direction of imported
+    mail. An offline account that exists gains the aliases given. An account connected through
+    OAuth is returned unchanged: Google's send-as list is the truth for its addresses.
+    """
+    if not addresses:
+        raise ValueError("an offline account needs at least one address")
+    email = addresses[0].strip().lower()
+    with transaction.atomic():
+        account = (
+            GoogleAccount.objects.select_for_update().filter(user_id=user.pk, email=email).first()
+        )
+        if account is None:
+            account = GoogleAccount.objects.create(
+                user_id=user.pk,
+                email=email,
+                status=GoogleAccountStatus.OFFLINE,
+                addresses=normalize_addresses(email, addresses),
+            )
+            logger.info("offline Google account %s recorded for user %s", account.pk, user.pk)
+        elif account.status == GoogleAccountStatus.OFFLINE:
+            merged = normalize_addresses(email, [*account.addresses, *addresses])
+            if merged != account.addresses:
+                account.addresses = merged
+                account.save(update_fields=["addresses", "updated_at"])
     return account
 
 

@@ -7,10 +7,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
 
+from jobs.google.accounts import google_account_record_offline
+from jobs.models import GoogleAccount, GoogleAccountStatus
 from jobs.selectors import UserNotFound, user_find
-from jobs.sync.enqueue import SyncTargetError, sync_accounts
 from jobs.sync.imports import ImportFileError, ImportProgress, ImportResult
 
 
@@ -26,16 +29,12 @@ def run_import(
     identifier = options["user"]
     try:
         user = user_find(identifier=identifier)
-        accounts = sync_accounts(user=user, identifier=identifier)
-    except (UserNotFound, SyncTargetError) as exc:
+    except UserNotFound as exc:
         raise CommandError(str(exc)) from None
-    if options["account"]:
-        accounts = [a for a in accounts if a.email == options["account"].strip().lower()]
-        if not accounts:
-            raise CommandError(f"user '{identifier}' has no active account {options['account']}")
+    account = _import_account(user, identifier, options)
     progress = _Progress(command, unit=unit, verbosity=options["verbosity"])
     try:
-        result = service(account=accounts[0], path=options["path"], on_progress=progress, **extra)
+        result = service(account=account, path=options["path"], on_progress=progress, **extra)
     except ImportFileError as exc:
         raise CommandError(str(exc)) from None
     progress.done()
@@ -50,6 +49,50 @@ def run_import(
             f"'{options['path']}' is truncated: it ends inside an item; the {unit} before it "
             "were imported"
         )
+
+
+def add_account_arguments(parser: Any) -> None:
+    """--account and --address, the same for import_mbox and import_ics."""
+    parser.add_argument("--account", help="the Google account address, if the user has several")
+    parser.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        metavar="EMAIL",
+        help=(
+            "your address, for a user without a connected Google account (no OAuth needed): "
+            "the import records an offline account for it (never synced) whose addresses decide "
+            "which mail is yours. Repeat it for your aliases; the first one names the account. "
+            "With a connected account of that address, that account is used as it is."
+        ),
+    )
+
+
+def _import_account(user: Any, identifier: str, options: dict[str, Any]) -> GoogleAccount:
+    addresses = [a.strip().lower() for a in options.get("address") or []]
+    for address in addresses:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise CommandError(f"--address '{address}' is not an e-mail address") from None
+    if addresses:
+        return google_account_record_offline(user=user, addresses=addresses)
+    accounts = list(
+        GoogleAccount.objects.filter(
+            user=user, status__in=[GoogleAccountStatus.ACTIVE, GoogleAccountStatus.OFFLINE]
+        ).order_by("status", "pk")  # active before offline
+    )
+    if options.get("account"):
+        wanted = options["account"].strip().lower()
+        accounts = [a for a in accounts if a.email == wanted]
+        if not accounts:
+            raise CommandError(f"user '{identifier}' has no active account {options['account']}")
+    if not accounts:
+        raise CommandError(
+            f"user '{identifier}' has no connected Google account: connect one, or import "
+            "without Google access with --address you@example.com (repeat it for aliases)"
+        )
+    return accounts[0]
 
 
 def summary_lines(result: ImportResult, *, unit: str) -> list[str]:

@@ -406,3 +406,71 @@ def test_item20_undated_messages_take_the_from_line_date_else_an_estimated_marke
     assert not interactions["one"].occurred_at_estimated
     assert interactions["three"].occurred_at_estimated
     assert interactions["three"].occurred_at == rows["Nothing"].fetched_at
+
+
+# --- item 21: an import needs no OAuth -------------------------------------------------------
+
+
+def test_item21_a_user_without_google_access_is_told_about_address(user, mbox):
+    with pytest.raises(CommandError, match=r"has no connected Google account: .*--address"):
+        run("import_mbox", "ada", str(mbox))
+    assert not GoogleAccount.objects.exists()
+
+
+def test_item21_address_records_an_offline_account_that_is_never_synced(user, mbox, tmp_path):
+    from jobs.errors import PermanentError
+    from jobs.sync.common import sync_account
+    from jobs.sync.enqueue import SyncTargetError, sync_accounts, sync_enqueue_all_accounts
+
+    lines = run(
+        "import_mbox",
+        "ada",
+        str(mbox),
+        "--address",
+        "Ada@Example.com",
+        "--address",
+        "ada@work.example",
+    )
+    ics = tmp_path / "cal.ics"
+    ics.write_bytes(ICS)
+    run("import_ics", "ada", str(ics), "--address", "ada@example.com")
+
+    account = GoogleAccount.objects.get()
+    assert (account.email, account.status) == ("ada@example.com", "offline")
+    assert account.addresses == ["ada@example.com", "ada@work.example"]
+    assert not account.refresh_token_encrypted and not account.access_token_encrypted
+    assert json.loads(lines[-1])["itemsInserted"] == 119
+    assert set(RawEvent.objects.values_list("account_id", flat=True)) == {account.pk}
+    # never synced, refreshed or marked as needing re-authorisation
+    assert sync_enqueue_all_accounts() == []
+    with pytest.raises(SyncTargetError, match="no active Google account"):
+        sync_accounts(user=user)
+    with pytest.raises(PermanentError, match="is offline"):
+        sync_account(account_id=account.pk, user_id=user.pk)
+    account.refresh_from_db()
+    assert account.status == "offline"
+    # a later import without --address uses it
+    again = json.loads(run("import_mbox", "ada", str(mbox))[-1])
+    assert again["itemsInserted"] == 0 and again["details"]["itemsUnchanged"] == 119
+
+
+def test_item21_a_connected_account_is_used_as_it_is(account, mbox):
+    run(
+        "import_mbox",
+        "ada",
+        str(mbox),
+        "--address",
+        "ada@gmail.example",
+        "--address",
+        "x@y.example",
+    )
+
+    account.refresh_from_db()
+    assert account.status == "active" and account.addresses == []
+    assert GoogleAccount.objects.count() == 1
+    assert set(RawEvent.objects.values_list("account_id", flat=True)) == {account.pk}
+
+
+def test_item21_a_bad_address_is_a_clear_error(user, mbox):
+    with pytest.raises(CommandError, match=r"^--address 'ada' is not an e-mail address$"):
+        run("import_mbox", "ada", str(mbox), "--address", "ada")
