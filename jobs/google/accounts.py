@@ -12,8 +12,10 @@ import httplib2
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from googleapiclient.discovery import Resource
 
 from jobs.config import get_config
+from jobs.google.client import execute, gmail_service
 from jobs.google.credentials import revoke_uri
 from jobs.google.tokens import (
     TokenDecryptionError,
@@ -105,6 +107,34 @@ def google_account_record_offline(
                 account.addresses = merged
                 account.save(update_fields=["addresses", "updated_at"])
     return account
+
+
+def google_account_refresh_addresses(
+    account: GoogleAccount, *, service: Resource | None = None
+) -> list[str]:
+    """Read the account's send-as addresses from Gmail, store them on the account, return them.
+
+    users.settings.sendAs.list (1 quota unit) through jobs.google.client.execute, so it is paced
+    and its errors are the client's (TransientError, PermanentError). Aliases whose verification
+    is pending are left out: Gmail does not send from them. The account's own address comes first.
+    Syncs call this at each window pass, so mail from an alias added after connecting is
+    recognised as the user's own; `service` is the run's Gmail service, if it has one.
+    """
+    service = service or gmail_service(account)
+    response = execute(service.users().settings().sendAs().list(userId="me"), account=account)
+    aliases = [
+        alias.get("sendAsEmail") or ""
+        for alias in (response or {}).get("sendAs", [])
+        if alias.get("verificationStatus", "accepted") == "accepted"
+    ]
+    addresses = normalize_addresses(account.email, aliases)
+    if addresses != account.addresses:
+        GoogleAccount.objects.filter(pk=account.pk).update(
+            addresses=addresses, updated_at=timezone.now()
+        )
+        account.addresses = addresses
+        logger.info("Google account %s has %d send-as addresses", account.pk, len(addresses))
+    return addresses
 
 
 def google_account_disconnect(*, account: GoogleAccount) -> GoogleAccount:

@@ -48,8 +48,9 @@ def parse_gmail_message(
 ) -> ParsedInteraction:
     """Normalize one Gmail message; raises NormalizationError only when it has no id or payload.
 
-    Direction: outbound when From is one of own_addresses (the account and its send-as aliases);
-    when From is missing or own_addresses is empty, the SENT label decides.
+    Direction: the SENT and DRAFT labels decide (outbound) when the message has labels, as every
+    message Gmail serves has; without labels (an import of a plain mbox) it is outbound when From
+    is one of own_addresses (the account and its send-as aliases).
     """
     if not isinstance(message, dict):
         raise NormalizationError(f"message is a {type(message).__name__}, not an object")
@@ -77,8 +78,11 @@ def parse_gmail_message(
     labels = (
         [db_safe(x) for x in label_ids if isinstance(x, str)] if isinstance(label_ids, list) else []
     )
-    own = _lowered(own_addresses)
-    outbound = sender["email"] in own if sender is not None and own else "SENT" in labels
+    if labels:
+        # Gmail's own verdict: mail sent from an alias the account learnt of later is still SENT
+        outbound = "SENT" in labels or "DRAFT" in labels
+    else:
+        outbound = sender is not None and sender["email"] in _lowered(own_addresses)
 
     snippet = message.get("snippet")
     snippet = db_safe(unescape(snippet)) if isinstance(snippet, str) else ""

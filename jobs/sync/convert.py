@@ -7,7 +7,7 @@ import contextlib
 import copy
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
@@ -295,11 +295,12 @@ def gmail_message_from_rfc822(
     internal_date_ms: int | None = None,
     fallback_date_ms: int | None = None,
     history_id: int = 1,
+    default_label_ids: Sequence[str] = ("INBOX",),
 ) -> dict:
     """Gmail `users.messages` resource in format=full, as Gmail builds it from the raw message.
 
     Header values are unfolded but not RFC 2047-decoded. Without label_ids the labels come from
-    Takeout's X-Gmail-Labels, else ["INBOX"]. Never raises on malformed mail.
+    Takeout's X-Gmail-Labels, else default_label_ids. Never raises on malformed mail.
 
     The date (internalDate) is `internal_date_ms`, else the newest Received timestamp, else the
     Date header, else `fallback_date_ms` (an mbox 'From ' line's date), else UNKNOWN_DATE_MS with
@@ -311,7 +312,7 @@ def gmail_message_from_rfc822(
     texts: list[tuple[str, str]] = []
     payload = _payload(msg, "", own_id, texts)
     if label_ids is None:
-        label_ids = _labels_from_value(_first(msg, "X-Gmail-Labels")) or ["INBOX"]
+        label_ids = _labels_from_value(_first(msg, "X-Gmail-Labels")) or list(default_label_ids)
     date_ms = internal_date_ms
     if date_ms is None:
         date_ms = _header_date_ms(msg)

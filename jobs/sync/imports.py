@@ -166,15 +166,15 @@ def mbox_import(
                 yield _Read(None, entry.line, entry.size, problem)
                 continue
             fallback = mbox_separator_date_ms(entry.separator)
-            # Without label_ids the converter reads Takeout's X-Gmail-Labels header.
-            message = gmail_message_from_rfc822(entry.raw, fallback_date_ms=fallback)
+            # Labels come from Takeout's X-Gmail-Labels; a plain mbox has none (not INBOX: then
+            # normalization tells sent mail by the account's addresses).
+            convert = {"fallback_date_ms": fallback, "default_label_ids": ()}
+            message = gmail_message_from_rfc822(entry.raw, **convert)
             digest = message_digest(entry.raw)
             taken_by = seen.setdefault(message["id"], digest)
             if taken_by != digest:
                 own_id = hashlib.sha256(f"{message['id']}/{digest}".encode()).hexdigest()[:16]
-                message = gmail_message_from_rfc822(
-                    entry.raw, message_id=own_id, fallback_date_ms=fallback
-                )
+                message = gmail_message_from_rfc822(entry.raw, message_id=own_id, **convert)
                 seen.setdefault(own_id, digest)
             keep = not excluded.intersection(message["labelIds"])
             yield _Read(_message_item(message) if keep else None, entry.line, entry.size)

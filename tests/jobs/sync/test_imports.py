@@ -474,3 +474,36 @@ def test_item21_a_connected_account_is_used_as_it_is(account, mbox):
 def test_item21_a_bad_address_is_a_clear_error(user, mbox):
     with pytest.raises(CommandError, match=r"^--address 'ada' is not an e-mail address$"):
         run("import_mbox", "ada", str(mbox), "--address", "ada")
+
+
+def test_item16_imported_mail_is_outbound_by_its_sent_label_or_without_labels_by_address(
+    user, tmp_path
+):
+    from jobs.normalization.services import raw_events_normalize
+
+    path = tmp_path / "mixed.mbox"
+    path.write_bytes(
+        b"From x Sat Mar 01 12:00:00 2025\nFrom: ada@work.example\nTo: jo@client.example\n"
+        b"Subject: plain, from my alias\n\nx\n\n"
+        b"From x Sat Mar 01 12:01:00 2025\nFrom: jo@client.example\nTo: ada@example.com\n"
+        b"Subject: plain, to me\n\nx\n\n"
+        b"From x Sat Mar 01 12:02:00 2025\nX-Gmail-Labels: Sent\nFrom: ada@unknown-alias.example\n"
+        b"To: jo@client.example\nSubject: takeout, sent\n\nx\n"
+    )
+    run(
+        "import_mbox",
+        "ada",
+        str(path),
+        "--address",
+        "ada@example.com",
+        "--address",
+        "ada@work.example",
+    )
+
+    raw_events_normalize(user_id=user.pk, provider="gmail")
+
+    assert dict(Interaction.objects.values_list("subject", "direction")) == {
+        "plain, from my alias": "outbound",
+        "plain, to me": "inbound",
+        "takeout, sent": "outbound",
+    }
