@@ -25,6 +25,7 @@ from jobs.google.tokens import (
     rotate,
 )
 from jobs.models import GoogleAccount, GoogleAccountStatus
+from jobs.models.google_account import TOKEN_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -196,9 +197,6 @@ class RotationResult:
     accounts: int = 0
     rotated: int = 0
     current: int = 0
-
-
-TOKEN_FIELDS = ("refresh_token_encrypted", "access_token_encrypted")
 
 
 def google_account_tokens_rotate(*, chunk_size: int = 500) -> RotationResult:

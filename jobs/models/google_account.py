@@ -5,6 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+# The columns holding token ciphertexts: rotated together, never shown.
+TOKEN_FIELDS = ("refresh_token_encrypted", "access_token_encrypted")
+
 
 class GoogleAccountStatus(models.TextChoices):
     ACTIVE = "active", "active"

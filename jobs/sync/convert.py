@@ -16,7 +16,7 @@ from email.parser import BytesHeaderParser
 from functools import lru_cache
 from io import BytesIO
 from os import PathLike
-from typing import IO, Any
+from typing import IO, Any, cast
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -791,7 +791,7 @@ class IcsReader:
         if calendar is None:
             return IcsItem(None, "unreadable event (not valid iCalendar)", line, size)
         try:
-            event = next(iter(calendar.walk("VEVENT")))
+            event = cast(icalendar.Event, next(iter(calendar.walk("VEVENT"))))
             resource = _event_resource(
                 event,
                 calendar_id=self.calendar_id,

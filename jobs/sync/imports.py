@@ -168,13 +168,16 @@ def mbox_import(
             fallback = mbox_separator_date_ms(entry.separator)
             # Labels come from Takeout's X-Gmail-Labels; a plain mbox has none (not INBOX: then
             # normalization tells sent mail by the account's addresses).
-            convert = {"fallback_date_ms": fallback, "default_label_ids": ()}
-            message = gmail_message_from_rfc822(entry.raw, **convert)
+            message = gmail_message_from_rfc822(
+                entry.raw, fallback_date_ms=fallback, default_label_ids=()
+            )
             digest = message_digest(entry.raw)
             taken_by = seen.setdefault(message["id"], digest)
             if taken_by != digest:
                 own_id = hashlib.sha256(f"{message['id']}/{digest}".encode()).hexdigest()[:16]
-                message = gmail_message_from_rfc822(entry.raw, message_id=own_id, **convert)
+                message = gmail_message_from_rfc822(
+                    entry.raw, message_id=own_id, fallback_date_ms=fallback, default_label_ids=()
+                )
                 seen.setdefault(own_id, digest)
             keep = not excluded.intersection(message["labelIds"])
             yield _Read(_message_item(message) if keep else None, entry.line, entry.size)
