@@ -245,3 +245,14 @@ class TestAdmin:
         google_account.refresh_from_db()
         assert google_account.status == GoogleAccountStatus.REVOKED
         assert emulator.log.count(route="oauth.revoke") == 1
+
+
+def test_item24_the_standalone_project_signs_in_a_user_who_is_not_staff(client, user):
+    page = client.get(reverse("google:index"))
+    assert page.status_code == 302 and page["Location"].startswith("/accounts/login/?next=")
+    assert client.get(page["Location"]).status_code == 200
+
+    signed_in = client.post(page["Location"], {"username": "ada", "password": "pw"})
+
+    assert signed_in.status_code == 302 and signed_in["Location"] == reverse("google:index")
+    assert client.get(reverse("google:index")).status_code == 200
