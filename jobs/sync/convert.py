@@ -16,7 +16,7 @@ from email.parser import BytesHeaderParser
 from functools import lru_cache
 from io import BytesIO
 from os import PathLike
-from typing import IO, Any, cast
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -731,14 +731,15 @@ class IcsReader:
         self.taken: set[str] = set()
 
     def __iter__(self) -> Iterator[IcsItem]:
-        head: list[bytes] = []
-        zones: list[bytes] = []
+        head: list[bytes] = []  # the current calendar's own properties
+        zones: list[bytes] = []  # VTIMEZONEs read but not yet registered
+        default_zone: str | None = None
+        zone_known = False
         block: list[bytes] | None = None  # the VEVENT (or VTIMEZONE, or other) being read
         block_kind = b""
         block_line = block_size = 0
         depth = 0  # components open inside the current block
         open_calendar = False
-        zone_cache: dict[int, str | None] = {}
         for number, line in enumerate(self.handle, 1):
             text = line.rstrip(b"\r\n")
             folded = line[:1] in (b" ", b"\t")
@@ -753,16 +754,18 @@ class IcsReader:
                         depth -= 1
                         continue
                     if block_kind == b"VEVENT":
-                        default_zone = zone_cache.get(id(head))
-                        if id(head) not in zone_cache:
-                            default_zone = zone_cache[id(head)] = _head_zone(head)
-                        yield self._event(block, head, zones, default_zone, block_line, block_size)
+                        if zones:
+                            _register_zones(zones)
+                            zones = []
+                        if not zone_known:
+                            default_zone, zone_known = _head_zone(head), True
+                        yield self._event(block, default_zone, block_line, block_size)
                     elif block_kind == b"VTIMEZONE":
                         zones.extend(block)
                     block = None
                 continue
             if upper == b"BEGIN:VCALENDAR":
-                head, zones, open_calendar = [], [], True
+                head, zones, zone_known, open_calendar = [], [], False, True
                 self.calendars += 1
             elif upper == b"END:VCALENDAR":
                 open_calendar = False
@@ -778,20 +781,11 @@ class IcsReader:
         if block is not None or open_calendar:
             self.complete = False
 
-    def _event(
-        self,
-        block: list[bytes],
-        head: list[bytes],
-        zones: list[bytes],
-        default_zone: str | None,
-        line: int,
-        size: int,
-    ) -> IcsItem:
-        calendar = _parse_event_calendar(head, zones, block)
-        if calendar is None:
+    def _event(self, block: list[bytes], default_zone: str | None, line: int, size: int) -> IcsItem:
+        event = _parse_event(block)
+        if event is None:
             return IcsItem(None, "unreadable event (not valid iCalendar)", line, size)
         try:
-            event = cast(icalendar.Event, next(iter(calendar.walk("VEVENT"))))
             resource = _event_resource(
                 event,
                 calendar_id=self.calendar_id,
@@ -799,15 +793,7 @@ class IcsReader:
                 ids=self.ids,
                 taken=self.taken,
             )
-        except (
-            StopIteration,
-            ValueError,
-            KeyError,
-            IndexError,
-            TypeError,
-            AttributeError,
-            OverflowError,
-        ) as exc:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError) as exc:
             return IcsItem(None, f"unreadable event ({type(exc).__name__})", line, size)
         if resource is None:
             return IcsItem(None, "no valid DTSTART", line, size)
@@ -817,22 +803,29 @@ class IcsReader:
 def _head_zone(head: list[bytes]) -> str | None:
     for line in head:
         name, _, value = line.partition(b":")
-        if name.strip().upper() == b"X-WR-TIMEZONE":
+        if name.split(b";", 1)[0].strip().upper() == b"X-WR-TIMEZONE":
             return _iana_zone(value.decode("utf-8", "replace").strip() or None)
     return None
 
 
-def _parse_event_calendar(
-    head: list[bytes], zones: list[bytes], block: list[bytes]
-) -> icalendar.Calendar | None:
-    # A calendar of one event with the file's properties and zones. One bad property (an
-    # alarm's malformed trigger, say) fails the whole parse: then again without alarms.
+def _register_zones(zones: list[bytes]) -> None:
+    # icalendar keeps every VTIMEZONE it parses and resolves TZIDs of later events with it, as
+    # when the whole file is parsed at once; parsing the zones once spares doing it per event.
+    text = b"\r\n".join([b"BEGIN:VCALENDAR", *zones, b"END:VCALENDAR", b""])
+    with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
+        icalendar.Calendar.from_ical(text)
+
+
+def _parse_event(block: list[bytes]) -> icalendar.Event | None:
+    # One bad property (an alarm's malformed trigger, say) fails the whole parse: then again
+    # without alarms.
     for lines in (block, _without_alarms(block)):
-        text = b"\r\n".join([b"BEGIN:VCALENDAR", *head, *zones, *lines, b"END:VCALENDAR", b""])
         try:
-            return icalendar.Calendar.from_ical(text)
+            component = icalendar.Event.from_ical(b"\r\n".join([*lines, b""]))
         except (ValueError, KeyError, IndexError, TypeError):
             continue
+        if isinstance(component, icalendar.Event):
+            return component
     return None
 
 

@@ -507,3 +507,24 @@ def test_item16_imported_mail_is_outbound_by_its_sent_label_or_without_labels_by
         "plain, to me": "inbound",
         "takeout, sent": "outbound",
     }
+
+
+def test_item22_streaming_keeps_the_calendar_time_zone_and_its_vtimezones(account, tmp_path):
+    from jobs.sync.convert import IcsReader
+
+    data = (
+        b"BEGIN:VCALENDAR\r\nX-WR-TIMEZONE;VALUE=TEXT:US/Pacific\r\n"
+        b"BEGIN:VTIMEZONE\r\nTZID:Office Time\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\n"
+        b"TZOFFSETFROM:+0530\r\nTZOFFSETTO:+0530\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"
+        b"BEGIN:VEVENT\r\nUID:floating@x\r\nDTSTART:20021028T012030\r\nEND:VEVENT\r\n"
+        b"BEGIN:VEVENT\r\nUID:custom@x\r\nDTSTART;TZID=Office Time:20021028T012030\r\n"
+        b"END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    path = tmp_path / "zones.ics"
+    path.write_bytes(data)
+
+    with path.open("rb") as handle:
+        floating, custom = [item.resource for item in IcsReader(handle)]
+
+    assert floating["start"] == {"dateTime": "2002-10-28T01:20:30-08:00", "timeZone": "US/Pacific"}
+    assert custom["start"]["dateTime"] == "2002-10-28T01:20:30+05:30"
