@@ -88,9 +88,13 @@ def _import_account(user: Any, identifier: str, options: dict[str, Any]) -> Goog
         if not accounts:
             raise CommandError(f"user '{identifier}' has no active account {options['account']}")
     if not accounts:
+        others = GoogleAccount.objects.filter(user=user).order_by("email")
+        states = ", ".join(f"{a.email} is {a.status}" for a in others)
         raise CommandError(
-            f"user '{identifier}' has no connected Google account: connect one, or import "
-            "without Google access with --address you@example.com (repeat it for aliases)"
+            f"user '{identifier}' has no connected Google account"
+            + (f" ({states})" if states else "")
+            + ": connect one, or import without Google access with --address you@example.com "
+            "(repeat it for aliases)"
         )
     return accounts[0]
 
