@@ -2,7 +2,9 @@
 
 An import stores what a sync would (same upsert, same provider, same payload shapes; see
 jobs.sync.gmail and jobs.sync.calendar), in chunks, in a batch of its own, then starts the
-stage that follows the matching sync for that batch. Re-importing a file inserts nothing.
+stage that follows the matching sync for that batch. Both files are read item by item (one
+message, one VEVENT), never whole. Every item read is counted (ImportResult); re-importing a
+file inserts and updates nothing. An import needs no OAuth: the account may be `offline`.
 
 Takeout mail carries no Gmail message ids, so an imported message's source_id is the id the
 converter derives from its Message-ID header (stable across re-imports, but not the id the
@@ -85,13 +87,8 @@ class ImportResult:
 
     @property
     def unchanged(self) -> int:
-        return (
-            self.fetched
-            - self.counts.inserted
-            - self.counts.updated
-            - self.excluded
-            - (self.rejected)
-        )
+        counts = self.counts
+        return self.fetched - counts.inserted - counts.updated - self.excluded - self.rejected
 
     def reject(self, *, line: int, reason: str) -> None:
         self.rejected += 1
