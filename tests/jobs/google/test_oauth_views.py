@@ -256,3 +256,27 @@ def test_item24_the_standalone_project_signs_in_a_user_who_is_not_staff(client, 
 
     assert signed_in.status_code == 302 and signed_in["Location"] == reverse("google:index")
     assert client.get(reverse("google:index")).status_code == 200
+
+
+def test_item24_an_unreadable_send_as_list_still_connects_and_starts_the_sync(
+    signed_in, user, emulator
+):
+    emulator.faults.add("gmail.users.settings.sendAs.list", 403, reason="forbidden")
+    callback = consent(signed_in, emulator)
+
+    response = signed_in.get(callback)
+
+    assert response.status_code == 302
+    account = GoogleAccount.objects.get(user=user)
+    assert account.addresses == [OWNER]  # the sync reads the aliases again
+    assert Job.objects.filter(user=user).count() == 2
+
+
+def test_item24_an_unreachable_profile_stores_nothing(signed_in, user, emulator):
+    emulator.faults.add("gmail.users.getProfile", 403, reason="forbidden")
+    callback = consent(signed_in, emulator)
+
+    response = signed_in.get(callback)
+
+    assert response.status_code == 502
+    assert not GoogleAccount.objects.exists() and not Job.objects.exists()
