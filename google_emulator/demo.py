@@ -30,6 +30,7 @@ from crm_pipeline.embedded_db import database_url
 from google_emulator.generator import generate_mailbox
 from google_emulator.server import GoogleEmulator
 from jobs.google.accounts import google_account_connect
+from jobs.google.oauth import SCOPES
 from jobs.models import GoogleAccount, Interaction, Job, JobStatus, RawEvent
 from jobs.models.job import ACTIVE_STATUSES
 from jobs.normalization.selectors import normalization_summary
@@ -39,10 +40,6 @@ from jobs.sync.enqueue import sync_enqueue
 DEMO_USERNAME = "demo"
 DEMO_EMAIL = "demo.owner@pipeline.example"
 DEMO_ALIAS = "demo@pipeline.example"
-SCOPES = [
-    "https://www.googleapis.com/auth/gmail.readonly",
-    "https://www.googleapis.com/auth/calendar.readonly",
-]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 Say = Callable[[str], None]

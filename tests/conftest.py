@@ -13,7 +13,10 @@ from crm_pipeline.embedded_db import database_url
 pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.accounts"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_CORPUS = REPO_ROOT.parent / "shared" / "corpus"
+# CRM_PIPELINE_SHARED_CORPUS points elsewhere (a worktree whose parent has no shared/ folder)
+SHARED_CORPUS = Path(
+    os.environ.get("CRM_PIPELINE_SHARED_CORPUS") or REPO_ROOT.parent / "shared" / "corpus"
+)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
@@ -12,8 +12,10 @@ import httplib2
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from googleapiclient.discovery import Resource
 
 from jobs.config import get_config
+from jobs.google.client import execute, gmail_service
 from jobs.google.credentials import revoke_uri
 from jobs.google.tokens import (
     TokenDecryptionError,
@@ -23,6 +25,7 @@ from jobs.google.tokens import (
     rotate,
 )
 from jobs.models import GoogleAccount, GoogleAccountStatus
+from jobs.models.google_account import TOKEN_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,67 @@ def google_account_connect(
         account.save()
     logger.info("Google account %s connected for user %s", account.pk, account.user_id)
     return account
+
+
+def google_account_record_offline(
+    *, user: AbstractBaseUser, addresses: Sequence[str]
+) -> GoogleAccount:
+    """The user's account for addresses[0], for an import without Google access.
+
+    A missing account is created `offline`: no tokens, never synced, refreshed or asked to
+    re-authorise; its addresses (the first, then the aliases) decide the direction of imported
+    mail. An offline account that exists gains the aliases given. An account connected through
+    OAuth is returned unchanged: Google's send-as list is the truth for its addresses.
+    """
+    if not addresses:
+        raise ValueError("an offline account needs at least one address")
+    email = addresses[0].strip().lower()
+    with transaction.atomic():
+        account = (
+            GoogleAccount.objects.select_for_update().filter(user_id=user.pk, email=email).first()
+        )
+        if account is None:
+            account = GoogleAccount.objects.create(
+                user_id=user.pk,
+                email=email,
+                status=GoogleAccountStatus.OFFLINE,
+                addresses=normalize_addresses(email, addresses),
+            )
+            logger.info("offline Google account %s recorded for user %s", account.pk, user.pk)
+        elif account.status == GoogleAccountStatus.OFFLINE:
+            merged = normalize_addresses(email, [*account.addresses, *addresses])
+            if merged != account.addresses:
+                account.addresses = merged
+                account.save(update_fields=["addresses", "updated_at"])
+    return account
+
+
+def google_account_refresh_addresses(
+    account: GoogleAccount, *, service: Resource | None = None
+) -> list[str]:
+    """Read the account's send-as addresses from Gmail, store them on the account, return them.
+
+    users.settings.sendAs.list (1 quota unit) through jobs.google.client.execute, so it is paced
+    and its errors are the client's (TransientError, PermanentError). Aliases whose verification
+    is pending are left out: Gmail does not send from them. The account's own address comes first.
+    Syncs call this at each window pass, so mail from an alias added after connecting is
+    recognised as the user's own; `service` is the run's Gmail service, if it has one.
+    """
+    service = service or gmail_service(account)
+    response = execute(service.users().settings().sendAs().list(userId="me"), account=account)
+    aliases = [
+        alias.get("sendAsEmail") or ""
+        for alias in (response or {}).get("sendAs", [])
+        if alias.get("verificationStatus", "accepted") == "accepted"
+    ]
+    addresses = normalize_addresses(account.email, aliases)
+    if addresses != account.addresses:
+        GoogleAccount.objects.filter(pk=account.pk).update(
+            addresses=addresses, updated_at=timezone.now()
+        )
+        account.addresses = addresses
+        logger.info("Google account %s has %d send-as addresses", account.pk, len(addresses))
+    return addresses
 
 
 def google_account_disconnect(*, account: GoogleAccount) -> GoogleAccount:
@@ -133,9 +197,6 @@ class RotationResult:
     accounts: int = 0
     rotated: int = 0
     current: int = 0
-
-
-TOKEN_FIELDS = ("refresh_token_encrypted", "access_token_encrypted")
 
 
 def google_account_tokens_rotate(*, chunk_size: int = 500) -> RotationResult:

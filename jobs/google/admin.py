@@ -8,8 +8,7 @@ from django.http import HttpRequest
 
 from jobs.google.accounts import google_account_disconnect
 from jobs.models import GoogleAccount, GoogleAccountStatus
-
-TOKEN_FIELDS = ("refresh_token_encrypted", "access_token_encrypted")
+from jobs.models.google_account import TOKEN_FIELDS
 
 
 @admin.register(GoogleAccount)

@@ -171,19 +171,10 @@ def _refresh_failure(account: GoogleAccount, exc: auth_exceptions.RefreshError) 
     if getattr(exc, "retryable", False):
         return TransientError("Google's token endpoint failed; will retry")
     if _is_invalid_grant(exc):
-        account.status = GoogleAccountStatus.NEEDS_REAUTH
-        account.access_token_encrypted = ""
-        account.access_token_expires_at = None
-        account.last_error = INVALID_GRANT_MESSAGE
-        account.save(
-            update_fields=[
-                "status",
-                "access_token_encrypted",
-                "access_token_expires_at",
-                "last_error",
-                "updated_at",
-            ]
-        )
+        # imported here: jobs.google.accounts imports the client, which imports this module
+        from jobs.google.accounts import google_account_mark_needs_reauth
+
+        google_account_mark_needs_reauth(account=account, reason=INVALID_GRANT_MESSAGE)
         logger.warning("Google account %s needs re-authorisation (invalid_grant)", account.pk)
         return PermanentError(f"Google account {account.pk}: {INVALID_GRANT_MESSAGE}")
     code = _oauth_error_code(exc) or "refresh failed"

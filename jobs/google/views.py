@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -18,31 +18,21 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_GET, require_POST
 from google_auth_oauthlib.flow import Flow
-from googleapiclient.errors import HttpError
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from jobs.config import get_config
-from jobs.dispatcher import REGISTRY
-from jobs.enqueue import enqueue
-from jobs.errors import PayloadError
-from jobs.google.accounts import google_account_connect, google_account_disconnect
-from jobs.google.client import build_with_credentials
+from jobs.google.accounts import google_account_disconnect
 from jobs.google.credentials import auth_uri, token_uri
 from jobs.google.errors import TRANSPORT_ERRORS
-from jobs.models import GoogleAccount
+from jobs.google.oauth import SCOPES, GoogleUnreachable, google_account_connect_oauth
+from jobs.models import GoogleAccount, GoogleAccountStatus
 
 logger = logging.getLogger(__name__)
 # requests-oauthlib logs the whole token exchange, tokens included, at DEBUG: never let it.
 for _name in ("requests_oauthlib", "oauthlib"):
     logging.getLogger(_name).setLevel(max(logging.getLogger(_name).level, logging.INFO))
 
-SCOPES = [
-    "https://www.googleapis.com/auth/gmail.readonly",
-    "https://www.googleapis.com/auth/calendar.readonly",
-]
-FIRST_SYNC_KINDS = ("gmail_sync", "calendar_sync")
 SESSION_KEY = "google_oauth"
-LOGIN_URL = "admin:login"
 
 
 def _user(request: HttpRequest) -> AbstractBaseUser:
@@ -84,19 +74,26 @@ def _flow(request: HttpRequest, **kwargs: Any) -> Flow:
     return Flow.from_client_config(config, scopes=SCOPES, redirect_uri=redirect_uri, **kwargs)
 
 
-@login_required(login_url=LOGIN_URL)
+@login_required
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     """The user's connected accounts, a connect link and a disconnect button for each."""
     accounts = GoogleAccount.objects.filter(user_id=_user(request).pk).order_by("email")
     csrf = get_token(request)
+    connect_url = reverse("google:connect")
     rows = format_html_join(
         "",
-        '<li>{} &mdash; {} <form method="post" action="{}" style="display:inline">'
+        '<li>{} &mdash; {} {}<form method="post" action="{}" style="display:inline">'
         '<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
         '<button type="submit">Disconnect</button></form></li>',
         (
-            (a.email, a.get_status_display(), reverse("google:disconnect", args=[a.pk]), csrf)
+            (
+                a.email,
+                a.get_status_display(),
+                _reconnect_link(connect_url, a),
+                reverse("google:disconnect", args=[a.pk]),
+                csrf,
+            )
             for a in accounts
         ),
     )
@@ -106,16 +103,26 @@ def index(request: HttpRequest) -> HttpResponse:
         '<p><a href="{}">Connect a Google account</a></p>',
         notes,
         rows,
-        reverse("google:connect"),
+        connect_url,
     )
     return HttpResponse(body)
 
 
-@login_required(login_url=LOGIN_URL)
+def _reconnect_link(connect_url: str, account: GoogleAccount) -> str:
+    """A link to (re)connect an account that does not sync, asking Google for that address."""
+    if account.status == GoogleAccountStatus.ACTIVE:
+        return ""
+    return format_html(
+        '<a href="{}?{}">Connect</a> ', connect_url, urlencode({"email": account.email})
+    )
+
+
+@login_required
 @require_GET
 def connect(request: HttpRequest) -> HttpResponse:
     """Send the user to Google's consent screen (offline access, consent prompt for a refresh
-    token), remembering state and the PKCE verifier in the session."""
+    token), remembering state and the PKCE verifier in the session. `?email=` asks Google for
+    that account (login_hint)."""
     if not settings.GOOGLE_CLIENT_ID:
         return HttpResponse(
             "Google sign-in is not configured: set GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET.",
@@ -123,8 +130,9 @@ def connect(request: HttpRequest) -> HttpResponse:
             content_type="text/plain",
         )
     flow = _flow(request)
+    hint = {"login_hint": email} if (email := request.GET.get("email", "").strip()) else {}
     url, state = flow.authorization_url(
-        access_type="offline", prompt="consent", include_granted_scopes="true"
+        access_type="offline", prompt="consent", include_granted_scopes="true", **hint
     )
     request.session[SESSION_KEY] = {"state": state, "code_verifier": flow.code_verifier}
     return redirect(url)
@@ -134,7 +142,7 @@ def _bad_request(message: str) -> HttpResponseBadRequest:
     return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
 
 
-@login_required(login_url=LOGIN_URL)
+@login_required
 @require_GET
 def callback(request: HttpRequest) -> HttpResponse:
     """Google's redirect back: check state, exchange the code, store the account, start syncing."""
@@ -163,27 +171,18 @@ def callback(request: HttpRequest) -> HttpResponse:
     if not credentials.refresh_token:
         return _bad_request("Google returned no refresh token: remove the app's access and retry.")
     try:
-        gmail = build_with_credentials("gmail", "v1", credentials)
-        email = gmail.users().getProfile(userId="me").execute()["emailAddress"]
-        send_as = gmail.users().settings().sendAs().list(userId="me").execute()
-    except (HttpError, *TRANSPORT_ERRORS) as exc:
-        logger.warning("reading the new Google account's profile failed: %s", type(exc).__name__)
+        connected = google_account_connect_oauth(
+            user=_user(request),
+            credentials=credentials,
+            scopes=credentials.granted_scopes or flow.oauth2session.scope or SCOPES,
+        )
+    except GoogleUnreachable:
         return HttpResponse("Google could not be reached; try again.", status=502)
-    expiry = credentials.expiry.replace(tzinfo=UTC) if credentials.expiry else None
-    account = google_account_connect(
-        user=_user(request),
-        email=email,
-        refresh_token=credentials.refresh_token,
-        access_token=credentials.token or "",
-        expires_at=expiry,
-        scopes=credentials.granted_scopes or flow.oauth2session.scope or SCOPES,
-        addresses=[alias["sendAsEmail"] for alias in send_as.get("sendAs", [])],
-    )
-    started = _start_first_sync(account)
+    started = any(item.created for item in connected.syncs)
     messages.success(
         request,
-        f"Connected {account.email}."
-        + (" The first sync has started." if started else " Syncing is not set up yet."),
+        f"Connected {connected.account.email}."
+        + (" The first sync has started." if started else " A sync is already running."),
     )
     return redirect("google:index")
 
@@ -192,21 +191,7 @@ def _oauth_error(exc: Exception) -> str:
     return getattr(exc, "error", None) or type(exc).__name__
 
 
-def _start_first_sync(account: GoogleAccount) -> bool:
-    started = False
-    for kind in FIRST_SYNC_KINDS:
-        if kind not in REGISTRY:
-            continue
-        try:
-            enqueue(kind, user=account.user, payload={"account_id": account.pk})
-        except PayloadError:
-            logger.exception("could not start %s for Google account %s", kind, account.pk)
-            continue
-        started = True
-    return started
-
-
-@login_required(login_url=LOGIN_URL)
+@login_required
 @require_POST
 def disconnect(request: HttpRequest, pk: int) -> HttpResponse:
     """Revoke the grant (best effort) and forget the tokens of one of the user's accounts."""

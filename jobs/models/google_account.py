@@ -1,15 +1,21 @@
-"""A user's connected Google account: scopes, status and encrypted OAuth tokens."""
+"""A user's Google account: scopes, status and encrypted OAuth tokens (none when offline)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
+# The columns holding token ciphertexts: rotated together, never shown.
+TOKEN_FIELDS = ("refresh_token_encrypted", "access_token_encrypted")
+
 
 class GoogleAccountStatus(models.TextChoices):
     ACTIVE = "active", "active"
     NEEDS_REAUTH = "needs_reauth", "needs re-authorisation"
     REVOKED = "revoked", "revoked"
+    # Recorded by an import for a user without Google access (Takeout files only): no tokens,
+    # never synced nor refreshed, never needing re-authorisation; its addresses give direction.
+    OFFLINE = "offline", "offline (imports only)"
 
 
 class GoogleAccount(models.Model):

@@ -22,6 +22,9 @@ from jobs.normalization.text import (
 from jobs.normalization.types import NormalizationError, ParsedInteraction
 
 MAX_BODY_CHARS = 100_000
+# A key of ours in a payload (jobs.sync.convert sets it on imported mail whose date nothing
+# tells): its internalDate is a placeholder, so the interaction's date is an estimate.
+OCCURRED_AT_ESTIMATED_KEY = "_occurredAtEstimated"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_DEPTH = 32
 # one entry of a plain address list: "Quoted, Name" <addr>, Name <addr> or a bare addr
@@ -45,8 +48,9 @@ def parse_gmail_message(
 ) -> ParsedInteraction:
     """Normalize one Gmail message; raises NormalizationError only when it has no id or payload.
 
-    Direction: outbound when From is one of own_addresses (the account and its send-as aliases);
-    when From is missing or own_addresses is empty, the SENT label decides.
+    Direction: the SENT and DRAFT labels decide (outbound) when the message has labels, as every
+    message Gmail serves has; without labels (an import of a plain mbox) it is outbound when From
+    is one of own_addresses (the account and its send-as aliases).
     """
     if not isinstance(message, dict):
         raise NormalizationError(f"message is a {type(message).__name__}, not an object")
@@ -74,8 +78,11 @@ def parse_gmail_message(
     labels = (
         [db_safe(x) for x in label_ids if isinstance(x, str)] if isinstance(label_ids, list) else []
     )
-    own = _lowered(own_addresses)
-    outbound = sender["email"] in own if sender is not None and own else "SENT" in labels
+    if labels:
+        # Gmail's own verdict: mail sent from an alias the account learnt of later is still SENT
+        outbound = "SENT" in labels or "DRAFT" in labels
+    else:
+        outbound = sender is not None and sender["email"] in _lowered(own_addresses)
 
     snippet = message.get("snippet")
     snippet = db_safe(unescape(snippet)) if isinstance(snippet, str) else ""
@@ -87,10 +94,11 @@ def parse_gmail_message(
     body_text, body_source, truncated = _body(plain, html, snippet, max_body_chars)
 
     date_header = headers.get("date")
-    occurred_at = _internal_date(message.get("internalDate"))
+    estimated = message.get(OCCURRED_AT_ESTIMATED_KEY) is True
+    occurred_at = None if estimated else _internal_date(message.get("internalDate"))
     if occurred_at is None and date_header:
         occurred_at = parse_date_header(date_header)
-    estimated = occurred_at is None
+    estimated = estimated or occurred_at is None
     if occurred_at is None:
         occurred_at = fetched_at if fetched_at.tzinfo else fetched_at.replace(tzinfo=UTC)
         occurred_at = occurred_at.astimezone(UTC)

@@ -7,13 +7,14 @@ import contextlib
 import copy
 import hashlib
 import re
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from email.parser import BytesHeaderParser
 from functools import lru_cache
+from io import BytesIO
 from os import PathLike
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
+from jobs.normalization.gmail import OCCURRED_AT_ESTIMATED_KEY
 from jobs.normalization.html import html_to_text
 from jobs.normalization.text import (
     collapse_whitespace,
@@ -33,6 +35,15 @@ from jobs.normalization.text import (
 SNIPPET_CHARS = 200
 _MSGID_TOKEN = re.compile(r"<[^<>\s]+>")
 _MBOX_QUOTED_FROM = re.compile(rb"^>+From ")
+_ANY_FROM_LINE = re.compile(rb"^>*From ", re.MULTILINE)
+_HEADER_FIELD = re.compile(rb"^[!-9;-~]+[ \t]*:")
+# at least one of these among the first header fields makes a block of bytes a mail message
+_MAIL_HEADERS = frozenset(
+    b"from to cc subject date message-id received return-path delivered-to mime-version "
+    b"content-type sender reply-to x-gmail-labels x-gm-thrid in-reply-to references".split()
+)
+# internalDate of a message whose date nothing tells: the epoch, flagged as an estimate
+UNKNOWN_DATE_MS = 0
 _TAKEOUT_LABELS = {
     "inbox": "INBOX",
     "sent": "SENT",
@@ -192,7 +203,48 @@ def _first(msg: Message, name: str) -> str:
 
 def _gmail_id(msg: Message, raw: bytes) -> str:
     message_id = _message_id_token(_first(msg, "Message-ID"))
-    return _hex_id(message_id.encode("utf-8", "replace") if message_id else raw)
+    return _hex_id(message_id.encode("utf-8", "replace") if message_id else canonical_bytes(raw))
+
+
+def canonical_bytes(raw: bytes) -> bytes:
+    """The message as no mbox writer changes it: LF line ends, no '>' quoting of 'From ' lines.
+
+    mboxo quotes 'From ' but not '>From ', mboxrd quotes both, some writers use CRLF: ids and
+    digests derived from this are the same whichever way the message was stored.
+    """
+    return _ANY_FROM_LINE.sub(b"From ", bytes(raw).replace(b"\r\n", b"\n"))
+
+
+def message_digest(raw: bytes) -> str:
+    """A digest of the message's content, independent of its mbox escaping (canonical_bytes)."""
+    return hashlib.sha256(canonical_bytes(raw)).hexdigest()[:16]
+
+
+def rfc822_problem(raw: bytes) -> str | None:
+    """Why these bytes are not a mail message (None when they are one).
+
+    A message starts with header fields ("Name: value", blank lines before them tolerated), has
+    no NUL byte among them and has at least one header every mail has (From, Date, Received...).
+    """
+    start = len(raw) - len(raw.lstrip(b" \t\r\n"))
+    if start == len(raw):
+        return "empty message"
+    end = raw.find(b"\n\n", start)
+    end_crlf = raw.find(b"\r\n\r\n", start)
+    ends = [e for e in (end, end_crlf) if e >= 0]
+    head = raw[start : min(ends) if ends else min(len(raw), start + 65536)]
+    if not _HEADER_FIELD.match(head):
+        return "not a mail message: it does not start with a header field (binary data?)"
+    if b"\x00" in head:
+        return "not a mail message: NUL bytes in its header"
+    names = {
+        line.split(b":", 1)[0].strip().lower()
+        for line in head.splitlines()[:200]
+        if _HEADER_FIELD.match(line)
+    }
+    if not names & _MAIL_HEADERS:
+        return "not a mail message: none of From, To, Subject, Date, Message-ID, Received"
+    return None
 
 
 def _thread_id(msg: Message, own_id: str) -> str:
@@ -216,14 +268,14 @@ def _date_ms(value: str) -> int | None:
         return None
 
 
-def _internal_date(msg: Message) -> int:
+def _header_date_ms(msg: Message) -> int | None:
+    """Gmail's internalDate for a message: its newest Received timestamp, else its Date."""
     received = _first(msg, "Received")
     if ";" in received:
         ms = _date_ms(received.rsplit(";", 1)[1])
         if ms is not None:
             return ms
-    ms = _date_ms(_first(msg, "Date"))
-    return ms if ms is not None else int(time.time() * 1000)
+    return _date_ms(_first(msg, "Date"))
 
 
 def _snippet(texts: list[tuple[str, str]]) -> str:
@@ -241,12 +293,18 @@ def gmail_message_from_rfc822(
     thread_id: str | None = None,
     label_ids: list[str] | None = None,
     internal_date_ms: int | None = None,
+    fallback_date_ms: int | None = None,
     history_id: int = 1,
+    default_label_ids: Sequence[str] = ("INBOX",),
 ) -> dict:
     """Gmail `users.messages` resource in format=full, as Gmail builds it from the raw message.
 
     Header values are unfolded but not RFC 2047-decoded. Without label_ids the labels come from
-    Takeout's X-Gmail-Labels, else ["INBOX"]. Never raises on malformed mail.
+    Takeout's X-Gmail-Labels, else default_label_ids. Never raises on malformed mail.
+
+    The date (internalDate) is `internal_date_ms`, else the newest Received timestamp, else the
+    Date header, else `fallback_date_ms` (an mbox 'From ' line's date), else UNKNOWN_DATE_MS with
+    `"_occurredAtEstimated": true`: the same bytes always give the same resource.
     """
     raw = bytes(raw)
     msg = _parse(raw)
@@ -254,8 +312,13 @@ def gmail_message_from_rfc822(
     texts: list[tuple[str, str]] = []
     payload = _payload(msg, "", own_id, texts)
     if label_ids is None:
-        label_ids = _labels_from_value(_first(msg, "X-Gmail-Labels")) or ["INBOX"]
-    return {
+        label_ids = _labels_from_value(_first(msg, "X-Gmail-Labels")) or list(default_label_ids)
+    date_ms = internal_date_ms
+    if date_ms is None:
+        date_ms = _header_date_ms(msg)
+    if date_ms is None:
+        date_ms = fallback_date_ms
+    resource = {
         "id": own_id,
         "threadId": thread_id or _thread_id(msg, own_id),
         "labelIds": list(label_ids),
@@ -263,10 +326,11 @@ def gmail_message_from_rfc822(
         "payload": payload,
         "sizeEstimate": len(raw),
         "historyId": str(history_id),
-        "internalDate": str(
-            internal_date_ms if internal_date_ms is not None else _internal_date(msg)
-        ),
+        "internalDate": str(date_ms if date_ms is not None else UNKNOWN_DATE_MS),
     }
+    if date_ms is None:
+        resource[OCCURRED_AT_ESTIMATED_KEY] = True
+    return resource
 
 
 def format_message(
@@ -299,11 +363,27 @@ def format_message(
     raise ValueError(f"unknown message format {fmt!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class MboxEntry:
+    """One message of an mbox: its bytes (unquoted), its 'From ' line and where it was."""
+
+    raw: bytes
+    separator: bytes  # the 'From ' line without its line end; b"" before the first one
+    line: int  # 1-based line of the separator (or of the first line when there is none)
+    size: int  # bytes the entry took in the file, separator included
+
+
 def iter_mbox(path_or_file: str | PathLike[str] | IO[bytes]) -> Iterator[bytes]:
     """Stream the messages of an mbox file (Takeout style, mboxrd '>From ' unquoting) one by one.
 
     Every line starting with 'From ' separates messages, as mbox writers quote the others.
     """
+    for entry in iter_mbox_entries(path_or_file):
+        yield entry.raw
+
+
+def iter_mbox_entries(path_or_file: str | PathLike[str] | IO[bytes]) -> Iterator[MboxEntry]:
+    """iter_mbox with each message's 'From ' line, line number and size in the file."""
     if isinstance(path_or_file, str | PathLike):
         with open(path_or_file, "rb") as handle:
             yield from _iter_mbox_lines(handle)
@@ -311,20 +391,24 @@ def iter_mbox(path_or_file: str | PathLike[str] | IO[bytes]) -> Iterator[bytes]:
         yield from _iter_mbox_lines(path_or_file)
 
 
-def _iter_mbox_lines(handle: IO[bytes]) -> Iterator[bytes]:
+def _iter_mbox_lines(handle: IO[bytes]) -> Iterator[MboxEntry]:
     lines: list[bytes] = []
+    separator = b""
     started = False
-    for line in handle:
+    first_line = size = 0
+    for number, line in enumerate(handle, 1):
         if line.startswith(b"From "):
             if started or any(chunk.strip() for chunk in lines):
-                yield _end_message(lines)
+                yield MboxEntry(_end_message(lines), separator, first_line or 1, size)
             lines, started = [], True
+            separator, first_line, size = line.rstrip(b"\r\n"), number, len(line)
             continue
+        size += len(line)
         if line.startswith(b">") and _MBOX_QUOTED_FROM.match(line):
             line = line[1:]
         lines.append(line)
     if started or any(chunk.strip() for chunk in lines):
-        yield _end_message(lines)
+        yield MboxEntry(_end_message(lines), separator, first_line or 1, size)
 
 
 def _end_message(lines: list[bytes]) -> bytes:
@@ -332,6 +416,18 @@ def _end_message(lines: list[bytes]) -> bytes:
     if lines and lines[-1] in (b"\n", b"\r\n"):
         lines = lines[:-1]
     return b"".join(lines)
+
+
+def mbox_separator_date_ms(separator: bytes) -> int | None:
+    """The date of an mbox 'From sender date' line in ms since the epoch, None when it has none.
+
+    Takeout writes 'From 1790...@xxx Sat Mar 01 12:00:00 +0000 2025'; classic mbox writes
+    asctime ('Mon Feb  8 02:53:47 1993', zone optional, UTC when absent).
+    """
+    parts = separator.decode("ascii", "replace").split(None, 2)
+    if len(parts) < 3 or parts[0] != "From":
+        return None
+    return _date_ms(parts[2])
 
 
 def _labels_from_value(value: str) -> list[str]:
@@ -421,9 +517,10 @@ def _text(event: icalendar.Event, name: str) -> str | None:
 
 def _dt_prop(event: icalendar.Event, name: str) -> tuple[date | datetime, str | None] | None:
     value = _prop(event, name)
-    if value is None or not hasattr(value, "dt"):
+    try:
+        moment = value.dt
+    except (AttributeError, ValueError):  # absent, or icalendar's BrokenCalendarProperty
         return None
-    moment = value.dt
     if isinstance(moment, tuple | list):
         moment = moment[0] if moment else None
     if not isinstance(moment, date):
@@ -595,62 +692,152 @@ def _attendee(address: Any, organizer_email: str | None, calendar_id: str) -> di
 
 
 def calendar_events_from_ics(data: bytes, *, calendar_id: str = "primary") -> list[dict]:
-    """The VEVENTs of an iCalendar file as Calendar v3 `events` resources.
+    """The VEVENTs of an iCalendar file as Calendar v3 `events` resources (see IcsReader).
 
-    Ids are stable: Google's own ids are reused from <id>@google.com UIDs, other UIDs are hashed;
-    RECURRENCE-ID overrides get Google's <master>_<start> instance ids. Unusable events are skipped.
+    Unusable events are left out; IcsReader says which and why.
     """
-    calendars = _parse_calendars(bytes(data))
-    events: list[dict] = []
-    ids: dict[str, str] = {}
-    taken: set[str] = set()
-    for calendar in calendars:
-        default_zone = _iana_zone(str(calendar.get("X-WR-TIMEZONE") or "") or None)
-        for event in calendar.walk("VEVENT"):
-            try:
-                resource = _event_resource(
-                    event, calendar_id=calendar_id, default_zone=default_zone, ids=ids, taken=taken
-                )
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError):
-                # one broken VEVENT must not hide the rest of the calendar
+    reader = IcsReader(BytesIO(bytes(data)), calendar_id=calendar_id)
+    return [item.resource for item in reader if item.resource is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class IcsItem:
+    """One VEVENT read: its resource, or None and the reason it was rejected."""
+
+    resource: dict | None
+    reason: str
+    line: int  # 1-based line of its BEGIN:VEVENT
+    size: int  # bytes it took in the file
+
+
+class IcsReader:
+    """Stream the VEVENTs of an iCalendar file, one component at a time.
+
+    Memory holds one event, the calendar's properties and its VTIMEZONEs (which Google and most
+    writers put before the events; an event before the zone it names reads the TZID as an IANA
+    or Windows zone name). Ids are stable: Google's own ids are reused from <id>@google.com
+    UIDs, other UIDs are hashed; RECURRENCE-ID overrides get Google's <master>_<start> instance
+    ids. An event that cannot be used is yielded with resource None and a reason (no valid
+    DTSTART, unreadable, the file ends inside it). After iteration `complete` says whether
+    every VCALENDAR that began also ended (False for a truncated file).
+    """
+
+    def __init__(self, handle: IO[bytes], *, calendar_id: str = "primary") -> None:
+        self.handle = handle
+        self.calendar_id = calendar_id
+        self.complete = True
+        self.calendars = 0
+        self.ids: dict[str, str] = {}
+        self.taken: set[str] = set()
+
+    def __iter__(self) -> Iterator[IcsItem]:
+        head: list[bytes] = []  # the current calendar's own properties
+        zones: list[bytes] = []  # VTIMEZONEs read but not yet registered
+        default_zone: str | None = None
+        zone_known = False
+        block: list[bytes] | None = None  # the VEVENT (or VTIMEZONE, or other) being read
+        block_kind = b""
+        block_line = block_size = 0
+        depth = 0  # components open inside the current block
+        open_calendar = False
+        for number, line in enumerate(self.handle, 1):
+            text = line.rstrip(b"\r\n")
+            folded = line[:1] in (b" ", b"\t")
+            upper = b"" if folded else text.strip().upper()
+            if block is not None:
+                block.append(text)
+                block_size += len(line)
+                if upper.startswith(b"BEGIN:"):
+                    depth += 1
+                elif upper.startswith(b"END:"):
+                    if depth:
+                        depth -= 1
+                        continue
+                    if block_kind == b"VEVENT":
+                        if zones:
+                            _register_zones(zones)
+                            zones = []
+                        if not zone_known:
+                            default_zone, zone_known = _head_zone(head), True
+                        yield self._event(block, default_zone, block_line, block_size)
+                    elif block_kind == b"VTIMEZONE":
+                        zones.extend(block)
+                    block = None
                 continue
-            if resource is not None:
-                events.append(resource)
-    return events
+            if upper == b"BEGIN:VCALENDAR":
+                head, zones, zone_known, open_calendar = [], [], False, True
+                self.calendars += 1
+            elif upper == b"END:VCALENDAR":
+                open_calendar = False
+            elif upper.startswith(b"BEGIN:"):
+                block, block_kind = [text], upper[6:].strip()
+                block_line, block_size, depth = number, len(line), 0
+            elif open_calendar:
+                head.append(text)
+        if block is not None and block_kind == b"VEVENT":
+            yield IcsItem(
+                None, "the file ends inside this event (truncated?)", block_line, block_size
+            )
+        if block is not None or open_calendar:
+            self.complete = False
+
+    def _event(self, block: list[bytes], default_zone: str | None, line: int, size: int) -> IcsItem:
+        event = _parse_event(block)
+        if event is None:
+            return IcsItem(None, "unreadable event (not valid iCalendar)", line, size)
+        try:
+            resource = _event_resource(
+                event,
+                calendar_id=self.calendar_id,
+                default_zone=default_zone,
+                ids=self.ids,
+                taken=self.taken,
+            )
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError) as exc:
+            return IcsItem(None, f"unreadable event ({type(exc).__name__})", line, size)
+        if resource is None:
+            return IcsItem(None, "no valid DTSTART", line, size)
+        return IcsItem(resource, "", line, size)
 
 
-def _parse_calendars(data: bytes) -> list[icalendar.Calendar]:
-    try:
-        return icalendar.Calendar.from_ical(data, multiple=True)
-    except (ValueError, KeyError, IndexError, TypeError):
-        pass
-    # one bad property (an alarm's malformed trigger, say) fails the whole file: retry event by
-    # event, without alarms, keeping the calendar's properties and time zones
-    head: list[bytes] = []
-    zones: list[bytes] = []
-    events: list[list[bytes]] = []
-    block: list[bytes] | None = None
+def _head_zone(head: list[bytes]) -> str | None:
+    for line in head:
+        name, _, value = line.partition(b":")
+        if name.split(b";", 1)[0].strip().upper() == b"X-WR-TIMEZONE":
+            return _iana_zone(value.decode("utf-8", "replace").strip() or None)
+    return None
+
+
+def _register_zones(zones: list[bytes]) -> None:
+    # icalendar keeps every VTIMEZONE it parses and resolves TZIDs of later events with it, as
+    # when the whole file is parsed at once; parsing the zones once spares doing it per event.
+    text = b"\r\n".join([b"BEGIN:VCALENDAR", *zones, b"END:VCALENDAR", b""])
+    with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
+        icalendar.Calendar.from_ical(text)
+
+
+def _parse_event(block: list[bytes]) -> icalendar.Event | None:
+    # One bad property (an alarm's malformed trigger, say) fails the whole parse: then again
+    # without alarms.
+    for lines in (block, _without_alarms(block)):
+        try:
+            component = icalendar.Event.from_ical(b"\r\n".join([*lines, b""]))
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+        if isinstance(component, icalendar.Event):
+            return component
+    return None
+
+
+def _without_alarms(block: list[bytes]) -> list[bytes]:
+    kept: list[bytes] = []
     skipping = False
-    for line in data.splitlines():
+    for line in block:
         upper = line.strip().upper()
         if upper == b"BEGIN:VALARM":
             skipping = True
         elif skipping:
             skipping = upper != b"END:VALARM"
-        elif upper == b"BEGIN:VEVENT":
-            block = [line]
-            events.append(block)
-        elif block is not None:
-            block.append(line)
-            if upper == b"END:VEVENT":
-                block = None
-        elif upper not in (b"BEGIN:VCALENDAR", b"END:VCALENDAR"):
-            (zones if zones or upper == b"BEGIN:VTIMEZONE" else head).append(line)
-    calendars: list[icalendar.Calendar] = []
-    for lines in events:
-        text = b"\r\n".join([b"BEGIN:VCALENDAR", *head, *zones, *lines, b"END:VCALENDAR", b""])
-        try:
-            calendars.append(icalendar.Calendar.from_ical(text))
-        except (ValueError, KeyError, IndexError, TypeError):
-            continue
-    return calendars
+        else:
+            kept.append(line)
+    return kept

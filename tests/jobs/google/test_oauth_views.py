@@ -10,10 +10,9 @@ import pytest
 from django.urls import reverse
 
 from google_emulator.errors import OAuthError
-from jobs.dispatcher import REGISTRY
 from jobs.google.credentials import get_credentials
+from jobs.google.oauth import SCOPES
 from jobs.google.tokens import decrypt_token
-from jobs.google.views import FIRST_SYNC_KINDS, SCOPES
 from jobs.models import GoogleAccount, GoogleAccountStatus, Job
 from tests.fixtures.accounts import TEST_CLIENT_SECRET
 from tests.fixtures.emulator import ALIAS, OWNER
@@ -28,9 +27,9 @@ def signed_in(client, user, google_settings, emulator):
     return client
 
 
-def consent(signed_in, emulator) -> str:
+def consent(signed_in, emulator, **params: str) -> str:
     """Start the flow and let the emulator's consent screen approve; the callback URL it gives."""
-    response = signed_in.get(reverse("google:connect"))
+    response = signed_in.get(reverse("google:connect"), params)
     assert response.status_code == 302
     location = response["Location"]
     assert location.startswith(f"{emulator.url}o/oauth2/auth?")
@@ -61,9 +60,8 @@ def test_the_full_flow_stores_an_encrypted_active_account(signed_in, user, emula
     # The stored access token is used as is; no refresh needed yet.
     assert get_credentials(account).token == access_token
     assert emulator.log.count(route="oauth.token") == 1
-    expected = {kind for kind in FIRST_SYNC_KINDS if kind in REGISTRY}
     jobs = Job.objects.filter(user=user)
-    assert {job.kind for job in jobs} == expected
+    assert sorted(job.kind for job in jobs) == ["calendar_sync", "gmail_sync"]
     assert all(job.payload["account_id"] == account.pk for job in jobs)
     page = signed_in.get(reverse("google:index")).content.decode()
     assert f"Connected {OWNER}" in page
@@ -124,10 +122,56 @@ def test_a_denied_consent_is_a_clear_error(signed_in, emulator):
     assert not GoogleAccount.objects.exists()
 
 
-def test_the_pages_require_a_signed_in_user(client, google_settings):
-    response = client.get(reverse("google:connect"))
-    assert response.status_code == 302
-    assert response["Location"].startswith(reverse("admin:login"))
+def test_item24_the_pages_send_an_anonymous_user_to_the_projects_login_url(
+    client, google_settings, settings
+):
+    settings.LOGIN_URL = "/sign-in/"
+    for name in ("google:index", "google:connect", "google:callback"):
+        response = client.get(reverse(name))
+        assert response.status_code == 302
+        assert response["Location"] == f"/sign-in/?next={reverse(name)}"
+
+
+def test_item24_a_user_who_is_not_staff_can_connect(signed_in, user, emulator):
+    assert not user.is_staff
+
+    signed_in.get(consent(signed_in, emulator))
+
+    assert GoogleAccount.objects.get(user=user).status == GoogleAccountStatus.ACTIVE
+
+
+def test_item24_the_callback_reads_the_addresses_and_starts_one_sync_per_provider(
+    signed_in, user, emulator
+):
+    emulator.mailbox(OWNER).aliases = (ALIAS, "later@alias.example")
+    callback = consent(signed_in, emulator)
+
+    signed_in.get(callback)
+
+    account = GoogleAccount.objects.get(user=user)
+    assert account.addresses == [OWNER, ALIAS, "later@alias.example"]
+    jobs = Job.objects.filter(user=user)
+    assert sorted((job.kind, job.payload["account_id"]) for job in jobs) == [
+        ("calendar_sync", account.pk),
+        ("gmail_sync", account.pk),
+    ]
+    assert len({job.batch_id for job in jobs}) == 1
+
+
+def test_item24_connect_asks_google_for_a_given_address(signed_in, emulator):
+    response = signed_in.get(reverse("google:connect"), {"email": OWNER})
+
+    query = parse_qs(urlsplit(response["Location"]).query)
+    assert query["login_hint"] == [OWNER]
+    assert "login_hint" not in signed_in.get(reverse("google:connect"))["Location"]
+
+
+def test_item24_an_account_that_does_not_sync_has_a_connect_link_for_its_address(signed_in, user):
+    GoogleAccount.objects.create(user=user, email="ada@example.com", status="offline")
+
+    page = signed_in.get(reverse("google:index")).content.decode()
+
+    assert f'href="{reverse("google:connect")}?email=ada%40example.com"' in page
 
 
 def test_disconnect_revokes_at_google_and_forgets_the_tokens(
@@ -201,3 +245,38 @@ class TestAdmin:
         google_account.refresh_from_db()
         assert google_account.status == GoogleAccountStatus.REVOKED
         assert emulator.log.count(route="oauth.revoke") == 1
+
+
+def test_item24_the_standalone_project_signs_in_a_user_who_is_not_staff(client, user):
+    page = client.get(reverse("google:index"))
+    assert page.status_code == 302 and page["Location"].startswith("/accounts/login/?next=")
+    assert client.get(page["Location"]).status_code == 200
+
+    signed_in = client.post(page["Location"], {"username": "ada", "password": "pw"})
+
+    assert signed_in.status_code == 302 and signed_in["Location"] == reverse("google:index")
+    assert client.get(reverse("google:index")).status_code == 200
+
+
+def test_item24_an_unreadable_send_as_list_still_connects_and_starts_the_sync(
+    signed_in, user, emulator
+):
+    emulator.faults.add("gmail.users.settings.sendAs.list", 403, reason="forbidden")
+    callback = consent(signed_in, emulator)
+
+    response = signed_in.get(callback)
+
+    assert response.status_code == 302
+    account = GoogleAccount.objects.get(user=user)
+    assert account.addresses == [OWNER]  # the sync reads the aliases again
+    assert Job.objects.filter(user=user).count() == 2
+
+
+def test_item24_an_unreachable_profile_stores_nothing(signed_in, user, emulator):
+    emulator.faults.add("gmail.users.getProfile", 403, reason="forbidden")
+    callback = consent(signed_in, emulator)
+
+    response = signed_in.get(callback)
+
+    assert response.status_code == 502
+    assert not GoogleAccount.objects.exists() and not Job.objects.exists()

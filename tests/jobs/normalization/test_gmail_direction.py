@@ -1,4 +1,5 @@
-"""Direction of Gmail messages: own address and send-as aliases, with the SENT label as fallback."""
+"""Direction of Gmail messages: the SENT / DRAFT labels where there are labels, else the own
+address and send-as aliases."""
 
 from __future__ import annotations
 
@@ -22,7 +23,21 @@ def direction(sender: str | None, *, labels: list[str], own: frozenset[str] = AC
 
 
 def test_mail_from_the_account_address_is_outbound() -> None:
-    assert direction("Ada <ada@example.com>", labels=["INBOX"]) == "outbound"
+    assert direction("Ada <ada@example.com>", labels=[]) == "outbound"
+    assert direction("Ada <ada@example.com>", labels=["SENT"]) == "outbound"
+
+
+def test_item16_the_sent_label_decides_over_an_unknown_alias() -> None:
+    # sent from an alias added after the account's addresses were read
+    assert direction("Ada New <ada@new-alias.example>", labels=["SENT"]) == "outbound"
+    assert direction("Ada New <ada@new-alias.example>", labels=["DRAFT"]) == "outbound"
+
+
+def test_item16_labels_decide_where_present_the_from_address_only_without_labels() -> None:
+    # Gmail labels every message it sent SENT; one that is not was not sent from this mailbox
+    assert direction("Ada <ada@example.com>", labels=["INBOX", "UNREAD"]) == "inbound"
+    assert direction("Ada <ada@example.com>", labels=[]) == "outbound"
+    assert direction("Bob <bob@example.net>", labels=[]) == "inbound"
 
 
 def test_mail_from_a_send_as_alias_is_outbound_case_insensitively() -> None:
