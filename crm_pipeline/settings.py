@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _json_setting(raw: str) -> Any:
+    """A JSON environment variable, or the raw text when it is not JSON (the checks report it)."""
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _number(values: object, key: str, default: int) -> int:
+    """values[key] as an int, or the default when it is missing or bad (the checks report it)."""
+    value = values.get(key, default) if isinstance(values, dict) else default
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -17,9 +39,8 @@ DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not (DEBUG or TESTING):
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured("set SECRET_KEY (or DEBUG=true for local development)")
+        # One line, not a traceback (an exception here surfaces as one in every command).
+        sys.exit("crm_pipeline: set SECRET_KEY (or DEBUG=true for local development)")
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
@@ -103,7 +124,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- django-q2 ------------------------------------------------------------------------------
 # --- crm-pipeline operating rules (every key optional; defaults in jobs/config.py) -----------
-CRM_PIPELINE: dict[str, object] = env.json("CRM_PIPELINE", default={})
+# Bad JSON stays a string here: the system check jobs.E001 then refuses it with the parse error
+# in one line (a traceback from this module would be all a user saw).
+CRM_PIPELINE: dict[str, object] | str = _json_setting(env.str("CRM_PIPELINE", default=""))
 
 # --- Google -----------------------------------------------------------------------------------
 # GOOGLE_API_ROOT "" means Google itself; set it to the emulator's root ("http://127.0.0.1:PORT/")
@@ -123,7 +146,7 @@ GOOGLE_REDIRECT_URI = env.str("GOOGLE_REDIRECT_URI", default="")
 CRM_PIPELINE_ENCRYPTION_KEYS: list[str] = env.list("CRM_PIPELINE_ENCRYPTION_KEYS", default=[])
 
 REDIS_URL = env.str("REDIS_URL", default="")
-_job_cap_s = int(CRM_PIPELINE.get("job_wall_clock_cap_s", 600))  # type: ignore[call-overload]
+_job_cap_s = _number(CRM_PIPELINE, "job_wall_clock_cap_s", 600)
 Q_CLUSTER: dict[str, object] = {
     "name": env.str("Q_CLUSTER_NAME", default="crm_pipeline"),
     "workers": env.int("Q_WORKERS", default=2),
