@@ -81,6 +81,10 @@ class PipelineConfig:
     window_overlap_s: float = field(default=300.0, metadata={"min": 0, "max": DAY_S})
     # Periodic sync
     periodic_sync_minutes: int = field(default=15, metadata={"min": 1, "max": 10_080})
+    # Pending sweep (jobs/sync/sweep.py): raw events pending this long after their last write,
+    # that no active sync or normalize job covers, get a normalize job; checked at this interval.
+    pending_sweep_after_s: float = field(default=300.0, metadata={"min": 0, "max": 7 * DAY_S})
+    pending_sweep_interval_minutes: int = field(default=5, metadata={"min": 1, "max": 1440})
     # Normalization
     normalize_chunk_size: int = field(default=500, metadata={"min": 1, "max": 10_000})
     max_body_chars: int = field(default=100_000, metadata={"min": 1, "max": 10_000_000})
