@@ -96,11 +96,18 @@ TEMPLATES = [
 if env.str("DATABASE_URL", default=""):
     DATABASE_URL = env.str("DATABASE_URL")
 else:
-    from crm_pipeline.embedded_db import embedded_database_url
-
-    DATABASE_URL = embedded_database_url(
-        Path(env.str("CRM_PIPELINE_PGDATA", default=str(BASE_DIR / ".pgdata")))
+    from crm_pipeline.embedded_db import (
+        command_needs_database,
+        embedded_database_url,
+        idle_database_url,
     )
+
+    _pgdata = Path(env.str("CRM_PIPELINE_PGDATA", default=str(BASE_DIR / ".pgdata")))
+    # `help`, `--version` and `google_emulator` neither start the server nor keep it up.
+    if command_needs_database(sys.argv):
+        DATABASE_URL = embedded_database_url(_pgdata)
+    else:
+        DATABASE_URL = idle_database_url(_pgdata)
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 # django-environ leaves a "?host=/socket/dir" in OPTIONS; Django reads it best as HOST.
 if not DATABASES["default"].get("HOST") and "host" in DATABASES["default"].get("OPTIONS", {}):
