@@ -53,8 +53,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     # pgvector's HnswIndex needs django.contrib.postgres.
     "django.contrib.postgres",
-    "django_q",
+    # Before django_q: jobs' `qcluster` (which stops on a process-group SIGTERM) replaces
+    # django-q2's own (system check jobs.W001).
     "jobs",
+    "django_q",
     "contacts",
     "timeline",
     # Development and test tool (the `google_emulator` and `demo` commands); a host project

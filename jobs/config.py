@@ -44,6 +44,9 @@ class PipelineConfig:
     # "django_q" hands each due job to the django-q2 broker; "none" leaves them for `runjobs`.
     handoff: str = field(default="django_q", metadata={"choices": ("django_q", "none")})
     tick_interval_minutes: int = field(default=1, metadata={"min": 1, "max": 1440})
+    # `qcluster` on SIGTERM: running tasks get this long to finish, then the rest is killed
+    # (keep it below systemd's TimeoutStopSec; see docs/DEPLOYMENT.md).
+    cluster_stop_grace_s: float = field(default=30.0, metadata={"min": 0, "max": 3600})
     # Gmail (a batch request holds at most 50 parts for Gmail)
     gmail_chunk_size: int = field(default=50, metadata={"min": 1, "max": 50})
     gmail_chunk_pause_s: float = field(default=0.2, metadata={"min": 0, "max": 60})

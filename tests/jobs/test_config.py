@@ -11,6 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.test import override_settings
 
 from jobs.config import PipelineConfig, config_problems, get_config
 from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
@@ -142,3 +143,15 @@ def test_item7_manage_py_check_names_key_value_and_expectation():
         "CRM_PIPELINE['gmail_chunk_size']: got 5000; expected an integer between 1 and 50"
         in done.stderr
     )
+
+
+def test_item10_django_q_listed_before_jobs_is_warned_about(settings):
+    from jobs.checks import check_qcluster_command
+
+    assert check_qcluster_command() == []
+    apps = [a for a in settings.INSTALLED_APPS if a != "django_q"]
+    apps.insert(apps.index("jobs"), "django_q")
+    with override_settings(INSTALLED_APPS=apps):
+        (warning,) = check_qcluster_command()
+    assert warning.id == "jobs.W001"
+    assert 'List "jobs" before "django_q"' in warning.hint
