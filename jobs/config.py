@@ -133,7 +133,7 @@ def _specs() -> dict[str, _Spec]:
 def _expected(spec: _Spec) -> str:
     meta = spec.metadata
     if spec.kind is tuple:
-        what = f"a list of {_TYPE_NAMES.get(spec.item, 'values').split(' ', 1)[1]}s"
+        what = f"a list of {_TYPE_NAMES.get(spec.item or str, 'values').split(' ', 1)[1]}s"
         if "choices" in meta:
             what += f", each one of {_choices(meta)}"
         elif "pattern" in meta:

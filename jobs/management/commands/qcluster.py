@@ -62,6 +62,11 @@ class ParentStoppedSentinel(q_cluster.Sentinel):
 class GracefulCluster(q_cluster.Cluster):
     """A Cluster whose stop is driven by the main loop and bounded by a grace period."""
 
+    # Set by django-q2's Cluster (untyped).
+    sentinel: Any
+    stop_event: Any
+    start_event: Any
+
     def __init__(self, *, grace_s: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # installs self.sig_handler for SIGTERM and SIGINT
         self.grace_s = grace_s
@@ -74,11 +79,11 @@ class GracefulCluster(q_cluster.Cluster):
     def start(self) -> int:
         # Cluster.start forks `Sentinel` as looked up in its module; substitute ours for that.
         original = q_cluster.Sentinel
-        q_cluster.Sentinel = ParentStoppedSentinel  # type: ignore[misc]
+        q_cluster.Sentinel = ParentStoppedSentinel
         try:
             return super().start()
         finally:
-            q_cluster.Sentinel = original  # type: ignore[misc]
+            q_cluster.Sentinel = original
 
     def run_until_stopped(self, poll_s: float = 0.5) -> None:
         """Wait until a signal asks for a stop (or the Sentinel dies), then stop."""
