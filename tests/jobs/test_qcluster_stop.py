@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import configparser
 import json
+import multiprocessing
 import os
 import re
 import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from multiprocessing import Event, Value
 
 import psutil
 import pytest
 
 from jobs.config import PipelineConfig
 from jobs.enqueue import enqueue
+from jobs.management.commands.qcluster import ParentStoppedSentinel, _ignore_sigterm
 from jobs.models import Job, JobStatus
 from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
 from tests.jobs.test_cluster import wait_until
@@ -144,3 +148,40 @@ def test_item10_the_documented_systemd_unit_stops_a_busy_cluster_before_its_time
         assert group_members(proc.pid) == []
     # The killed task keeps its lease; tick hands it out again once the lease expires.
     assert Job.objects.get(pk=busy.pk).status == JobStatus.RUNNING
+
+
+def _stubborn(ready) -> None:  # type: ignore[no-untyped-def]
+    """A worker stuck in its task, with the SIGTERM handling our Sentinel gives its children."""
+    signal.signal(signal.SIGTERM, _ignore_sigterm)
+    ready.set()
+    time.sleep(60)
+
+
+def test_item10_a_worker_past_its_timeout_is_still_killed():
+    """Workers ignore SIGTERM now; the guard's hard-timeout kill must still end them."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:  # Sentinel.__init__ sets this process's handlers; put them back
+        sentinel = ParentStoppedSentinel(Event(), Event(), uuid.uuid4(), start=False)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    stuck = context.Process(target=_stubborn, args=(ready,))
+    stuck.timer = Value("f", 0)  # type: ignore[attr-defined] # what the guard sees at timeout
+    stuck.start()
+    assert ready.wait(10)
+    sentinel.pool.append(stuck)
+    try:
+        sentinel.reincarnate(stuck)
+        stuck.join(5)
+        assert stuck.exitcode == -signal.SIGKILL
+        (replacement,) = sentinel.pool
+        assert replacement.is_alive()
+    finally:
+        for __ in sentinel.pool:
+            sentinel.task_queue.put("STOP")
+        for process in sentinel.pool:
+            process.join(10)
+        if stuck.is_alive():
+            stuck.kill()

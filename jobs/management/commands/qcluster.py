@@ -12,7 +12,8 @@ it and then stops its children in order.
 
 This command makes a group SIGTERM behave like a SIGTERM to the parent alone:
 - the Sentinel and every process it forks install a no-op SIGTERM handler (a Python handler,
-  so a program a job execs still gets the default action), leaving the stop to the parent;
+  so a program a job execs still gets the default action), leaving the stop to the parent; a
+  worker that overruns django-q2's timeout, which django-q2 ends with SIGTERM, gets SIGKILL;
 - the parent's handler only records the signal; the main loop then asks the Sentinel to stop
   (from a helper thread, so a stuck `Event.set()` cannot block it), waits up to
   `cluster_stop_grace_s` for running tasks to finish, and after that kills what is left of
@@ -57,6 +58,13 @@ class ParentStoppedSentinel(q_cluster.Sentinel):
         # the workers, pusher and monitor, which inherit this handler.
         signal.signal(signal.SIGTERM, _ignore_sigterm)
         super().start()
+
+    def reincarnate(self, process: Any) -> None:
+        # django-q2 ends a worker that overran its timeout with SIGTERM, which workers now
+        # ignore: the hard-timeout backstop must still kill it.
+        if process in self.pool:
+            process.terminate = process.kill
+        super().reincarnate(process)
 
 
 class GracefulCluster(q_cluster.Cluster):
