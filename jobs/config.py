@@ -116,10 +116,10 @@ class _Spec:
 
 
 @cache
-def _specs() -> dict[str, _Spec]:
-    hints = typing.get_type_hints(PipelineConfig)
+def _specs(cls: type = PipelineConfig) -> dict[str, _Spec]:
+    hints = typing.get_type_hints(cls)
     specs = {}
-    for f in fields(PipelineConfig):
+    for f in fields(cls):
         hint, optional = hints[f.name], False
         args = typing.get_args(hint)
         if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -155,3 +155,18 @@ def test_item10_django_q_listed_before_jobs_is_warned_about(settings):
         (warning,) = check_qcluster_command()
     assert warning.id == "jobs.W001"
     assert 'List "jobs" before "django_q"' in warning.hint
+
+
+@dataclass(frozen=True)
+class _Optional:
+    horizon_days: int | None = field(default=730, metadata={"min": 1, "max": 36_500})
+
+
+def test_item7_an_optional_key_takes_null_and_still_checks_its_range():
+    from jobs.config import _convert, _expected, _specs
+
+    spec = _specs(_Optional)["horizon_days"]
+    assert _convert(spec, None) == (True, None)
+    assert _convert(spec, 90) == (True, 90)
+    assert _convert(spec, 0) == (False, None)
+    assert _expected(spec) == "an integer between 1 and 36500 or null"
