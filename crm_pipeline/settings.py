@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _json_setting(raw: str) -> Any:
+    """A JSON environment variable, or the raw text when it is not JSON (the checks report it)."""
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _number(values: object, key: str, default: int) -> int:
+    """values[key] as an int, or the default when it is missing or bad (the checks report it)."""
+    value = values.get(key, default) if isinstance(values, dict) else default
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -17,9 +39,8 @@ DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not (DEBUG or TESTING):
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured("set SECRET_KEY (or DEBUG=true for local development)")
+        # One line, not a traceback (an exception here surfaces as one in every command).
+        sys.exit("crm_pipeline: set SECRET_KEY (or DEBUG=true for local development)")
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
@@ -32,8 +53,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     # pgvector's HnswIndex needs django.contrib.postgres.
     "django.contrib.postgres",
-    "django_q",
+    # Before django_q: jobs' `qcluster` (which stops on a process-group SIGTERM) replaces
+    # django-q2's own (system check jobs.W001).
     "jobs",
+    "django_q",
     "contacts",
     "timeline",
     # Development and test tool (the `google_emulator` and `demo` commands); a host project
@@ -75,11 +98,18 @@ TEMPLATES = [
 if env.str("DATABASE_URL", default=""):
     DATABASE_URL = env.str("DATABASE_URL")
 else:
-    from crm_pipeline.embedded_db import embedded_database_url
-
-    DATABASE_URL = embedded_database_url(
-        Path(env.str("CRM_PIPELINE_PGDATA", default=str(BASE_DIR / ".pgdata")))
+    from crm_pipeline.embedded_db import (
+        command_needs_database,
+        embedded_database_url,
+        idle_database_url,
     )
+
+    _pgdata = Path(env.str("CRM_PIPELINE_PGDATA", default=str(BASE_DIR / ".pgdata")))
+    # `help`, `--version` and `google_emulator` neither start the server nor keep it up.
+    if command_needs_database(sys.argv):
+        DATABASE_URL = embedded_database_url(_pgdata)
+    else:
+        DATABASE_URL = idle_database_url(_pgdata)
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 # django-environ leaves a "?host=/socket/dir" in OPTIONS; Django reads it best as HOST.
 if not DATABASES["default"].get("HOST") and "host" in DATABASES["default"].get("OPTIONS", {}):
@@ -103,7 +133,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- django-q2 ------------------------------------------------------------------------------
 # --- crm-pipeline operating rules (every key optional; defaults in jobs/config.py) -----------
-CRM_PIPELINE: dict[str, object] = env.json("CRM_PIPELINE", default={})
+# Bad JSON stays a string here: the system check jobs.E001 then refuses it with the parse error
+# in one line (a traceback from this module would be all a user saw).
+CRM_PIPELINE: dict[str, object] | str = _json_setting(env.str("CRM_PIPELINE", default=""))
 
 # --- Google -----------------------------------------------------------------------------------
 # GOOGLE_API_ROOT "" means Google itself; set it to the emulator's root ("http://127.0.0.1:PORT/")
@@ -123,7 +155,7 @@ GOOGLE_REDIRECT_URI = env.str("GOOGLE_REDIRECT_URI", default="")
 CRM_PIPELINE_ENCRYPTION_KEYS: list[str] = env.list("CRM_PIPELINE_ENCRYPTION_KEYS", default=[])
 
 REDIS_URL = env.str("REDIS_URL", default="")
-_job_cap_s = int(CRM_PIPELINE.get("job_wall_clock_cap_s", 600))  # type: ignore[call-overload]
+_job_cap_s = _number(CRM_PIPELINE, "job_wall_clock_cap_s", 600)
 Q_CLUSTER: dict[str, object] = {
     "name": env.str("Q_CLUSTER_NAME", default="crm_pipeline"),
     "workers": env.int("Q_WORKERS", default=2),

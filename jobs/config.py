@@ -1,77 +1,283 @@
-"""The operating rules, read from settings.CRM_PIPELINE with documented defaults."""
+"""The operating rules, read from settings.CRM_PIPELINE with documented defaults.
+
+Every key is a field of `PipelineConfig` with its default and, in its metadata, what a valid
+value is: `{"min": a, "max": b}` (inclusive bounds of a number), `{"choices": (...)}` (allowed
+values; for a list, allowed items; `"ignore_case": True` compares case-insensitively) or
+`{"pattern": regex}` (a string, or each item of a list, must match in full). The type comes from
+the annotation: int, float, bool, str, tuple[str, ...] (a JSON list) and `X | None`.
+
+`config_problems()` lists every bad key with its value and what is expected; the system check
+`jobs.E001` (jobs/checks.py) reports them at start-up, so `check`, `qcluster` and every other
+command refuse a bad configuration, and `get_config()` raises `ImproperlyConfigured` with the same
+text should one get past it (a setting changed at run time).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import json
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+DAY_S = 86_400.0
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
     # Job engine
-    job_wall_clock_cap_s: float = 600.0
-    job_max_attempts: int = 5
-    backoff_base_s: float = 2.0
-    backoff_cap_s: float = 600.0
+    job_wall_clock_cap_s: float = field(default=600.0, metadata={"min": 0, "max": DAY_S})
+    job_max_attempts: int = field(default=5, metadata={"min": 1, "max": 100})
+    backoff_base_s: float = field(default=2.0, metadata={"min": 0, "max": 3600})
+    backoff_cap_s: float = field(default=600.0, metadata={"min": 0, "max": DAY_S})
     # A lease outlives the hard kill (cap + 60 s), so a live job never loses its lease.
-    lease_grace_s: float = 120.0
+    lease_grace_s: float = field(default=120.0, metadata={"min": 0, "max": DAY_S})
     # A queued job not claimed this long after its hand-off is offered to the broker again.
-    reoffer_after_s: float = 300.0
-    cancel_check_interval_s: float = 2.0
+    reoffer_after_s: float = field(default=300.0, metadata={"min": 0, "max": DAY_S})
+    cancel_check_interval_s: float = field(default=2.0, metadata={"min": 0, "max": 3600})
     # "django_q" hands each due job to the django-q2 broker; "none" leaves them for `runjobs`.
-    handoff: str = "django_q"
-    tick_interval_minutes: int = 1
-    # Gmail
-    gmail_chunk_size: int = 50
-    gmail_chunk_pause_s: float = 0.2
-    gmail_max_messages_per_run: int = 2000
-    gmail_excluded_labels: tuple[str, ...] = ("SPAM", "TRASH", "DRAFT", "CHAT")
-    gmail_excluded_categories: tuple[str, ...] = ()
-    gmail_quota_units_per_minute: int = 15000
+    handoff: str = field(default="django_q", metadata={"choices": ("django_q", "none")})
+    tick_interval_minutes: int = field(default=1, metadata={"min": 1, "max": 1440})
+    # `qcluster` on SIGTERM: running tasks get this long to finish, then the rest is killed
+    # (keep it below systemd's TimeoutStopSec; see docs/DEPLOYMENT.md).
+    cluster_stop_grace_s: float = field(default=30.0, metadata={"min": 0, "max": 3600})
+    # Gmail (a batch request holds at most 50 parts for Gmail)
+    gmail_chunk_size: int = field(default=50, metadata={"min": 1, "max": 50})
+    gmail_chunk_pause_s: float = field(default=0.2, metadata={"min": 0, "max": 60})
+    gmail_max_messages_per_run: int = field(default=2000, metadata={"min": 1, "max": 1_000_000})
+    # Label ids (SPAM, TRASH, Label_12, ...): no whitespace.
+    gmail_excluded_labels: tuple[str, ...] = field(
+        default=("SPAM", "TRASH", "DRAFT", "CHAT"), metadata={"pattern": r"\S+"}
+    )
+    gmail_excluded_categories: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "choices": (
+                *("personal", "social", "promotions", "updates", "forums"),
+                *("category_personal", "category_social", "category_promotions"),
+                *("category_updates", "category_forums"),
+            ),
+            "ignore_case": True,
+        },
+    )
+    # More than Google's per-user limit only earns 429s; tests and benches turn pacing off
+    # with a huge value.
+    gmail_quota_units_per_minute: int = field(
+        default=15000, metadata={"min": 1, "max": 1_000_000_000}
+    )
     # Calendar
-    calendar_max_events_per_run: int = 2000
-    calendar_pause_every_items: int = 25
-    calendar_pause_s: float = 0.05
-    calendar_selection: str = "all"  # "all" | "primary" | comma-separated calendar ids
-    calendar_window_past_days: int = 180
-    calendar_window_future_days: int = 365
+    calendar_max_events_per_run: int = field(default=2000, metadata={"min": 1, "max": 1_000_000})
+    calendar_pause_every_items: int = field(default=25, metadata={"min": 1, "max": 100_000})
+    calendar_pause_s: float = field(default=0.05, metadata={"min": 0, "max": 60})
+    # "all" | "primary" | comma-separated calendar ids: at least one id.
+    calendar_selection: str = field(default="all", metadata={"pattern": r".*[^\s,].*"})
+    calendar_window_past_days: int = field(default=180, metadata={"min": 0, "max": 36_500})
+    calendar_window_future_days: int = field(default=365, metadata={"min": 0, "max": 36_500})
     # Google requests
-    google_request_timeout_s: float = 10.0
-    google_request_retries: int = 3
+    google_request_timeout_s: float = field(default=10.0, metadata={"min": 0.1, "max": 600})
+    google_request_retries: int = field(default=3, metadata={"min": 0, "max": 20})
     # Incremental window
-    initial_window_days: int = 30
-    window_overlap_s: float = 300.0
+    initial_window_days: int = field(default=30, metadata={"min": 1, "max": 36_500})
+    window_overlap_s: float = field(default=300.0, metadata={"min": 0, "max": DAY_S})
     # Periodic sync
-    periodic_sync_minutes: int = 15
+    periodic_sync_minutes: int = field(default=15, metadata={"min": 1, "max": 10_080})
+    # Pending sweep (jobs/sync/sweep.py): raw events pending this long after their last write,
+    # that no active sync or normalize job covers, get a normalize job; checked at this interval.
+    pending_sweep_after_s: float = field(default=300.0, metadata={"min": 0, "max": 7 * DAY_S})
+    pending_sweep_interval_minutes: int = field(default=5, metadata={"min": 1, "max": 1440})
     # Normalization
-    normalize_chunk_size: int = 500
-    max_body_chars: int = 100_000
+    normalize_chunk_size: int = field(default=500, metadata={"min": 1, "max": 10_000})
+    max_body_chars: int = field(default=100_000, metadata={"min": 1, "max": 10_000_000})
     # Google batch parts: first backoff before resending failed parts, and the longest
     # Retry-After waited in-process (longer ones go back to the job engine as a retry).
-    google_batch_retry_base_s: float = 1.0
-    google_retry_after_cap_s: float = 30.0
+    google_batch_retry_base_s: float = field(default=1.0, metadata={"min": 0, "max": 60})
+    google_retry_after_cap_s: float = field(default=30.0, metadata={"min": 0, "max": 3600})
 
 
-_DEFAULTS = PipelineConfig()
-_FIELD_TYPES = {f.name: type(getattr(_DEFAULTS, f.name)) for f in fields(PipelineConfig)}
+# --- validation ---------------------------------------------------------------------------------
+
+# JSON type names for messages: the configuration is written as JSON (the CRM_PIPELINE variable).
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    name: str
+    kind: type  # int, float, bool, str or tuple
+    item: type | None  # the item type of a tuple
+    optional: bool
+    metadata: typing.Mapping[str, Any]
+
+
+@cache
+def _specs(cls: type = PipelineConfig) -> dict[str, _Spec]:
+    hints = typing.get_type_hints(cls)
+    specs = {}
+    for f in fields(cls):
+        hint, optional = hints[f.name], False
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+            optional = True
+            (hint,) = (a for a in args if a is not type(None))
+        item = None
+        if typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            hint = tuple
+        specs[f.name] = _Spec(f.name, hint, item, optional, f.metadata)
+    return specs
+
+
+def _expected(spec: _Spec) -> str:
+    meta = spec.metadata
+    if spec.kind is tuple:
+        what = f"a list of {_TYPE_NAMES.get(spec.item or str, 'values').split(' ', 1)[1]}s"
+        if "choices" in meta:
+            what += f", each one of {_choices(meta)}"
+        elif "pattern" in meta:
+            what += f", each matching the pattern {meta['pattern']}"
+    elif "choices" in meta:
+        what = f"one of {_choices(meta)}"
+    else:
+        what = _TYPE_NAMES.get(spec.kind, spec.kind.__name__)
+        lo, hi = meta.get("min"), meta.get("max")
+        if lo is not None and hi is not None:
+            what += f" between {_number(lo)} and {_number(hi)}"
+        elif lo is not None:
+            what += f" >= {_number(lo)}"
+        elif hi is not None:
+            what += f" <= {_number(hi)}"
+        if "pattern" in meta:
+            what += f" matching the pattern {meta['pattern']}"
+    if spec.optional:
+        what += " or null"
+    return what
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _choices(meta: typing.Mapping[str, Any]) -> str:
+    return ", ".join(json.dumps(c) for c in meta["choices"])
+
+
+def _scalar(spec: _Spec, kind: type, value: Any) -> tuple[bool, Any]:
+    """(ok, converted value) for one scalar against its type and metadata."""
+    meta = spec.metadata
+    if isinstance(value, bool) and kind is not bool:
+        return False, None
+    if kind is float:
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return False, None
+        value = float(value)
+    elif kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            return False, None
+    elif not isinstance(value, kind):
+        return False, None
+    if "min" in meta and value < meta["min"]:
+        return False, None
+    if "max" in meta and value > meta["max"]:
+        return False, None
+    if "choices" in meta:
+        choices = meta["choices"]
+        if meta.get("ignore_case") and isinstance(value, str):
+            ok = value.casefold() in {str(c).casefold() for c in choices}
+        else:
+            ok = value in choices
+        if not ok:
+            return False, None
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value, flags=re.DOTALL):
+        return False, None
+    return True, value
+
+
+def _convert(spec: _Spec, value: Any) -> tuple[bool, Any]:
+    if value is None:
+        return spec.optional, None
+    if spec.kind is not tuple:
+        return _scalar(spec, spec.kind, value)
+    # A string is not a list of one item: tuple("SPAM") would be ('S', 'P', 'A', 'M').
+    if not isinstance(value, list | tuple):
+        return False, None
+    items = []
+    for item in value:
+        ok, converted = _scalar(spec, spec.item or str, item)
+        if not ok:
+            return False, None
+        items.append(converted)
+    return True, tuple(items)
+
+
+def _show(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _parse(overrides: Any) -> tuple[dict[str, Any], list[str]]:
+    """(valid values, problems): every problem names the key, the value and what is expected."""
+    if overrides is None:
+        return {}, []
+    if isinstance(overrides, str):
+        # The standalone settings keep an unparsable CRM_PIPELINE environment variable as it came.
+        try:
+            json.loads(overrides)
+            detail = ""
+        except ValueError as exc:
+            detail = f" (not valid JSON: {exc})"
+        return {}, [
+            f"CRM_PIPELINE: got {overrides!r}{detail}; expected a JSON object of settings, "
+            'such as {"job_max_attempts": 3}'
+        ]
+    if not isinstance(overrides, dict):
+        return {}, [
+            f"CRM_PIPELINE: got {_show(overrides)} ({type(overrides).__name__}); expected a JSON "
+            'object of settings, such as {"job_max_attempts": 3}'
+        ]
+    specs = _specs()
+    values: dict[str, Any] = {}
+    problems = []
+    for key, value in overrides.items():
+        spec = specs.get(key)
+        if spec is None:
+            problems.append(
+                f"CRM_PIPELINE[{key!r}]: unknown key (value {_show(value)}); expected one of the "
+                "keys of jobs.config.PipelineConfig (see the README's configuration table)"
+            )
+            continue
+        ok, converted = _convert(spec, value)
+        if ok:
+            values[key] = converted
+        else:
+            shown, expected = _show(value), _expected(spec)
+            problems.append(f"CRM_PIPELINE[{key!r}]: got {shown}; expected {expected}")
+    config = PipelineConfig(**values)
+    if config.backoff_cap_s < config.backoff_base_s:
+        problems.append(
+            f"CRM_PIPELINE['backoff_cap_s']: got {_number(config.backoff_cap_s)}; expected a "
+            f"number >= backoff_base_s ({_number(config.backoff_base_s)})"
+        )
+    return values, problems
+
+
+def config_problems() -> list[str]:
+    """Everything wrong with settings.CRM_PIPELINE, one line each (empty when it is valid)."""
+    return _parse(getattr(settings, "CRM_PIPELINE", None))[1]
 
 
 def get_config() -> PipelineConfig:
-    """Build the config from settings.CRM_PIPELINE, rejecting unknown keys and wrong types."""
-    overrides: dict[str, Any] = dict(getattr(settings, "CRM_PIPELINE", {}) or {})
-    unknown = sorted(set(overrides) - set(_FIELD_TYPES))
-    if unknown:
-        raise ImproperlyConfigured(f"unknown CRM_PIPELINE keys: {', '.join(unknown)}")
-    values: dict[str, Any] = {}
-    for key, value in overrides.items():
-        expected = _FIELD_TYPES[key]
-        try:
-            values[key] = tuple(value) if expected is tuple else expected(value)
-        except (TypeError, ValueError) as exc:
-            raise ImproperlyConfigured(
-                f"CRM_PIPELINE[{key!r}] must be {expected.__name__}, got {value!r}"
-            ) from exc
+    """The config from settings.CRM_PIPELINE; ImproperlyConfigured when anything in it is bad."""
+    values, problems = _parse(getattr(settings, "CRM_PIPELINE", None))
+    if problems:
+        raise ImproperlyConfigured("; ".join(problems))
     return PipelineConfig(**values)

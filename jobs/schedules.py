@@ -8,12 +8,13 @@ from jobs.config import get_config
 
 TICK = "crm_pipeline.tick"
 PERIODIC_SYNC = "crm_pipeline.periodic_sync"
+PENDING_SWEEP = "crm_pipeline.pending_sweep"
 
 
 def wanted_schedules() -> dict[str, dict[str, Any]]:
-    """Schedule name -> fields. Other apps' stages add theirs through PERIODIC (see below)."""
+    """Schedule name -> fields."""
     config = get_config()
-    schedules = {
+    return {
         TICK: {
             "func": "jobs.runner.tick",
             "schedule_type": "I",
@@ -24,13 +25,12 @@ def wanted_schedules() -> dict[str, dict[str, Any]]:
             "schedule_type": "I",
             "minutes": config.periodic_sync_minutes,
         },
+        PENDING_SWEEP: {
+            "func": "jobs.sync.sweep.sweep_pending_raw_events",
+            "schedule_type": "I",
+            "minutes": config.pending_sweep_interval_minutes,
+        },
     }
-    schedules.update(PERIODIC)
-    return schedules
-
-
-# Further schedules registered by other modules of this app (periodic sync adds one).
-PERIODIC: dict[str, dict[str, Any]] = {}
 
 
 def ensure_schedules(**kwargs: Any) -> None:

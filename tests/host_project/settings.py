@@ -13,8 +13,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.postgres",
+    "jobs",  # before django_q, so `qcluster` is jobs' own (jobs.W001)
     "django_q",
-    "jobs",
     "contacts",
     "timeline",
 ]

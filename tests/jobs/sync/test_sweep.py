@@ -1,0 +1,129 @@
+"""Issue 8 item 14: raw events a failed chain left `pending` are normalized by the pending sweep;
+rows an active job covers are not enqueued twice, and sweeps do not pile up."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db.models import F
+from django.utils.module_loading import import_string
+from django_q.models import Schedule
+
+from jobs.enqueue import enqueue
+from jobs.models import Interaction, Job, JobStatus, RawEvent
+from jobs.runner import run_due_jobs, run_job
+from jobs.schedules import PENDING_SWEEP, ensure_schedules, wanted_schedules
+from jobs.sync.raw_events import RawItem, raw_events_upsert
+from jobs.sync.sweep import raw_events_stale_pending_count, sweep_pending_raw_events
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def inline(pipeline_config):
+    pipeline_config(
+        handoff="none",
+        initial_window_days=3650,
+        gmail_chunk_pause_s=0.0,
+        gmail_quota_units_per_minute=1_200_000,
+    )
+
+
+def age(user_id: int, minutes: float) -> None:
+    """Make the user's raw events look written `minutes` ago."""
+    RawEvent.objects.filter(user_id=user_id).update(
+        updated_at=F("updated_at") - timedelta(minutes=minutes)
+    )
+
+
+def store(user_id: int, provider: str, n: int) -> uuid.UUID:
+    batch = uuid.uuid4()
+    items = [RawItem(f"{provider}-{i}", None, {"id": f"{provider}-{i}"}) for i in range(n)]
+    raw_events_upsert(
+        user_id=user_id, account_id=None, provider=provider, batch_id=batch, items=items
+    )
+    return batch
+
+
+def test_item14_a_failed_sync_chains_pending_raw_events_are_normalized_by_the_sweep(
+    google_account, emulator, pipeline_config
+):
+    pipeline_config(gmail_chunk_size=20, job_max_attempts=1, google_request_retries=0)
+    # Two chunks get through, then every messages.get fails: the chain fails after storing 40.
+    emulator.faults.add("gmail.users.messages.get", status=500, after=40)
+    payload = {"account_id": google_account.pk}
+    sync = enqueue("gmail_sync", user=google_account.user_id, payload=payload)
+    run_job(sync.pk)
+    sync.refresh_from_db()
+    emulator.faults.clear()
+
+    assert sync.status == JobStatus.FAILED
+    stored = RawEvent.objects.filter(user_id=google_account.user_id, status="pending").count()
+    assert stored == 40
+    assert not Job.objects.filter(kind="normalize_gmail").exists()
+
+    # Fresh rows are left alone: a chain may still be about to normalize them.
+    assert sweep_pending_raw_events() == 0
+    assert raw_events_stale_pending_count() == 0
+
+    age(google_account.user_id, minutes=10)
+    assert raw_events_stale_pending_count(user_id=google_account.user_id) == 40
+    assert sweep_pending_raw_events() == 1
+    job = Job.objects.get(kind="normalize_gmail")
+    assert job.payload["only_batch"] is False
+    assert job.dedupe_key == f"normalize_gmail:sweep:{google_account.user_id}"
+
+    run_due_jobs(kinds=["normalize_gmail"], until_empty=True)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    assert not RawEvent.objects.filter(status="pending").exists()
+    assert Interaction.objects.filter(user_id=google_account.user_id).count() == 40
+    assert raw_events_stale_pending_count() == 0
+    assert sweep_pending_raw_events() == 0
+
+
+def test_item14_rows_an_active_job_covers_are_not_enqueued_again(user, other_user):
+    store(user.pk, "gmail", 5)
+    store(user.pk, "calendar", 3)
+    store(other_user.pk, "gmail", 2)
+    age(user.pk, minutes=10)
+    age(other_user.pk, minutes=10)
+    # ada's Gmail rows are covered by a normalize job already queued (of some batch).
+    active = enqueue("normalize_gmail", user=user, payload={"only_batch": False})
+    # bob's Gmail sync is still running and writing.
+    writing = enqueue("gmail_sync", user=other_user, payload={"account_id": 1})
+    Job.objects.filter(pk=writing.pk).update(status=JobStatus.RUNNING)
+
+    assert sweep_pending_raw_events() == 1  # only ada's calendar rows
+    swept = Job.objects.exclude(pk__in=[active.pk, writing.pk]).get()
+    assert (swept.kind, swept.user_id) == ("normalize_calendar", user.pk)
+    assert raw_events_stale_pending_count() == 10
+
+    # A second sweep while that job waits adds nothing.
+    assert sweep_pending_raw_events() == 0
+    assert Job.objects.count() == 3
+
+    # Once the covering jobs end, their users' rows are swept.
+    Job.objects.filter(pk__in=[active.pk, writing.pk]).update(status=JobStatus.FAILED)
+    assert sweep_pending_raw_events() == 2
+    assert set(
+        Job.objects.filter(dedupe_key__contains=":sweep:").values_list("kind", "user_id")
+    ) == {
+        ("normalize_calendar", user.pk),
+        ("normalize_gmail", user.pk),
+        ("normalize_gmail", other_user.pk),
+    }
+
+
+def test_item14_the_sweep_runs_on_its_own_schedule(pipeline_config):
+    pipeline_config(pending_sweep_interval_minutes=3)
+
+    wanted = wanted_schedules()[PENDING_SWEEP]
+    ensure_schedules()
+
+    assert import_string(wanted["func"]) is sweep_pending_raw_events
+    schedule = Schedule.objects.get(name=PENDING_SWEEP)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (wanted["func"], "I", 3)
