@@ -18,7 +18,7 @@ class CalendarSyncPayload(Payload):
     full: bool = False
 
 
-@processor("calendar_sync", payload=CalendarSyncPayload, lane="calendar_sync:{user_id}")
+@processor("calendar_sync", payload=CalendarSyncPayload, lane="calendar_sync:{account_id}")
 def run(job: Job, ctx: JobContext) -> Metrics:
     payload: CalendarSyncPayload = ctx.payload  # type: ignore[assignment]
     account = sync_account(account_id=payload.account_id, user_id=ctx.user_id)

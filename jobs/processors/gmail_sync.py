@@ -18,7 +18,7 @@ class GmailSyncPayload(Payload):
     full: bool = False
 
 
-@processor("gmail_sync", payload=GmailSyncPayload, lane="gmail_sync:{user_id}")
+@processor("gmail_sync", payload=GmailSyncPayload, lane="gmail_sync:{account_id}")
 def run(job: Job, ctx: JobContext) -> Metrics:
     payload: GmailSyncPayload = ctx.payload  # type: ignore[assignment]
     account = sync_account(account_id=payload.account_id, user_id=ctx.user_id)

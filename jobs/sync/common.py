@@ -98,10 +98,11 @@ def sync_follow_up(
         return
     following = next_stage(ctx.job.kind)
     if following and raw_events_pending_exist(
-        user_id=account.user_id, provider=provider, batch_id=ctx.batch_id
+        user_id=account.user_id, provider=provider, batch_id=ctx.batch_id, account_id=account.pk
     ):
+        # Per account: two accounts of one user in one batch each get their normalization.
         ctx.enqueue_next(
             following,
             {"account_id": account.pk},
-            dedupe_key=f"{following}:{account.user_id}:{ctx.batch_id}",
+            dedupe_key=f"{following}:{account.pk}:{ctx.batch_id}",
         )

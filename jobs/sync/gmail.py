@@ -174,7 +174,9 @@ class _GmailRun:
         return bool(state.pass_query or state.pending_ids or state.pass_cursor)
 
     def _start_window_pass(self, *, full: bool) -> None:
-        start = gmail_window_start(user_id=self.account.user_id, full=full, config=self.config)
+        start = gmail_window_start(
+            user_id=self.account.user_id, account_id=self.account.pk, full=full, config=self.config
+        )
         profile = self._call(self.service.users().getProfile(userId="me"))
         state = self.state
         state.pass_cursor = str(profile["historyId"])

@@ -133,24 +133,31 @@ def raw_events_update_existing(
         return cursor.rowcount
 
 
-def raw_events_pending_exist(*, user_id: int, provider: str, batch_id: uuid.UUID) -> bool:
-    """Whether the batch left anything for normalization (served by raw_event_pending_idx)."""
-    return RawEvent.objects.filter(
+def raw_events_pending_exist(
+    *, user_id: int, provider: str, batch_id: uuid.UUID, account_id: int | None = None
+) -> bool:
+    """Whether the batch left anything for normalization (served by raw_event_pending_idx),
+    of one account when `account_id` is given."""
+    rows = RawEvent.objects.filter(
         user_id=user_id,
         provider=provider,
         batch_id=batch_id,
         status=NormalizationStatus.PENDING,
-    ).exists()
-
-
-def raw_events_latest_occurred_at(*, user_id: int, provider: str) -> datetime | None:
-    """The newest stored occurred_at for a user's provider (served by raw_event_recent_idx)."""
-    return (
-        RawEvent.objects.filter(user_id=user_id, provider=provider, occurred_at__isnull=False)
-        .order_by("-occurred_at")
-        .values_list("occurred_at", flat=True)
-        .first()
     )
+    if account_id is not None:
+        rows = rows.filter(account_id=account_id)
+    return rows.exists()
+
+
+def raw_events_latest_occurred_at(
+    *, user_id: int, provider: str, account_id: int | None = None
+) -> datetime | None:
+    """The newest stored occurred_at for a user's provider, of one account when `account_id` is
+    given (served by raw_event_account_recent_idx / raw_event_recent_idx)."""
+    rows = RawEvent.objects.filter(user_id=user_id, provider=provider, occurred_at__isnull=False)
+    if account_id is not None:
+        rows = rows.filter(account_id=account_id)
+    return rows.order_by("-occurred_at").values_list("occurred_at", flat=True).first()
 
 
 def _last_per_source(items: Sequence[RawItem]) -> list[RawItem]:

@@ -1,0 +1,215 @@
+"""Several Google accounts per user, and the window, mailbox and profile checks of every sync."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from google_emulator.generator import GeneratedMailbox, generate_mailbox
+from google_emulator.server import GoogleEmulator
+from jobs.enqueue import enqueue
+from jobs.google.accounts import google_account_connect
+from jobs.models import GoogleAccount, Job, JobStatus, RawEvent
+from jobs.runner import run_due_jobs, run_job
+from jobs.sync.periodic import periodic_sync
+from tests.fixtures.accounts import CALENDAR_READONLY, GMAIL_READONLY
+
+pytestmark = pytest.mark.django_db
+
+EXCLUDED = {"SPAM", "TRASH", "DRAFT", "CHAT"}
+FIRST = "first.account@pipeline.example"
+SECOND = "second.account@pipeline.example"
+
+
+@pytest.fixture(autouse=True)
+def sync_config(pipeline_config):
+    pipeline_config(
+        handoff="none",
+        initial_window_days=3650,
+        calendar_window_past_days=3650,
+        gmail_chunk_pause_s=0.0,
+        calendar_pause_s=0.0,
+        gmail_quota_units_per_minute=10_000_000,
+    )
+
+
+def eligible(generated: GeneratedMailbox) -> int:
+    return sum(1 for m in generated.messages if not EXCLUDED.intersection(m.label_ids))
+
+
+def stored(account: GoogleAccount, provider: str = "gmail") -> int:
+    return RawEvent.objects.filter(account=account, provider=provider).count()
+
+
+def connect(emulator: GoogleEmulator, user, email: str, *, token_for: str | None = None):
+    """Connect `email` for `user` with a refresh token the emulator issued for `token_for`."""
+    refresh_token = emulator.register_account(token_for or email)
+    return google_account_connect(
+        user=user,
+        email=email,
+        refresh_token=refresh_token,
+        scopes=[GMAIL_READONLY, CALENDAR_READONLY],
+    )
+
+
+def sync(account: GoogleAccount, kind: str = "gmail_sync", **payload: object) -> Job:
+    job = enqueue(kind, user=account.user_id, payload={"account_id": account.pk, **payload})
+    run_job(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def enqueue_sync(*args: str) -> str:
+    out = StringIO()
+    call_command("enqueue_sync", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+@pytest.fixture
+def two_mailboxes() -> tuple[GeneratedMailbox, GeneratedMailbox]:
+    # Both span the same 40 days: the first account's newest mail is newer than most of the
+    # second account's.
+    return (
+        generate_mailbox(FIRST, messages=60, events=5, seed=21, days=40),
+        generate_mailbox(
+            SECOND,
+            messages=60,
+            events=5,
+            seed=22,
+            days=40,
+            now=datetime.now(UTC) - timedelta(minutes=1),
+        ),
+    )
+
+
+@pytest.fixture
+def two_account_emulator(two_mailboxes, google_settings) -> Iterator[GoogleEmulator]:
+    with GoogleEmulator(require_token=True) as emu:
+        for email, generated in zip((FIRST, SECOND), two_mailboxes, strict=True):
+            emu.add_mailbox(email, generated)
+        google_settings.GOOGLE_API_ROOT = emu.url
+        yield emu
+
+
+@pytest.fixture
+def two_accounts(two_account_emulator, user) -> tuple[GoogleAccount, GoogleAccount]:
+    return (
+        connect(two_account_emulator, user, FIRST),
+        connect(two_account_emulator, user, SECOND),
+    )
+
+
+# -- item 12: a second account of a user ---------------------------------------------------------
+
+
+def test_item12_the_second_account_lists_its_own_backlog_not_after_the_first_accounts_newest(
+    two_accounts, two_mailboxes
+):
+    first, second = two_accounts
+    assert sync(first).status == JobStatus.SUCCEEDED
+    assert stored(first) == eligible(two_mailboxes[0])
+
+    job = sync(second)
+
+    assert job.status == JobStatus.SUCCEEDED and job.metrics["details"]["mode"] == "window"
+    assert stored(second) == eligible(two_mailboxes[1])
+
+
+def test_item12_lanes_are_per_account_and_enqueue_sync_reports_each(two_accounts, user):
+    first, second = two_accounts
+    active = enqueue("gmail_sync", user=user, payload={"account_id": first.pk})
+
+    out = enqueue_sync("ada", "--provider", "gmail")
+
+    assert f"gmail_sync ({FIRST}): already active: #{active.pk}" in out
+    queued = Job.objects.get(kind="gmail_sync", payload__account_id=second.pk)
+    assert f"gmail_sync ({SECOND}): job #{queued.pk} queued" in out
+    assert {active.dedupe_key, queued.dedupe_key} == {
+        f"gmail_sync:{first.pk}",
+        f"gmail_sync:{second.pk}",
+    }
+
+
+def test_item12_enqueue_sync_account_targets_one_account(two_accounts):
+    first, second = two_accounts
+
+    out = enqueue_sync("ada", "--account", SECOND.upper())
+
+    jobs = Job.objects.all()
+    assert {(job.kind, job.payload["account_id"]) for job in jobs} == {
+        ("gmail_sync", second.pk),
+        ("calendar_sync", second.pk),
+    }
+    assert FIRST not in out and f"calendar_sync ({SECOND}): job #" in out
+
+
+def test_item12_enqueue_sync_names_an_unknown_account_clearly(two_accounts):
+    with pytest.raises(
+        CommandError,
+        match=rf"^user 'ada' has no Google account 'nobody@pipeline\.example' "
+        rf"\(connected: {FIRST}, {SECOND}\)$",
+    ):
+        enqueue_sync("ada", "--account", "nobody@pipeline.example")
+    assert not Job.objects.exists()
+
+
+def test_item12_the_periodic_schedule_starts_one_sync_per_account(two_accounts):
+    first, second = two_accounts
+
+    assert periodic_sync() == 4
+
+    started = set(Job.objects.values_list("kind", "payload__account_id"))
+    assert started == {
+        (kind, account.pk)
+        for kind in ("gmail_sync", "calendar_sync")
+        for account in (first, second)
+    }
+    assert periodic_sync() == 0
+
+
+def test_item12_each_accounts_chain_starts_its_own_next_stage(two_accounts, monkeypatch):
+    # Any registered kind taking {"account_id"} stands in for normalize_gmail.
+    monkeypatch.setattr("jobs.sync.common.next_stage", lambda kind: "selfcheck_follow")
+    first, second = two_accounts
+    followed: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(
+        "jobs.context.JobContext.enqueue_next",
+        lambda self, kind, payload=None, *, dedupe_key=None: followed.append((kind, dedupe_key)),
+    )
+    enqueue_sync("ada", "--provider", "gmail")
+    batch = Job.objects.first().batch_id
+
+    run_due_jobs(kinds=["gmail_sync"], until_empty=True)
+
+    assert sorted(followed) == [
+        ("selfcheck_follow", f"selfcheck_follow:{first.pk}:{batch}"),
+        ("selfcheck_follow", f"selfcheck_follow:{second.pk}:{batch}"),
+    ]
+
+
+@pytest.mark.slow
+def test_item12_a_user_with_two_accounts_of_3000_messages_ends_with_all_6000(google_settings, user):
+    # The emulator's message ids are date plus load order: mailboxes generated for the same
+    # minute share some ids, which one user's raw events (keyed per user) would merge.
+    now = datetime.now(UTC)
+    mailboxes = [
+        generate_mailbox(email, messages=3000, events=0, seed=seed, days=30, now=at)
+        for email, seed, at in ((FIRST, 31, now), (SECOND, 32, now - timedelta(minutes=1)))
+    ]
+    with GoogleEmulator(require_token=True) as emu:
+        for email, generated in zip((FIRST, SECOND), mailboxes, strict=True):
+            emu.add_mailbox(email, generated)
+        google_settings.GOOGLE_API_ROOT = emu.url
+        first, second = connect(emu, user, FIRST), connect(emu, user, SECOND)
+
+        out = enqueue_sync("ada", "--provider", "gmail")
+        assert "already active" not in out
+        run_due_jobs(kinds=["gmail_sync"], until_empty=True)
+
+    assert all(job.status == JobStatus.SUCCEEDED for job in Job.objects.filter(kind="gmail_sync"))
+    assert (stored(first), stored(second)) == tuple(eligible(m) for m in mailboxes)
+    assert stored(first) + stored(second) == sum(eligible(m) for m in mailboxes) > 5500
