@@ -21,7 +21,7 @@ def gmail_window_start(
     config: PipelineConfig | None = None,
 ) -> datetime:
     """Where a Gmail listing of one account starts: just before the account's newest stored
-    message, else the initial window.
+    message (never later than now), else the initial window.
 
     Per account, never per user: a user's second account has its own backlog, older than what
     the first one stored. The overlap re-lists a few minutes already stored (the upsert skips
@@ -40,7 +40,9 @@ def gmail_window_start(
     )
     if latest is None:
         return initial
-    return latest - timedelta(seconds=config.window_overlap_s)
+    # Clamped to now: one future-dated message (Takeout dates come from headers) would push
+    # `after:` into the future, list nothing, and let the pass adopt the cursor past real mail.
+    return min(latest, now) - timedelta(seconds=config.window_overlap_s)
 
 
 @dataclass(frozen=True, slots=True)

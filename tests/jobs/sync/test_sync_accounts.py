@@ -9,13 +9,14 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from google_emulator.generator import GeneratedMailbox, generate_mailbox
+from google_emulator.generator import GeneratedMailbox, generate_mailbox, make_message
 from google_emulator.server import GoogleEmulator
 from jobs.enqueue import enqueue
 from jobs.google.accounts import google_account_connect
 from jobs.models import GoogleAccount, Job, JobStatus, RawEvent
 from jobs.runner import run_due_jobs, run_job
 from jobs.sync.periodic import periodic_sync
+from jobs.sync.windows import gmail_window_start
 from tests.fixtures.accounts import CALENDAR_READONLY, GMAIL_READONLY
 
 pytestmark = pytest.mark.django_db
@@ -135,7 +136,7 @@ def test_item12_lanes_are_per_account_and_enqueue_sync_reports_each(two_accounts
 
 
 def test_item12_enqueue_sync_account_targets_one_account(two_accounts):
-    first, second = two_accounts
+    _, second = two_accounts
 
     out = enqueue_sync("ada", "--account", SECOND.upper())
 
@@ -213,3 +214,51 @@ def test_item12_a_user_with_two_accounts_of_3000_messages_ends_with_all_6000(goo
     assert all(job.status == JobStatus.SUCCEEDED for job in Job.objects.filter(kind="gmail_sync"))
     assert (stored(first), stored(second)) == tuple(eligible(m) for m in mailboxes)
     assert stored(first) + stored(second) == sum(eligible(m) for m in mailboxes) > 5500
+
+
+# -- item 13: the window start is clamped to now -------------------------------------------------
+
+
+def test_item13_a_future_dated_stored_message_does_not_push_the_window_into_the_future(
+    google_account, emulator
+):
+    RawEvent.objects.create(
+        user_id=google_account.user_id,
+        account=google_account,
+        provider="gmail",
+        source_id="from-a-takeout-with-a-bad-date",
+        occurred_at=datetime.now(UTC) + timedelta(days=400),
+        payload={"id": "from-a-takeout-with-a-bad-date"},
+    )
+    fresh = emulator.mailbox().add_message(
+        make_message(
+            from_="Dana Reyes <dana@northwind.example>",
+            to=google_account.email,
+            subject="Delivered a minute ago",
+            date=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1),
+        ).raw,
+        label_ids=["INBOX"],
+    )
+
+    job = sync(google_account)
+
+    assert job.status == JobStatus.SUCCEEDED and job.metrics["details"]["mode"] == "window"
+    assert RawEvent.objects.filter(account=google_account, source_id=fresh).exists()
+
+
+def test_item13_the_window_start_is_now_minus_the_overlap_at_the_latest(google_account):
+    now = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+    RawEvent.objects.create(
+        user_id=google_account.user_id,
+        account=google_account,
+        provider="gmail",
+        source_id="future",
+        occurred_at=now + timedelta(days=3),
+        payload={},
+    )
+
+    start = gmail_window_start(
+        user_id=google_account.user_id, account_id=google_account.pk, now=now
+    )
+
+    assert start == now - timedelta(seconds=300)
