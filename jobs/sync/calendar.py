@@ -1,6 +1,8 @@
 """Calendar sync: per-calendar syncToken increments and windowed passes, paged, capped, resumable.
 
-calendarList.list (paged) gives the calendars, filtered by config.calendar_selection ("all",
+calendarList.list (paged) gives the calendars; its primary entry's id must be the account's
+address (else the run fails permanently, storing nothing: the token opens someone else's
+calendar). The calendars are filtered by config.calendar_selection ("all",
 "primary" or comma-separated calendar ids). Each calendar has its own SyncState
 (resource_id = calendar id). events.list runs with showDeleted and singleEvents; without a
 syncToken (first sync, `full`, or a 410) it lists the window of calendar_window_past_days /
@@ -37,7 +39,7 @@ from jobs.errors import PermanentError
 from jobs.google.client import calendar_service, execute
 from jobs.google.errors import CursorExpired
 from jobs.models import GoogleAccount, Provider, SyncState
-from jobs.sync.common import NoDeadline, RunControl, SyncResult
+from jobs.sync.common import NoDeadline, RunControl, SyncResult, check_mailbox
 from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_upsert
 from jobs.sync.windows import calendar_window
 
@@ -169,7 +171,13 @@ class _CalendarRun:
         self.window = calendar_window(config=config)
 
     def execute(self) -> SyncResult:
-        calendars = selected_calendars(self._calendar_list(), self.config.calendar_selection)
+        entries = self._calendar_list()
+        # Before anything is read or stored: is this the account's own calendar?
+        primary = next((entry for entry in entries if entry.get("primary")), None)
+        check_mailbox(
+            self.account, opened=primary["id"] if primary else None, what="primary calendar"
+        )
+        calendars = selected_calendars(entries, self.config.calendar_selection)
         states = {
             state.resource_id: state
             for state in SyncState.objects.filter(

@@ -68,6 +68,21 @@ class SyncResult:
         )
 
 
+class MailboxMismatch(PermanentError):
+    """The token opens someone else's mailbox or calendar: nothing may be stored under this
+    account, and retrying cannot help (the account must be reconnected with its own consent)."""
+
+
+def check_mailbox(account: GoogleAccount, *, opened: str | None, what: str) -> None:
+    """MailboxMismatch unless `opened` (Gmail's profile address, the primary calendar's id) is
+    the account's address (any case)."""
+    if (opened or "").strip().lower() != account.email.strip().lower():
+        raise MailboxMismatch(
+            f"Google account {account.pk} ({account.email}): its token opens the {what} of "
+            f"{opened or 'nobody'}; nothing was stored. Reconnect the account with its own login."
+        )
+
+
 def sync_account(*, account_id: int, user_id: int) -> GoogleAccount:
     """The user's connected account, or PermanentError: retrying cannot reconnect it."""
     account = GoogleAccount.objects.filter(pk=account_id, user_id=user_id).first()

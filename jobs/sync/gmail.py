@@ -1,6 +1,8 @@
 """Gmail sync: windowed listing passes and history increments, batched, capped and resumable.
 
-A run either continues an open pass or starts one:
+Every run first reads the profile (users.getProfile) and fails permanently, storing nothing,
+when its address is not the account's (a token that opens someone else's mailbox). A run then
+either continues an open pass or starts one:
 
 - window pass (first sync, `full`, or an expired historyId): messages.list with
   `after:<window start>` minus the excluded folders, listing only as many ids as the run may
@@ -42,7 +44,7 @@ from jobs.errors import PermanentError
 from jobs.google.client import BATCH_MAX_PARTS, batch_execute, execute, gmail_service
 from jobs.google.errors import CursorExpired
 from jobs.models import GoogleAccount, Provider, SyncState
-from jobs.sync.common import NoDeadline, RunControl, SyncResult
+from jobs.sync.common import NoDeadline, RunControl, SyncResult, check_mailbox
 from jobs.sync.raw_events import RawItem, raw_events_update_existing, raw_events_upsert
 from jobs.sync.windows import gmail_window_start
 
@@ -140,9 +142,13 @@ class _GmailRun:
         self.excluded = excluded_label_ids(config)
         self.result = SyncResult()
         self.budget = config.gmail_max_messages_per_run
+        self.profile: dict = {}
 
     def execute(self, *, full: bool) -> SyncResult:
         state = self.state
+        # Before anything is read or stored: is this the account's own mailbox?
+        self.profile = self._call(self.service.users().getProfile(userId="me"))
+        check_mailbox(self.account, opened=self.profile.get("emailAddress"), what="mailbox")
         if self._pass_open():
             mode = "resume"
         elif state.cursor and not full:
@@ -177,9 +183,8 @@ class _GmailRun:
         start = gmail_window_start(
             user_id=self.account.user_id, account_id=self.account.pk, full=full, config=self.config
         )
-        profile = self._call(self.service.users().getProfile(userId="me"))
         state = self.state
-        state.pass_cursor = str(profile["historyId"])
+        state.pass_cursor = str(self.profile["historyId"])
         state.pass_query = window_query(start=start, excluded=self.excluded)
         state.page_token = ""
         state.pending_ids = []

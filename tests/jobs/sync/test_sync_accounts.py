@@ -13,7 +13,7 @@ from google_emulator.generator import GeneratedMailbox, generate_mailbox, make_m
 from google_emulator.server import GoogleEmulator
 from jobs.enqueue import enqueue
 from jobs.google.accounts import google_account_connect
-from jobs.models import GoogleAccount, Job, JobStatus, RawEvent
+from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
 from jobs.runner import run_due_jobs, run_job
 from jobs.sync.periodic import periodic_sync
 from jobs.sync.windows import gmail_window_start
@@ -262,3 +262,31 @@ def test_item13_the_window_start_is_now_minus_the_overlap_at_the_latest(google_a
     )
 
     assert start == now - timedelta(seconds=300)
+
+
+# -- item 17: a token that opens someone else's mailbox ------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["gmail_sync", "calendar_sync"])
+def test_item17_a_token_that_opens_another_mailbox_fails_permanently_storing_nothing(
+    two_account_emulator, user, kind
+):
+    # The account says FIRST, but its token was issued for SECOND's mailbox.
+    wrong = connect(two_account_emulator, user, FIRST, token_for=SECOND)
+
+    job = sync(wrong, kind)
+
+    assert job.status == JobStatus.FAILED and job.attempts == 1
+    assert SECOND in job.last_error and "nothing was stored" in job.last_error
+    assert not RawEvent.objects.exists()
+    assert not SyncState.objects.exclude(cursor="", pass_cursor="", pending_ids=[]).exists()
+    assert not SyncState.objects.filter(last_synced_at__isnull=False).exists()
+
+
+@pytest.mark.parametrize("kind", ["gmail_sync", "calendar_sync"])
+def test_item17_the_accounts_own_mailbox_passes_the_check_every_run(two_accounts, kind):
+    first, _ = two_accounts
+
+    assert sync(first, kind).status == JobStatus.SUCCEEDED
+    assert sync(first, kind).status == JobStatus.SUCCEEDED
+    assert stored(first, kind.removesuffix("_sync")) > 0
