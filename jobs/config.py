@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.conf import settings
@@ -46,6 +46,10 @@ class PipelineConfig:
     window_overlap_s: float = 300.0
     # Periodic sync
     periodic_sync_minutes: int = 15
+    # Sync items (a message, a calendar) that fail permanently: recorded on their SyncState,
+    # skipped, retried this often, and no more after this many failed attempts.
+    sync_failed_retry_every_s: float = field(default=21600.0, metadata={"min": 60, "max": 2592000})
+    sync_failed_max_attempts: int = field(default=5, metadata={"min": 1, "max": 100})
     # Normalization
     normalize_chunk_size: int = 500
     max_body_chars: int = 100_000

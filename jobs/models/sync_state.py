@@ -27,6 +27,10 @@ class SyncState(models.Model):
     pending_ids = models.JSONField(default=list, blank=True)
     pass_cursor = models.CharField(max_length=1024, blank=True)
     pass_query = models.CharField(max_length=512, blank=True)
+    # Items that failed permanently and are skipped: {item id (message id; calendar id): {
+    # "error", "attempts", "firstFailedAt", "lastFailedAt", "retryAt" (ISO 8601; null once
+    # given up after sync_failed_max_attempts)}}. Retried every sync_failed_retry_every_s.
+    failures = models.JSONField(default=dict, blank=True)
     last_full_sync_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

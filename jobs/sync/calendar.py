@@ -10,7 +10,10 @@ calendar_window_future_days around now, and the nextSyncToken of its last page b
 cursor. A run stores at most calendar_max_events_per_run events, pausing calendar_pause_s every
 calendar_pause_every_items; an unfinished listing keeps its page token and parameters
 (page_token / pass_query) and the next run continues it. Every page is stored with the state
-that points past it in one transaction.
+that points past it in one transaction. A calendar whose events.list fails permanently (403,
+404) is recorded in its state's `failures` with the error and skipped, so the calendars after
+it still sync; it is tried again every sync_failed_retry_every_s, up to
+sync_failed_max_attempts.
 
 Raw payload convention (read by normalize_calendar): RawEvent(provider="calendar",
 source_id=f"{calendar_id}/{event_id}") holds the events resource exactly as fetched plus keys
@@ -39,7 +42,14 @@ from jobs.errors import PermanentError
 from jobs.google.client import calendar_service, execute
 from jobs.google.errors import CursorExpired
 from jobs.models import GoogleAccount, Provider, SyncState
-from jobs.sync.common import NoDeadline, RunControl, SyncResult, check_mailbox
+from jobs.sync.common import (
+    NoDeadline,
+    RunControl,
+    SyncResult,
+    check_mailbox,
+    failure_due,
+    failure_record,
+)
 from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_upsert
 from jobs.sync.windows import calendar_window
 
@@ -185,6 +195,7 @@ class _CalendarRun:
             )
         }
         finished = 0
+        now = timezone.now()
         for calendar_id in calendars:
             state = states.get(calendar_id) or SyncState.objects.create(
                 user_id=self.account.user_id,
@@ -192,6 +203,13 @@ class _CalendarRun:
                 provider=Provider.CALENDAR,
                 resource_id=calendar_id,
             )
+            if calendar_id in state.failures and not failure_due(state.failures, calendar_id, now):
+                # Failed permanently before: skipped until its retry is due (or for good).
+                self.result.extra["calendarsSkipped"] = (
+                    self.result.extra.get("calendarsSkipped", 0) + 1
+                )
+                finished += 1
+                continue
             if not self._sync_calendar(calendar_id, state):
                 break
             finished += 1
@@ -253,14 +271,17 @@ class _CalendarRun:
                 state.cursor = ""
                 self._start_listing(state)
                 continue
-            except PermanentError:
-                if not state.page_token:
-                    raise
-                # A saved page token Google no longer takes would fail every run: start this
-                # calendar's listing again (the upsert skips what is already stored).
-                logger.warning("calendar %s: a saved page token was refused", calendar_id)
-                self._start_listing(state)
-                continue
+            except PermanentError as exc:
+                if state.page_token:
+                    # A saved page token Google no longer takes would fail every run: start
+                    # this calendar's listing again (the upsert skips what is already stored).
+                    logger.warning("calendar %s: a saved page token was refused", calendar_id)
+                    self._start_listing(state)
+                    continue
+                # This calendar cannot be read (403/404): record it, skip it, retry it later;
+                # the calendars after it are synced all the same.
+                self._calendar_failed(calendar_id, state, exc)
+                return True
             events = page.get("items", [])
             with transaction.atomic():
                 self._store(calendar_id, events, time_zone=page.get("timeZone", ""))
@@ -271,10 +292,28 @@ class _CalendarRun:
                         state.last_full_sync_at = timezone.now()
                     state.pass_query = ""
                 state.last_synced_at = timezone.now()
+                if calendar_id in state.failures and not state.page_token:
+                    state.failures = {k: v for k, v in state.failures.items() if k != calendar_id}
                 state.save()
             self._pace(len(events))
             if not state.page_token:
                 return True
+
+    def _calendar_failed(self, calendar_id: str, state: SyncState, exc: Exception) -> None:
+        failures = dict(state.failures)
+        failure_record(failures, calendar_id, str(exc), config=self.config, now=timezone.now())
+        logger.warning(
+            "account %s: calendar %s failed permanently (%s); skipped, retried later",
+            self.account.pk,
+            calendar_id,
+            exc,
+        )
+        with transaction.atomic():
+            state.failures = failures
+            state.page_token = ""
+            state.pass_query = ""
+            state.save()
+        self.result.extra["calendarsFailed"] = self.result.extra.get("calendarsFailed", 0) + 1
 
     def _start_listing(self, state: SyncState) -> None:
         params = {"syncToken": state.cursor} if state.cursor else self.window.params()

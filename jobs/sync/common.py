@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from jobs.config import PipelineConfig
 from jobs.context import JobContext, Metrics
 from jobs.errors import PermanentError
 from jobs.models import GoogleAccount, GoogleAccountStatus
@@ -81,6 +83,33 @@ def check_mailbox(account: GoogleAccount, *, opened: str | None, what: str) -> N
             f"Google account {account.pk} ({account.email}): its token opens the {what} of "
             f"{opened or 'nobody'}; nothing was stored. Reconnect the account with its own login."
         )
+
+
+def failure_record(
+    failures: dict[str, Any], key: str, error: str, *, config: PipelineConfig, now: datetime
+) -> None:
+    """Record (or count again) a permanent failure of `key` in a SyncState's `failures`: it is
+    retried after sync_failed_retry_every_s, and not any more after sync_failed_max_attempts."""
+    previous = failures.get(key) or {}
+    attempts = int(previous.get("attempts", 0)) + 1
+    retry_at = now + timedelta(seconds=config.sync_failed_retry_every_s)
+    failures[key] = {
+        "error": error[:1000],
+        "attempts": attempts,
+        "firstFailedAt": previous.get("firstFailedAt") or now.isoformat(),
+        "lastFailedAt": now.isoformat(),
+        "retryAt": retry_at.isoformat() if attempts < config.sync_failed_max_attempts else None,
+    }
+
+
+def failure_due(failures: dict[str, Any], key: str, now: datetime) -> bool:
+    """Whether a recorded failure may be tried again now (False once given up)."""
+    retry_at = (failures.get(key) or {}).get("retryAt")
+    return bool(retry_at) and datetime.fromisoformat(retry_at) <= now
+
+
+def failures_due(failures: dict[str, Any], now: datetime) -> list[str]:
+    return [key for key in failures if failure_due(failures, key, now)]
 
 
 def sync_account(*, account_id: int, user_id: int) -> GoogleAccount:

@@ -14,7 +14,10 @@ either continues an open pass or starts one:
   messages are fetched again, deleted ones marked. More changes than a run may fetch are left
   in pending_ids like a window pass.
 
-Messages are fetched with batched messages.get (format=full, gmail_chunk_size per HTTP batch,
+A message whose fetch fails permanently (a batch part answering 400/403, not 404) is recorded in
+the state's `failures` with its error, skipped so the rest of the pass proceeds, and fetched
+again every sync_failed_retry_every_s until it succeeds or sync_failed_max_attempts is reached
+(it stays recorded then). Messages are fetched with batched messages.get (format=full, gmail_chunk_size per HTTP batch,
 gmail_chunk_pause_s between batches) and every chunk is stored with the state that points past
 it in one transaction, so a run that dies loses nothing and a rerun resumes exactly there.
 
@@ -41,10 +44,23 @@ from googleapiclient.discovery import Resource
 
 from jobs.config import PipelineConfig, get_config
 from jobs.errors import PermanentError
-from jobs.google.client import BATCH_MAX_PARTS, batch_execute, execute, gmail_service
+from jobs.google.client import (
+    BATCH_MAX_PARTS,
+    PartFailure,
+    batch_execute,
+    execute,
+    gmail_service,
+)
 from jobs.google.errors import CursorExpired
 from jobs.models import GoogleAccount, Provider, SyncState
-from jobs.sync.common import NoDeadline, RunControl, SyncResult, check_mailbox
+from jobs.sync.common import (
+    NoDeadline,
+    RunControl,
+    SyncResult,
+    check_mailbox,
+    failure_record,
+    failures_due,
+)
 from jobs.sync.raw_events import RawItem, raw_events_update_existing, raw_events_upsert
 from jobs.sync.windows import gmail_window_start
 
@@ -165,10 +181,13 @@ class _GmailRun:
             self._start_window_pass(full=full)
         self.result.extra["mode"] = mode
         self._list_ids()
+        self._queue_due_retries()
         if not self.result.timed_out:
             self._fetch_pending()
         self.result.more = self._pass_open()
         self.result.extra["pendingIds"] = len(state.pending_ids)
+        if state.failures:
+            self.result.extra["failedItems"] = len(state.failures)
         state.last_synced_at = timezone.now()
         state.save(update_fields=["last_synced_at", "updated_at"])
         return self.result
@@ -255,6 +274,16 @@ class _GmailRun:
             self._close_pass_if_done()
             state.save()
 
+    def _queue_due_retries(self) -> None:
+        """Messages that failed permanently before and are due for another try join the ids
+        to fetch (after what the pass listed); the others stay skipped."""
+        state = self.state
+        known = set(state.pending_ids)
+        due = [mid for mid in failures_due(state.failures, timezone.now()) if mid not in known]
+        if due:
+            state.pending_ids = [*state.pending_ids, *due]
+            self.result.extra["retriedFailures"] = len(due)
+
     def _read_history(self) -> None:
         """Read every history page since the cursor: mark deletions, queue changed messages."""
         state = self.state
@@ -322,23 +351,54 @@ class _GmailRun:
             if self._stop_requested():
                 return
             chunk = ids[done : min(done + chunk_size, to_fetch)]
-            messages = self._get_messages(chunk)
+            messages, failed = self._get_messages(chunk)
             done += len(chunk)
             with transaction.atomic():
                 self._store(messages)
+                self._note_failures(chunk, failed)
                 state.pending_ids = ids[done:]
                 self._close_pass_if_done()
                 state.save()
 
-    def _get_messages(self, ids: list[str]) -> list[dict]:
+    def _get_messages(self, ids: list[str]) -> tuple[list[dict], dict[str, str]]:
+        """The fetched messages, and the errors of those that failed permanently by id."""
         users = self.service.users()
         requests = [
             users.messages().get(userId="me", id=message_id, format="full") for message_id in ids
         ]
         self.result.requests += -(-len(requests) // BATCH_MAX_PARTS)
-        responses = batch_execute(self.service, requests, account=self.account)
+        responses = batch_execute(
+            self.service, requests, account=self.account, collect_failures=True
+        )
+        failed = {
+            message_id: str(response.error)
+            for message_id, response in zip(ids, responses, strict=True)
+            if isinstance(response, PartFailure)
+        }
         # None: the message was deleted between listing and fetching.
-        return [message for message in responses if message]
+        messages = [m for m in responses if m and not isinstance(m, PartFailure)]
+        return messages, failed
+
+    def _note_failures(self, chunk: list[str], failed: dict[str, str]) -> None:
+        """Record the chunk's permanent failures (skipped, retried later); forget the earlier
+        failures of the ids that were fetched (or found deleted) this time."""
+        failures = dict(self.state.failures)
+        now = timezone.now()
+        for message_id in chunk:
+            if message_id in failed:
+                failure_record(
+                    failures, message_id, failed[message_id], config=self.config, now=now
+                )
+                logger.warning(
+                    "account %s: message %s failed permanently (%s); skipped, retried later",
+                    self.account.pk,
+                    message_id,
+                    failed[message_id],
+                )
+            else:
+                failures.pop(message_id, None)
+        self.result.extra["itemsFailed"] = self.result.extra.get("itemsFailed", 0) + len(failed)
+        self.state.failures = failures
 
     def _store(self, messages: list[dict]) -> None:
         self.result.fetched += len(messages)
