@@ -17,7 +17,9 @@ either continues an open pass or starts one:
 A message whose fetch fails permanently (a batch part answering 400/403, not 404) is recorded in
 the state's `failures` with its error, skipped so the rest of the pass proceeds, and fetched
 again every sync_failed_retry_every_s until it succeeds or sync_failed_max_attempts is reached
-(it stays recorded then). Messages are fetched with batched messages.get (format=full, gmail_chunk_size per HTTP batch,
+(it stays recorded then).
+
+Messages are fetched with batched messages.get (format=full, gmail_chunk_size per HTTP batch,
 gmail_chunk_pause_s between batches) and every chunk is stored with the state that points past
 it in one transaction, so a run that dies loses nothing and a rerun resumes exactly there.
 
