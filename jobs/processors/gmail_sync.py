@@ -8,7 +8,7 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.models import Job, Provider
 from jobs.payloads import Payload
-from jobs.sync.common import sync_account, sync_follow_up
+from jobs.sync.common import SyncResult, sync_account, sync_follow_up
 from jobs.sync.gmail import gmail_sync
 
 
@@ -21,7 +21,12 @@ class GmailSyncPayload(Payload):
 @processor("gmail_sync", payload=GmailSyncPayload, lane="gmail_sync:{account_id}")
 def run(job: Job, ctx: JobContext) -> Metrics:
     payload: GmailSyncPayload = ctx.payload  # type: ignore[assignment]
+    # Tracked from the start: a run that fails after storing still reports what it stored.
+    result = SyncResult()
+    ctx.track(result.metrics)
     account = sync_account(account_id=payload.account_id, user_id=ctx.user_id)
-    result = gmail_sync(account=account, batch_id=ctx.batch_id, full=payload.full, control=ctx)
+    gmail_sync(
+        account=account, batch_id=ctx.batch_id, full=payload.full, control=ctx, result=result
+    )
     sync_follow_up(ctx, result=result, account=account, provider=Provider.GMAIL, again=payload)
     return result.metrics()

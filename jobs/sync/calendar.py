@@ -33,7 +33,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from django.db import transaction
 from django.utils import timezone
 from googleapiclient.discovery import Resource
 
@@ -49,6 +48,7 @@ from jobs.sync.common import (
     check_mailbox,
     failure_due,
     failure_record,
+    fenced,
 )
 from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_upsert
 from jobs.sync.windows import calendar_window
@@ -68,6 +68,7 @@ def calendar_sync(
     full: bool = False,
     control: RunControl | None = None,
     service: Resource | None = None,
+    result: SyncResult | None = None,
 ) -> SyncResult:
     """One Calendar sync run over the selected calendars; `more` when the cap or deadline hit.
 
@@ -75,18 +76,21 @@ def calendar_sync(
     continuations (which pass full=False) relist the window like a first sync.
     """
     config = get_config()
+    control = control or NoDeadline()
     if full:
-        SyncState.objects.filter(account=account, provider=Provider.CALENDAR).update(
-            cursor="", page_token="", pass_query="", updated_at=timezone.now()
-        )
+        with fenced(control):
+            SyncState.objects.filter(account=account, provider=Provider.CALENDAR).update(
+                cursor="", page_token="", pass_query="", updated_at=timezone.now()
+            )
     # A service made here is closed here: httplib2 would leave its sockets open.
     own = None if service is not None else calendar_service(account)
     run = _CalendarRun(
         account=account,
         batch_id=batch_id,
         config=config,
-        control=control or NoDeadline(),
+        control=control,
         service=service or own,
+        result=result,
     )
     try:
         return run.execute()
@@ -170,13 +174,15 @@ class _CalendarRun:
         config: PipelineConfig,
         control: RunControl,
         service: Resource,
+        result: SyncResult | None = None,
     ) -> None:
         self.account = account
         self.batch_id = batch_id
         self.config = config
         self.control = control
         self.service = service
-        self.result = SyncResult()
+        # The caller's result when given: it can read the work done so far (ctx.track).
+        self.result = result if result is not None else SyncResult()
         self.budget = config.calendar_max_events_per_run
         self.window = calendar_window(config=config)
 
@@ -197,7 +203,8 @@ class _CalendarRun:
         finished = 0
         now = timezone.now()
         for calendar_id in calendars:
-            state = states.get(calendar_id) or SyncState.objects.create(
+            # Saved (created) only by the run's fenced writes.
+            state = states.get(calendar_id) or SyncState(
                 user_id=self.account.user_id,
                 account=self.account,
                 provider=Provider.CALENDAR,
@@ -283,7 +290,7 @@ class _CalendarRun:
                 self._calendar_failed(calendar_id, state, exc)
                 return True
             events = page.get("items", [])
-            with transaction.atomic():
+            with fenced(self.control):
                 self._store(calendar_id, events, time_zone=page.get("timeZone", ""))
                 state.page_token = page.get("nextPageToken", "")
                 if not state.page_token:
@@ -308,7 +315,7 @@ class _CalendarRun:
             calendar_id,
             exc,
         )
-        with transaction.atomic():
+        with fenced(self.control):
             state.failures = failures
             state.page_token = ""
             state.pass_query = ""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+
+from django.db import transaction
 
 from jobs.config import PipelineConfig
 from jobs.context import JobContext, Metrics
@@ -36,6 +40,15 @@ class NoDeadline:
 
     def fence(self) -> None:
         return None
+
+
+@contextmanager
+def fenced(control: RunControl) -> Iterator[None]:
+    """A transaction for a write that moves a cursor (raw events with their SyncState, the
+    state alone): the lease fence first, so a worker whose job was handed on writes nothing."""
+    with transaction.atomic():
+        control.fence()
+        yield
 
 
 @dataclass

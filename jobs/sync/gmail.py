@@ -40,7 +40,6 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from django.db import transaction
 from django.utils import timezone
 from googleapiclient.discovery import Resource
 
@@ -62,6 +61,7 @@ from jobs.sync.common import (
     check_mailbox,
     failure_record,
     failures_due,
+    fenced,
 )
 from jobs.sync.raw_events import RawItem, raw_events_update_existing, raw_events_upsert
 from jobs.sync.windows import gmail_window_start
@@ -87,14 +87,15 @@ def gmail_sync(
     full: bool = False,
     control: RunControl | None = None,
     service: Resource | None = None,
+    result: SyncResult | None = None,
 ) -> SyncResult:
     """One Gmail sync run for `account`: continue the open pass, or start a window pass / a
     history increment; stop at the per-run cap or the deadline with `more` set."""
-    state, _ = SyncState.objects.get_or_create(
-        account=account,
-        provider=Provider.GMAIL,
-        resource_id="",
-        defaults={"user_id": account.user_id},
+    # Saved (created) only by the run's fenced writes: a late worker leaves no row behind.
+    state = SyncState.objects.filter(
+        account=account, provider=Provider.GMAIL, resource_id=""
+    ).first() or SyncState(
+        user_id=account.user_id, account=account, provider=Provider.GMAIL, resource_id=""
     )
     # A service made here is closed here: httplib2 would leave its sockets open.
     own = None if service is not None else gmail_service(account)
@@ -105,6 +106,7 @@ def gmail_sync(
         config=get_config(),
         control=control or NoDeadline(),
         service=service or own,
+        result=result,
     )
     try:
         return run.execute(full=full)
@@ -150,6 +152,7 @@ class _GmailRun:
         config: PipelineConfig,
         control: RunControl,
         service: Resource,
+        result: SyncResult | None = None,
     ) -> None:
         self.account = account
         self.state = state
@@ -158,7 +161,8 @@ class _GmailRun:
         self.control = control
         self.service = service
         self.excluded = excluded_label_ids(config)
-        self.result = SyncResult()
+        # The caller's result when given: it can read the work done so far (ctx.track).
+        self.result = result if result is not None else SyncResult()
         self.budget = config.gmail_max_messages_per_run
         self.profile: dict = {}
 
@@ -190,8 +194,9 @@ class _GmailRun:
         self.result.extra["pendingIds"] = len(state.pending_ids)
         if state.failures:
             self.result.extra["failedItems"] = len(state.failures)
-        state.last_synced_at = timezone.now()
-        state.save(update_fields=["last_synced_at", "updated_at"])
+        with fenced(self.control):
+            state.last_synced_at = timezone.now()
+            state.save()
         return self.result
 
     # -- pass bookkeeping ---------------------------------------------------------------------
@@ -209,7 +214,7 @@ class _GmailRun:
         state.pass_query = window_query(start=start, excluded=self.excluded)
         state.page_token = ""
         state.pending_ids = []
-        state.save()
+        # Saved (fenced) with the first listed page, or at the latest with the run's end.
 
     def _close_pass_if_done(self) -> None:
         state = self.state
@@ -274,7 +279,8 @@ class _GmailRun:
         if listed:
             state.pending_ids = ids
             self._close_pass_if_done()
-            state.save()
+            with fenced(self.control):
+                state.save()
 
     def _queue_due_retries(self) -> None:
         """Messages that failed permanently before and are due for another try join the ids
@@ -311,7 +317,7 @@ class _GmailRun:
             if not page_token:
                 break
         deleted = [message_id for message_id, action in actions.items() if action == "delete"]
-        with transaction.atomic():
+        with fenced(self.control):
             if deleted:
                 self.result.deleted += raw_events_update_existing(
                     user_id=self.account.user_id,
@@ -355,7 +361,7 @@ class _GmailRun:
             chunk = ids[done : min(done + chunk_size, to_fetch)]
             messages, failed = self._get_messages(chunk)
             done += len(chunk)
-            with transaction.atomic():
+            with fenced(self.control):
                 self._store(messages)
                 self._note_failures(chunk, failed)
                 state.pending_ids = ids[done:]
