@@ -43,6 +43,9 @@ class PipelineConfig:
     google_request_retries: int = 3
     # Incremental window
     initial_window_days: int = 30
+    # The backfill after the first window: older mail and events back this many days
+    # (0 = everything), at a lower priority than incremental syncs.
+    backfill_horizon_days: int = field(default=730, metadata={"min": 0, "max": 36500})
     window_overlap_s: float = 300.0
     # Periodic sync
     periodic_sync_minutes: int = 15

@@ -31,6 +31,12 @@ class SyncState(models.Model):
     # "error", "attempts", "firstFailedAt", "lastFailedAt", "retryAt" (ISO 8601; null once
     # given up after sync_failed_max_attempts)}}. Retried every sync_failed_retry_every_s.
     failures = models.JSONField(default=dict, blank=True)
+    # The backfill (older than the first window, back to backfill_horizon_days), on the main
+    # row of an account and provider: everything from backfill_until to now is covered (the
+    # oldest date the backfill has reached), and when it finished. Its listing runs on a row of
+    # its own (Gmail: resource_id "backfill"; Calendar: "backfill:<calendar id>").
+    backfill_until = models.DateTimeField(null=True, blank=True)
+    backfill_done_at = models.DateTimeField(null=True, blank=True)
     last_full_sync_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -8,8 +8,8 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.models import Job, Provider
 from jobs.payloads import Payload
-from jobs.sync.common import SyncResult, sync_account, sync_follow_up
-from jobs.sync.gmail import gmail_sync
+from jobs.sync.common import SyncResult, sync_account, sync_follow_up, sync_start_backfill
+from jobs.sync.gmail import gmail_backfill_pending, gmail_sync
 
 
 @dataclass(frozen=True)
@@ -29,4 +29,7 @@ def run(job: Job, ctx: JobContext) -> Metrics:
         account=account, batch_id=ctx.batch_id, full=payload.full, control=ctx, result=result
     )
     sync_follow_up(ctx, result=result, account=account, provider=Provider.GMAIL, again=payload)
+    if not result.more and gmail_backfill_pending(account):
+        # The recent window is in: older mail follows in a chain of its own, at low priority.
+        sync_start_backfill(account=account, kind="gmail_backfill")
     return result.metrics()

@@ -13,7 +13,7 @@ from django.db import transaction
 from jobs.config import PipelineConfig
 from jobs.context import JobContext, Metrics
 from jobs.errors import PermanentError
-from jobs.models import GoogleAccount, GoogleAccountStatus
+from jobs.models import GoogleAccount, GoogleAccountStatus, Job
 from jobs.payloads import Payload
 from jobs.pipeline import next_stage
 from jobs.sync.raw_events import UpsertCounts, raw_events_pending_exist
@@ -135,6 +135,20 @@ def sync_account(*, account_id: int, user_id: int) -> GoogleAccount:
             f"Google account {account_id} is {account.status}: the user must reconnect it"
         )
     return account
+
+
+# Backfill chains run below every incremental sync (0).
+BACKFILL_PRIORITY = 5
+
+
+def sync_start_backfill(*, account: GoogleAccount, kind: str) -> Job:
+    """Start the account's backfill chain of `kind` (a batch of its own, priority 5, its own
+    lane: an active one is returned instead of a second)."""
+    from jobs.enqueue import enqueue
+
+    return enqueue(
+        kind, user=account.user_id, payload={"account_id": account.pk}, priority=BACKFILL_PRIORITY
+    )
 
 
 def sync_follow_up(

@@ -38,7 +38,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from googleapiclient.discovery import Resource
@@ -64,7 +64,7 @@ from jobs.sync.common import (
     fenced,
 )
 from jobs.sync.raw_events import RawItem, raw_events_update_existing, raw_events_upsert
-from jobs.sync.windows import gmail_window_start
+from jobs.sync.windows import backfill_horizon, backfill_needed, gmail_window_start
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,25 @@ def message_item(message: dict) -> RawItem:
     return RawItem(source_id=str(message["id"]), occurred_at=occurred_at, payload=message)
 
 
+# What a run writes on its SyncState row: never the backfill's progress (another lane's job
+# writes that concurrently), except when the row is first created.
+_RUN_FIELDS = [
+    "cursor",
+    "page_token",
+    "pending_ids",
+    "pass_cursor",
+    "pass_query",
+    "failures",
+    "last_full_sync_at",
+    "last_synced_at",
+    "updated_at",
+]
+
+
 class _GmailRun:
+    # Quota priority of the run's requests (the backfill spends quota as "background").
+    priority = "normal"
+
     def __init__(
         self,
         *,
@@ -165,6 +183,7 @@ class _GmailRun:
         self.result = result if result is not None else SyncResult()
         self.budget = config.gmail_max_messages_per_run
         self.profile: dict = {}
+        self.window_start: datetime | None = None
 
     def execute(self, *, full: bool) -> SyncResult:
         state = self.state
@@ -185,6 +204,9 @@ class _GmailRun:
         else:
             mode = "window"
             self._start_window_pass(full=full)
+            if state.backfill_until is None and state.backfill_done_at is None:
+                # Where the first window begins: the backfill lists what lies before it.
+                self._set_backfill_boundary()
         self.result.extra["mode"] = mode
         self._list_ids()
         self._queue_due_retries()
@@ -196,10 +218,20 @@ class _GmailRun:
             self.result.extra["failedItems"] = len(state.failures)
         with fenced(self.control):
             state.last_synced_at = timezone.now()
-            state.save()
+            self._save()
         return self.result
 
     # -- pass bookkeeping ---------------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Save the run's fields of its state; call inside fenced()."""
+        if self.state.pk is None:
+            self.state.save()
+        else:
+            self.state.save(update_fields=_RUN_FIELDS)
+
+    def _after_chunk(self, messages: list[dict]) -> None:
+        """Called in the transaction that stores each chunk (the backfill notes its progress)."""
 
     def _pass_open(self) -> bool:
         state = self.state
@@ -212,9 +244,19 @@ class _GmailRun:
         state = self.state
         state.pass_cursor = str(self.profile["historyId"])
         state.pass_query = window_query(start=start, excluded=self.excluded)
+        self.window_start = start
         state.page_token = ""
         state.pending_ids = []
         # Saved (fenced) with the first listed page, or at the latest with the run's end.
+
+    def _set_backfill_boundary(self) -> None:
+        state = self.state
+        state.backfill_until = self.window_start
+        if state.pk is not None:
+            with fenced(self.control):
+                SyncState.objects.filter(pk=state.pk, backfill_until__isnull=True).update(
+                    backfill_until=self.window_start
+                )
 
     def _close_pass_if_done(self) -> None:
         state = self.state
@@ -234,7 +276,7 @@ class _GmailRun:
 
     def _call(self, request: object) -> dict:
         self.result.requests += 1
-        return execute(request, account=self.account)
+        return execute(request, account=self.account, priority=self.priority)
 
     # -- listing ------------------------------------------------------------------------------
 
@@ -267,6 +309,9 @@ class _GmailRun:
                 state.page_token = ""
                 continue
             listed = True
+            self.result.extra["listed"] = self.result.extra.get("listed", 0) + len(
+                page.get("messages", [])
+            )
             for ref in page.get("messages", []):
                 if ref["id"] not in known:
                     known.add(ref["id"])
@@ -280,7 +325,7 @@ class _GmailRun:
             state.pending_ids = ids
             self._close_pass_if_done()
             with fenced(self.control):
-                state.save()
+                self._save()
 
     def _queue_due_retries(self) -> None:
         """Messages that failed permanently before and are due for another try join the ids
@@ -331,7 +376,7 @@ class _GmailRun:
             state.pass_query = ""
             state.page_token = ""
             self._close_pass_if_done()
-            state.save()
+            self._save()
 
     def _note_changes(self, record: dict, actions: dict[str, str]) -> None:
         for entry in record.get("messagesAdded", []):
@@ -366,7 +411,8 @@ class _GmailRun:
                 self._note_failures(chunk, failed)
                 state.pending_ids = ids[done:]
                 self._close_pass_if_done()
-                state.save()
+                self._save()
+                self._after_chunk(messages)
 
     def _get_messages(self, ids: list[str]) -> tuple[list[dict], dict[str, str]]:
         """The fetched messages, and the errors of those that failed permanently by id."""
@@ -376,7 +422,11 @@ class _GmailRun:
         ]
         self.result.requests += -(-len(requests) // BATCH_MAX_PARTS)
         responses = batch_execute(
-            self.service, requests, account=self.account, collect_failures=True
+            self.service,
+            requests,
+            account=self.account,
+            priority=self.priority,
+            collect_failures=True,
         )
         failed = {
             message_id: str(response.error)
@@ -433,3 +483,139 @@ class _GmailRun:
                 batch_id=self.batch_id,
                 items=excluded,
             )
+
+
+BACKFILL_RESOURCE = "backfill"
+
+
+def gmail_backfill(
+    *,
+    account: GoogleAccount,
+    batch_id: uuid.UUID,
+    control: RunControl | None = None,
+    service: Resource | None = None,
+    result: SyncResult | None = None,
+) -> SyncResult:
+    """One run of the Gmail backfill: mail older than where the first window began, back to
+    backfill_horizon_days (0: everything), newest first, fetched at the background priority.
+
+    Its listing (query, page token, ids to fetch, failures) lives on its own SyncState row
+    (resource_id "backfill"); its progress goes to the account's main Gmail row: backfill_until
+    (the oldest date reached) and backfill_done_at. `more` while work is left.
+    """
+    main = SyncState.objects.filter(
+        account=account, provider=Provider.GMAIL, resource_id=""
+    ).first() or SyncState(
+        user_id=account.user_id, account=account, provider=Provider.GMAIL, resource_id=""
+    )
+    state = SyncState.objects.filter(
+        account=account, provider=Provider.GMAIL, resource_id=BACKFILL_RESOURCE
+    ).first() or SyncState(
+        user_id=account.user_id,
+        account=account,
+        provider=Provider.GMAIL,
+        resource_id=BACKFILL_RESOURCE,
+    )
+    own = None if service is not None else gmail_service(account)
+    run = _GmailBackfillRun(
+        account=account,
+        state=state,
+        batch_id=batch_id,
+        config=get_config(),
+        control=control or NoDeadline(),
+        service=service or own,
+        result=result,
+    )
+    run.main = main
+    try:
+        return run.execute(full=False)
+    finally:
+        if own is not None:
+            own.close()
+
+
+def gmail_backfill_pending(account: GoogleAccount, *, config: PipelineConfig | None = None) -> bool:
+    """Whether the account's Gmail backfill has work left (not done, something to list)."""
+    main = SyncState.objects.filter(
+        account=account, provider=Provider.GMAIL, resource_id=""
+    ).first()
+    if main is None or main.backfill_done_at is not None or not main.cursor:
+        return False
+    config = config or get_config()
+    boundary = main.backfill_until or timezone.now() - timedelta(days=config.initial_window_days)
+    return backfill_needed(boundary=boundary, config=config)
+
+
+def backfill_query(*, start: datetime | None, end: datetime, excluded: Iterable[str]) -> str:
+    """The messages.list `q` of the backfill: before the end, after the start (if any)."""
+    terms = [f"before:{int(end.timestamp())}"]
+    if start is not None:
+        terms.insert(0, f"after:{int(start.timestamp())}")
+    terms += [
+        f"-{_QUERY_EXCLUSIONS[label]}" for label in sorted(excluded) if label in _QUERY_EXCLUSIONS
+    ]
+    return " ".join(terms)
+
+
+class _GmailBackfillRun(_GmailRun):
+    priority = "background"
+    main: SyncState
+
+    def execute(self, *, full: bool) -> SyncResult:
+        state, main = self.state, self.main
+        self.profile = self._call(self.service.users().getProfile(userId="me"))
+        check_mailbox(self.account, opened=self.profile.get("emailAddress"), what="mailbox")
+        now = timezone.now()
+        horizon = backfill_horizon(now=now, config=self.config)
+        self.oldest = main.backfill_until
+        self.result.extra.update(mode="backfill", horizon=horizon.isoformat() if horizon else None)
+        if not self._pass_open():
+            if main.backfill_done_at is not None:
+                return self.result
+            boundary = main.backfill_until or now - timedelta(days=self.config.initial_window_days)
+            if not backfill_needed(boundary=boundary, now=now, config=self.config):
+                self._finish(horizon)
+                return self.result
+            state.pass_query = backfill_query(start=horizon, end=boundary, excluded=self.excluded)
+            state.page_token = ""
+            state.pending_ids = []
+        self._list_ids()
+        self._queue_due_retries()
+        if not self.result.timed_out:
+            self._fetch_pending()
+        self.result.more = self._pass_open()
+        self.result.extra["pendingIds"] = len(state.pending_ids)
+        if state.failures:
+            self.result.extra["failedItems"] = len(state.failures)
+        with fenced(self.control):
+            state.last_synced_at = timezone.now()
+            self._save()
+        if not self.result.more:
+            self._finish(horizon)
+        self.result.extra["oldestReached"] = self.oldest.isoformat() if self.oldest else None
+        return self.result
+
+    def _after_chunk(self, messages: list[dict]) -> None:
+        dates = [item.occurred_at for item in map(message_item, messages) if item.occurred_at]
+        if not dates or (self.oldest is not None and min(dates) >= self.oldest):
+            return
+        self.oldest = min(dates)
+        self._save_main(backfill_until=self.oldest)
+
+    def _finish(self, horizon: datetime | None) -> None:
+        now = timezone.now()
+        if horizon is not None and (self.oldest is None or horizon < self.oldest):
+            self.oldest = horizon
+        with fenced(self.control):
+            self._save_main(backfill_until=self.oldest, backfill_done_at=now)
+        self.result.extra["backfillDone"] = True
+
+    def _save_main(self, **fields: object) -> None:
+        """Write the backfill's progress on the main row (never its cursor fields)."""
+        main = self.main
+        for name, value in fields.items():
+            setattr(main, name, value)
+        if main.pk is None:
+            main.save()
+        else:
+            main.save(update_fields=[*fields, "updated_at"])

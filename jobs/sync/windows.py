@@ -45,6 +45,24 @@ def gmail_window_start(
     return min(latest, now) - timedelta(seconds=config.window_overlap_s)
 
 
+def backfill_horizon(
+    *, now: datetime | None = None, config: PipelineConfig | None = None
+) -> datetime | None:
+    """How far back the backfill goes: backfill_horizon_days before now; None for everything."""
+    config = config or get_config()
+    if not config.backfill_horizon_days:
+        return None
+    return (now or timezone.now()) - timedelta(days=config.backfill_horizon_days)
+
+
+def backfill_needed(
+    *, boundary: datetime, now: datetime | None = None, config: PipelineConfig | None = None
+) -> bool:
+    """Whether anything lies between the horizon and `boundary` (where the first window began)."""
+    horizon = backfill_horizon(now=now, config=config)
+    return horizon is None or horizon < boundary
+
+
 @dataclass(frozen=True, slots=True)
 class CalendarWindow:
     time_min: datetime
