@@ -8,8 +8,8 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.models import Job, Provider
 from jobs.payloads import Payload
-from jobs.sync.calendar import calendar_sync
-from jobs.sync.common import SyncResult, sync_account, sync_follow_up
+from jobs.sync.calendar import calendar_backfill_pending, calendar_sync
+from jobs.sync.common import SyncResult, sync_account, sync_follow_up, sync_start_backfill
 
 
 @dataclass(frozen=True)
@@ -31,4 +31,7 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     # `full` already reset the calendars' cursors; the continuation must not reset them again.
     again = CalendarSyncPayload(account_id=account.pk)
     sync_follow_up(ctx, result=result, account=account, provider=Provider.CALENDAR, again=again)
+    if not result.more and calendar_backfill_pending(account):
+        # The window is in: older events follow in a chain of their own, at low priority.
+        sync_start_backfill(account=account, kind="calendar_backfill")
     return result.metrics()

@@ -51,7 +51,12 @@ from jobs.sync.common import (
     fenced,
 )
 from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_upsert
-from jobs.sync.windows import calendar_window
+from jobs.sync.windows import (
+    CalendarWindow,
+    backfill_horizon,
+    backfill_needed,
+    calendar_window,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +84,9 @@ def calendar_sync(
     control = control or NoDeadline()
     if full:
         with fenced(control):
-            SyncState.objects.filter(account=account, provider=Provider.CALENDAR).update(
-                cursor="", page_token="", pass_query="", updated_at=timezone.now()
-            )
+            SyncState.objects.filter(account=account, provider=Provider.CALENDAR).exclude(
+                resource_id__startswith=BACKFILL_PREFIX
+            ).update(cursor="", page_token="", pass_query="", updated_at=timezone.now())
     # A service made here is closed here: httplib2 would leave its sockets open.
     own = None if service is not None else calendar_service(account)
     run = _CalendarRun(
@@ -97,6 +102,64 @@ def calendar_sync(
     finally:
         if own is not None:
             own.close()
+
+
+BACKFILL_PREFIX = "backfill:"
+
+
+def calendar_backfill(
+    *,
+    account: GoogleAccount,
+    batch_id: uuid.UUID,
+    control: RunControl | None = None,
+    service: Resource | None = None,
+    result: SyncResult | None = None,
+) -> SyncResult:
+    """One run of the Calendar backfill: each selected calendar's events that start between the
+    horizon (backfill_horizon_days; 0: everything) and the window's start (now minus
+    calendar_window_past_days), at the background priority; `more` while work is left.
+
+    Each calendar's backfill has its own SyncState row (resource_id "backfill:<calendar id>"):
+    its listing, its failures, and once done backfill_until (the horizon) and backfill_done_at.
+    """
+    own = None if service is not None else calendar_service(account)
+    run = _CalendarRun(
+        account=account,
+        batch_id=batch_id,
+        config=get_config(),
+        control=control or NoDeadline(),
+        service=service or own,
+        result=result,
+        backfill=True,
+    )
+    try:
+        return run.execute()
+    finally:
+        if own is not None:
+            own.close()
+
+
+def calendar_backfill_pending(
+    account: GoogleAccount, *, config: PipelineConfig | None = None
+) -> bool:
+    """Whether a calendar of the account that has synced still has its backfill to do."""
+    config = config or get_config()
+    window = calendar_window(config=config)
+    if not backfill_needed(boundary=window.time_min, config=config):
+        return False
+    rows = SyncState.objects.filter(account=account, provider=Provider.CALENDAR)
+    synced = set(
+        rows.exclude(resource_id__startswith=BACKFILL_PREFIX)
+        .exclude(cursor="")
+        .values_list("resource_id", flat=True)
+    )
+    done = {
+        resource_id.removeprefix(BACKFILL_PREFIX)
+        for resource_id in rows.filter(
+            resource_id__startswith=BACKFILL_PREFIX, backfill_done_at__isnull=False
+        ).values_list("resource_id", flat=True)
+    }
+    return bool(synced - done)
 
 
 def selected_calendars(entries: list[dict], selection: str) -> list[str]:
@@ -175,7 +238,12 @@ class _CalendarRun:
         control: RunControl,
         service: Resource,
         result: SyncResult | None = None,
+        backfill: bool = False,
     ) -> None:
+        self.backfill = backfill
+        self.priority = "background" if backfill else "normal"
+        self.prefix = BACKFILL_PREFIX if backfill else ""
+        self.horizon = backfill_horizon(config=config)
         self.account = account
         self.batch_id = batch_id
         self.config = config
@@ -195,11 +263,16 @@ class _CalendarRun:
         )
         calendars = selected_calendars(entries, self.config.calendar_selection)
         states = {
-            state.resource_id: state
+            state.resource_id.removeprefix(self.prefix): state
             for state in SyncState.objects.filter(
-                account=self.account, provider=Provider.CALENDAR, resource_id__in=calendars
+                account=self.account,
+                provider=Provider.CALENDAR,
+                resource_id__in=[self.prefix + calendar_id for calendar_id in calendars],
             )
         }
+        if self.backfill:
+            self.result.extra["mode"] = "backfill"
+            self.result.extra["horizon"] = self.horizon.isoformat() if self.horizon else None
         finished = 0
         now = timezone.now()
         for calendar_id in calendars:
@@ -208,8 +281,11 @@ class _CalendarRun:
                 user_id=self.account.user_id,
                 account=self.account,
                 provider=Provider.CALENDAR,
-                resource_id=calendar_id,
+                resource_id=self.prefix + calendar_id,
             )
+            if self.backfill and state.backfill_done_at is not None:
+                finished += 1
+                continue
             if calendar_id in state.failures and not failure_due(state.failures, calendar_id, now):
                 # Failed permanently before: skipped until its retry is due (or for good).
                 self.result.extra["calendarsSkipped"] = (
@@ -222,11 +298,13 @@ class _CalendarRun:
             finished += 1
         self.result.more = finished < len(calendars)
         self.result.extra["calendars"] = len(calendars)
+        if self.backfill and not self.result.more:
+            self.result.extra["backfillDone"] = True
         return self.result
 
     def _call(self, request: object) -> dict:
         self.result.requests += 1
-        return execute(request, account=self.account)
+        return execute(request, account=self.account, priority=self.priority)
 
     def _stop_requested(self) -> bool:
         if self.control.deadline_reached():
@@ -293,7 +371,12 @@ class _CalendarRun:
             with fenced(self.control):
                 self._store(calendar_id, events, time_zone=page.get("timeZone", ""))
                 state.page_token = page.get("nextPageToken", "")
-                if not state.page_token:
+                if not state.page_token and self.backfill:
+                    # The backfill's listing is done: it keeps no syncToken of its own.
+                    state.cursor = ""
+                    state.backfill_until = self.horizon
+                    state.backfill_done_at = timezone.now()
+                elif not state.page_token:
                     state.cursor = page.get("nextSyncToken", "")
                     if "timeMin" in params:
                         state.last_full_sync_at = timezone.now()
@@ -323,6 +406,14 @@ class _CalendarRun:
         self.result.extra["calendarsFailed"] = self.result.extra.get("calendarsFailed", 0) + 1
 
     def _start_listing(self, state: SyncState) -> None:
+        if self.backfill:
+            # Events before the window, back to the horizon (no syncToken: a bounded listing).
+            params = {"timeMax": self.window.params()["timeMin"]}
+            if self.horizon is not None:
+                params["timeMin"] = CalendarWindow(self.horizon, self.horizon).params()["timeMin"]
+            state.pass_query = json.dumps(params)
+            state.page_token = ""
+            return
         params = {"syncToken": state.cursor} if state.cursor else self.window.params()
         state.pass_query = json.dumps(params)
         state.page_token = ""
