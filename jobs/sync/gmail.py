@@ -1,6 +1,7 @@
 """Gmail sync: windowed listing passes and history increments, batched, capped and resumable.
 
-Every run first reads the profile (users.getProfile) and fails permanently, storing nothing,
+A window pass first refreshes the account's send-as addresses (users.settings.sendAs.list, for
+direction). Every run first reads the profile (users.getProfile) and fails permanently, storing nothing,
 when its address is not the account's (a token that opens someone else's mailbox). A run then
 either continues an open pass or starts one:
 
@@ -45,6 +46,7 @@ from googleapiclient.discovery import Resource
 
 from jobs.config import PipelineConfig, get_config
 from jobs.errors import PermanentError
+from jobs.google import accounts as google_accounts
 from jobs.google.client import (
     BATCH_MAX_PARTS,
     PartFailure,
@@ -238,6 +240,7 @@ class _GmailRun:
         return bool(state.pass_query or state.pending_ids or state.pass_cursor)
 
     def _start_window_pass(self, *, full: bool) -> None:
+        self._refresh_addresses()
         start = gmail_window_start(
             user_id=self.account.user_id, account_id=self.account.pk, full=full, config=self.config
         )
@@ -248,6 +251,20 @@ class _GmailRun:
         state.page_token = ""
         state.pending_ids = []
         # Saved (fenced) with the first listed page, or at the latest with the run's end.
+
+    def _refresh_addresses(self) -> None:
+        """Re-read the account's send-as addresses (an alias added since connecting counts as
+        the user's own for direction). A permanent refusal is logged, never fatal: the mail
+        matters more than its direction."""
+        refresh = getattr(google_accounts, "google_account_refresh_addresses", None)
+        if refresh is None:
+            # TODO(integrator): google_account_refresh_addresses lands with the imports branch.
+            return
+        try:
+            refresh(self.account, service=self.service)
+        except PermanentError as exc:
+            logger.warning("account %s: send-as addresses not refreshed: %s", self.account.pk, exc)
+        self.result.requests += 1
 
     def _set_backfill_boundary(self) -> None:
         state = self.state

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from google_emulator.generator import GeneratedMailbox, generate_mailbox, make_message
 from google_emulator.server import GoogleEmulator
 from jobs.enqueue import enqueue
+from jobs.google import accounts as google_accounts
 from jobs.google.accounts import google_account_connect
 from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
 from jobs.runner import run_due_jobs, run_job
@@ -290,3 +291,24 @@ def test_item17_the_accounts_own_mailbox_passes_the_check_every_run(two_accounts
     assert sync(first, kind).status == JobStatus.SUCCEEDED
     assert sync(first, kind).status == JobStatus.SUCCEEDED
     assert stored(first, kind.removesuffix("_sync")) > 0
+
+
+# -- item 16: send-as addresses are refreshed at each window pass --------------------------------
+
+
+@pytest.mark.skipif(
+    not hasattr(google_accounts, "google_account_refresh_addresses"),
+    reason="google_account_refresh_addresses comes with the imports work (item 16)",
+)
+def test_item16_a_window_pass_refreshes_the_accounts_send_as_addresses(google_account, emulator):
+    later_alias = "alex.sales@pipeline.example"
+    emulator.mailbox().aliases = (*emulator.mailbox().aliases, later_alias)
+
+    assert sync(google_account).metrics["details"]["mode"] == "window"
+
+    google_account.refresh_from_db()
+    assert later_alias in google_account.addresses
+    assert emulator.log.count("gmail.users.settings.sendAs.list") == 1
+    # A history increment does not read them again.
+    sync(google_account)
+    assert emulator.log.count("gmail.users.settings.sendAs.list") == 1
