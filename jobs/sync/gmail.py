@@ -1,9 +1,9 @@
 """Gmail sync: windowed listing passes and history increments, batched, capped and resumable.
 
-A window pass first refreshes the account's send-as addresses (users.settings.sendAs.list, for
-direction). Every run first reads the profile (users.getProfile) and fails permanently, storing nothing,
-when its address is not the account's (a token that opens someone else's mailbox). A run then
-either continues an open pass or starts one:
+Every run first reads the profile (users.getProfile) and fails permanently, storing nothing,
+when its address is not the account's (a token that opens someone else's mailbox). A window
+pass first refreshes the account's send-as addresses (users.settings.sendAs.list, for
+direction). A run then either continues an open pass or starts one:
 
 - window pass (first sync, `full`, or an expired historyId): messages.list with
   `after:<window start>` minus the excluded folders, listing only as many ids as the run may
