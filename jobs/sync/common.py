@@ -118,7 +118,7 @@ def failure_record(
 def failure_due(failures: dict[str, Any], key: str, now: datetime) -> bool:
     """Whether a recorded failure may be tried again now (False once given up)."""
     retry_at = (failures.get(key) or {}).get("retryAt")
-    return bool(retry_at) and datetime.fromisoformat(retry_at) <= now
+    return isinstance(retry_at, str) and datetime.fromisoformat(retry_at) <= now
 
 
 def failures_due(failures: dict[str, Any], now: datetime) -> list[str]:

@@ -40,7 +40,7 @@ def sync_accounts(
     or when `email` is not one of the user's accounts or not active.
     """
     name = identifier or user.get_username()
-    accounts = list(GoogleAccount.objects.filter(user=user).order_by("email"))
+    accounts = list(GoogleAccount.objects.filter(user_id=user.pk).order_by("email"))
     if not accounts:
         raise SyncTargetError(f"user '{name}' has no connected Google account")
     if email is not None:

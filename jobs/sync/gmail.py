@@ -477,7 +477,8 @@ class _GmailRun:
 
     def _store(self, messages: list[dict]) -> None:
         self.result.fetched += len(messages)
-        kept, excluded = [], []
+        kept: list[RawItem] = []
+        excluded: list[RawItem] = []
         for message in messages:
             item = message_item(message)
             (excluded if self.excluded.intersection(message.get("labelIds", [])) else kept).append(
