@@ -383,6 +383,7 @@ class _GmailRun:
             if deleted:
                 self.result.deleted += raw_events_update_existing(
                     user_id=self.account.user_id,
+                    account_id=self.account.pk,
                     provider=Provider.GMAIL,
                     batch_id=self.batch_id,
                     items=[RawItem(message_id, None, DELETED_MARK) for message_id in deleted],
@@ -497,6 +498,7 @@ class _GmailRun:
             self.result.excluded += len(excluded)
             self.result.counts.updated += raw_events_update_existing(
                 user_id=self.account.user_id,
+                account_id=self.account.pk,
                 provider=Provider.GMAIL,
                 batch_id=self.batch_id,
                 items=excluded,

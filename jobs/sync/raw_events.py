@@ -64,6 +64,7 @@ UPDATE {table} AS raw
        AS item(source_id, occurred_at, payload)
  WHERE raw.user_id = %(user_id)s AND raw.provider = %(provider)s
    AND raw.source_id = item.source_id
+   AND (%(account_id)s::bigint IS NULL OR raw.account_id = %(account_id)s)
    AND raw.payload IS DISTINCT FROM {payload}
 """
 
@@ -112,11 +113,13 @@ def raw_events_update_existing(
     batch_id: uuid.UUID,
     items: Sequence[RawItem],
     merge: bool = False,
+    account_id: int | None = None,
 ) -> int:
     """Update stored rows whose payload changed (or merge keys into them); never inserts.
 
     For items that must not create a row of their own: a message that moved to the trash, a
-    deletion marker. Returns how many rows changed.
+    deletion marker. Only the rows of `account_id` when given (a change seen in one account's
+    mailbox never touches another's). Returns how many rows changed.
     """
     unique = _last_per_source(items)
     if not unique:
@@ -127,7 +130,11 @@ def raw_events_update_existing(
         cursor.execute(
             sql,
             _params(
-                user_id=user_id, account_id=None, provider=provider, batch_id=batch_id, items=unique
+                user_id=user_id,
+                account_id=account_id,
+                provider=provider,
+                batch_id=batch_id,
+                items=unique,
             ),
         )
         return cursor.rowcount

@@ -312,3 +312,20 @@ def test_item16_a_window_pass_refreshes_the_accounts_send_as_addresses(google_ac
     # A history increment does not read them again.
     sync(google_account)
     assert emulator.log.count("gmail.users.settings.sendAs.list") == 1
+
+
+def test_item12_a_deletion_seen_in_one_account_never_marks_another_accounts_row(
+    two_accounts, two_account_emulator
+):
+    first, second = two_accounts
+    sync(second)
+    # A row with the same Gmail id, stored for the first account (ids are per mailbox).
+    row = RawEvent.objects.filter(account=second).first()
+    RawEvent.objects.filter(pk=row.pk).update(account=first)
+    two_account_emulator.mailbox(SECOND).delete_message(row.source_id)
+
+    job = sync(second)
+
+    assert job.metrics["details"]["mode"] == "history"
+    row.refresh_from_db()
+    assert "_deleted" not in row.payload and row.account_id == first.pk
