@@ -70,6 +70,8 @@ class SyncStateAdmin(admin.ModelAdmin):
         "cursor_set",
         "pending_count",
         "failure_count",
+        "backfill_until",
+        "backfill_done_at",
         "last_synced_at",
     )
     list_filter = ("provider",)

@@ -427,6 +427,12 @@ class _CalendarRun:
         self.result.counts.add(
             calendar_events_store(account=self.account, batch_id=self.batch_id, items=items)
         )
+        if self.backfill:
+            extra = self.result.extra
+            extra["listed"] = extra.get("listed", 0) + len(events)
+            starts = [i.occurred_at.astimezone(UTC).isoformat() for i in items if i.occurred_at]
+            if starts:
+                extra["oldestReached"] = min([*starts, extra.get("oldestReached") or starts[0]])
 
     def _pace(self, count: int) -> None:
         every = self.config.calendar_pause_every_items

@@ -74,6 +74,9 @@ def test_item19_calendar_events_older_than_the_window_are_backfilled_to_the_hori
     assert backfill.status == JobStatus.SUCCEEDED
     assert backfill.metrics["details"]["mode"] == "backfill"
     assert backfill.metrics["details"]["backfillDone"] is True
+    assert backfill.metrics["details"]["listed"] == backfill.metrics["itemsFetched"] > 0
+    reached = datetime.fromisoformat(backfill.metrics["details"]["oldestReached"])
+    assert now - timedelta(days=730) <= reached < now - timedelta(days=180)
     assert stored(google_account, older) and not stored(google_account, ancient)
     horizon = now - timedelta(days=730)
     assert not RawEvent.objects.filter(
