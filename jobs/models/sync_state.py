@@ -33,7 +33,8 @@ class SyncState(models.Model):
     failures = models.JSONField(default=dict, blank=True)
     # The backfill (older than the first window, back to backfill_horizon_days), on the main
     # row of an account and provider: everything from backfill_until to now is covered (the
-    # oldest date the backfill has reached), and when it finished. Its listing runs on a row of
+    # oldest date the backfill has reached; null once done with no horizon: everything), and
+    # when it finished (a raised horizon reopens it). Its listing runs on a row of
     # its own (Gmail: resource_id "backfill"; Calendar: "backfill:<calendar id>").
     backfill_until = models.DateTimeField(null=True, blank=True)
     backfill_done_at = models.DateTimeField(null=True, blank=True)

@@ -53,6 +53,7 @@ from jobs.sync.common import (
 from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_upsert
 from jobs.sync.windows import (
     CalendarWindow,
+    backfill_extended,
     backfill_horizon,
     backfill_needed,
     calendar_window,
@@ -153,11 +154,13 @@ def calendar_backfill_pending(
         .exclude(cursor="")
         .values_list("resource_id", flat=True)
     )
+    horizon = backfill_horizon(config=config)
     done = {
         resource_id.removeprefix(BACKFILL_PREFIX)
-        for resource_id in rows.filter(
+        for resource_id, until in rows.filter(
             resource_id__startswith=BACKFILL_PREFIX, backfill_done_at__isnull=False
-        ).values_list("resource_id", flat=True)
+        ).values_list("resource_id", "backfill_until")
+        if not backfill_extended(until=until, horizon=horizon)
     }
     return bool(synced - done)
 
@@ -284,8 +287,13 @@ class _CalendarRun:
                 resource_id=self.prefix + calendar_id,
             )
             if self.backfill and state.backfill_done_at is not None:
-                finished += 1
-                continue
+                if not backfill_extended(until=state.backfill_until, horizon=self.horizon):
+                    finished += 1
+                    continue
+                # The horizon was raised since: list from where the backfill ended.
+                state.backfill_done_at = None
+                state.pass_query = ""
+                state.page_token = ""
             if calendar_id in state.failures and not failure_due(state.failures, calendar_id, now):
                 # Failed permanently before: skipped until its retry is due (or for good).
                 self.result.extra["calendarsSkipped"] = (
@@ -408,7 +416,8 @@ class _CalendarRun:
     def _start_listing(self, state: SyncState) -> None:
         if self.backfill:
             # Events before the window, back to the horizon (no syncToken: a bounded listing).
-            params = {"timeMax": self.window.params()["timeMin"]}
+            end = state.backfill_until or self.window.time_min
+            params = {"timeMax": CalendarWindow(end, end).params()["timeMin"]}
             if self.horizon is not None:
                 params["timeMin"] = CalendarWindow(self.horizon, self.horizon).params()["timeMin"]
             state.pass_query = json.dumps(params)

@@ -66,7 +66,12 @@ from jobs.sync.common import (
     fenced,
 )
 from jobs.sync.raw_events import RawItem, raw_events_update_existing, raw_events_upsert
-from jobs.sync.windows import backfill_horizon, backfill_needed, gmail_window_start
+from jobs.sync.windows import (
+    backfill_extended,
+    backfill_horizon,
+    backfill_needed,
+    gmail_window_start,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -559,9 +564,12 @@ def gmail_backfill_pending(account: GoogleAccount, *, config: PipelineConfig | N
     main = SyncState.objects.filter(
         account=account, provider=Provider.GMAIL, resource_id=""
     ).first()
-    if main is None or main.backfill_done_at is not None or not main.cursor:
+    if main is None or not main.cursor:
         return False
     config = config or get_config()
+    if main.backfill_done_at is not None:
+        horizon = backfill_horizon(config=config)
+        return backfill_extended(until=main.backfill_until, horizon=horizon)
     boundary = main.backfill_until or timezone.now() - timedelta(days=config.initial_window_days)
     return backfill_needed(boundary=boundary, config=config)
 
@@ -591,7 +599,11 @@ class _GmailBackfillRun(_GmailRun):
         self.result.extra.update(mode="backfill", horizon=horizon.isoformat() if horizon else None)
         if not self._pass_open():
             if main.backfill_done_at is not None:
-                return self.result
+                if not backfill_extended(until=main.backfill_until, horizon=horizon):
+                    return self.result
+                # The horizon was raised since the backfill finished: go on from where it ended.
+                with fenced(self.control):
+                    self._save_main(backfill_done_at=None)
             boundary = main.backfill_until or now - timedelta(days=self.config.initial_window_days)
             if not backfill_needed(boundary=boundary, now=now, config=self.config):
                 self._finish(horizon)
@@ -627,7 +639,9 @@ class _GmailBackfillRun(_GmailRun):
         if horizon is not None and (self.oldest is None or horizon < self.oldest):
             self.oldest = horizon
         with fenced(self.control):
-            self._save_main(backfill_until=self.oldest, backfill_done_at=now)
+            # Done back to the horizon; with no horizon (everything), backfill_until is null.
+            until = self.oldest if horizon is not None else None
+            self._save_main(backfill_until=until, backfill_done_at=now)
         self.result.extra["backfillDone"] = True
 
     def _save_main(self, **fields: object) -> None:

@@ -63,6 +63,14 @@ def backfill_needed(
     return horizon is None or horizon < boundary
 
 
+def backfill_extended(*, until: datetime | None, horizon: datetime | None) -> bool:
+    """Whether a finished backfill (that reached `until`) must go further back: the horizon was
+    raised since (by more than a day; the horizon itself moves forward with time)."""
+    if until is None:
+        return False
+    return horizon is None or horizon < until - timedelta(days=1)
+
+
 @dataclass(frozen=True, slots=True)
 class CalendarWindow:
     time_min: datetime

@@ -91,3 +91,25 @@ def test_item19_calendar_events_older_than_the_window_are_backfilled_to_the_hori
     incremental = sync(google_account)
     assert incremental.status == JobStatus.SUCCEEDED
     assert Job.objects.filter(kind="calendar_backfill").count() == 1
+
+
+def test_item19_a_raised_horizon_reopens_the_calendar_backfill(
+    google_account, emulator, pipeline_config
+):
+    pipeline_config(backfill_horizon_days=365)
+    mailbox = emulator.mailbox()
+    older = mailbox.add_event(OWNER, meeting("Last spring", days_ago=200))
+    middle = mailbox.add_event(OWNER, meeting("Two summers ago", days_ago=500))
+    ancient = mailbox.add_event(OWNER, meeting("Three years ago", days_ago=1000))
+    sync(google_account)
+    run_due_jobs(kinds=["calendar_backfill"], until_empty=True)
+    assert stored(google_account, older) and not stored(google_account, middle)
+
+    pipeline_config(backfill_horizon_days=730)
+    sync(google_account)
+    run_due_jobs(kinds=["calendar_backfill"], until_empty=True)
+
+    assert stored(google_account, middle) and not stored(google_account, ancient)
+    assert Job.objects.filter(kind="calendar_backfill", status=JobStatus.SUCCEEDED).count() == 2
+    progress = SyncState.objects.get(account=google_account, resource_id=f"backfill:{OWNER}")
+    assert progress.backfill_done_at is not None

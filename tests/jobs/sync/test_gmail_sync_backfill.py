@@ -155,3 +155,29 @@ def test_item19_no_backfill_when_the_first_window_reaches_the_horizon(historian,
     run("gmail_sync", historian)
 
     assert not Job.objects.filter(kind="gmail_backfill").exists()
+
+
+def test_item19_a_raised_horizon_reopens_the_finished_backfill_where_it_ended(
+    historian, three_years, pipeline_config
+):
+    pipeline_config(backfill_horizon_days=365, gmail_max_messages_per_run=2000)
+    now = timezone.now()
+    run("gmail_sync", historian)
+    run_due_jobs(kinds=["gmail_backfill"], until_empty=True)
+    assert stored_dates(historian) == eligible_since(three_years, now - timedelta(days=365))
+    assert SyncState.objects.get(account=historian, resource_id="").backfill_done_at
+
+    pipeline_config(backfill_horizon_days=0, gmail_max_messages_per_run=2000)  # everything
+    historian.emulator.log.reset()
+    run("gmail_sync", historian)
+    run_due_jobs(kinds=["gmail_backfill"], until_empty=True)
+
+    everything = eligible_since(three_years, now - timedelta(days=4 * 365))
+    assert stored_dates(historian) == everything
+    # Only what lay beyond the old horizon was fetched again.
+    fetched = historian.emulator.log.count("gmail.users.messages.get", http_only=False)
+    assert fetched == len(everything - eligible_since(three_years, now - timedelta(days=365)))
+    main = SyncState.objects.get(account=historian, resource_id="")
+    assert main.backfill_done_at and main.backfill_until is None
+    run("gmail_sync", historian)
+    assert not Job.objects.filter(kind="gmail_backfill", status=JobStatus.QUEUED).exists()
