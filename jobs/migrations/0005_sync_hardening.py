@@ -5,30 +5,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0004_job_priority'),
+        ("jobs", "0004_job_priority"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='syncstate',
-            name='backfill_done_at',
+            model_name="syncstate",
+            name="backfill_done_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='syncstate',
-            name='backfill_until',
+            model_name="syncstate",
+            name="backfill_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='syncstate',
-            name='failures',
+            model_name="syncstate",
+            name="failures",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddIndex(
-            model_name='rawevent',
-            index=models.Index(fields=['account', 'provider', '-occurred_at'], name='raw_event_account_recent_idx'),
+            model_name="rawevent",
+            index=models.Index(
+                fields=["account", "provider", "-occurred_at"], name="raw_event_account_recent_idx"
+            ),
         ),
     ]
