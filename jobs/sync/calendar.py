@@ -81,22 +81,16 @@ def calendar_sync(
     `full` forgets every calendar's syncToken and unfinished listing first, so this run and its
     continuations (which pass full=False) relist the window like a first sync.
     """
-    config = get_config()
-    control = control or NoDeadline()
-    if full:
-        with fenced(control):
-            SyncState.objects.filter(account=account, provider=Provider.CALENDAR).exclude(
-                resource_id__startswith=BACKFILL_PREFIX
-            ).update(cursor="", page_token="", pass_query="", updated_at=timezone.now())
     # A service made here is closed here: httplib2 would leave its sockets open.
     own = None if service is not None else calendar_service(account)
     run = _CalendarRun(
         account=account,
         batch_id=batch_id,
-        config=config,
-        control=control,
+        config=get_config(),
+        control=control or NoDeadline(),
         service=service or own,
         result=result,
+        full=full,
     )
     try:
         return run.execute()
@@ -242,8 +236,10 @@ class _CalendarRun:
         service: Resource,
         result: SyncResult | None = None,
         backfill: bool = False,
+        full: bool = False,
     ) -> None:
         self.backfill = backfill
+        self.full = full
         self.priority = "background" if backfill else "normal"
         self.prefix = BACKFILL_PREFIX if backfill else ""
         self.horizon = backfill_horizon(config=config)
@@ -264,6 +260,13 @@ class _CalendarRun:
         check_mailbox(
             self.account, opened=primary["id"] if primary else None, what="primary calendar"
         )
+        if self.full:
+            # Forget the window syncs' tokens and listings (never the backfill's), after the
+            # mailbox check: a wrong token changes nothing.
+            with fenced(self.control):
+                SyncState.objects.filter(account=self.account, provider=Provider.CALENDAR).exclude(
+                    resource_id__startswith=BACKFILL_PREFIX
+                ).update(cursor="", page_token="", pass_query="", updated_at=timezone.now())
         calendars = selected_calendars(entries, self.config.calendar_selection)
         states = {
             state.resource_id.removeprefix(self.prefix): state

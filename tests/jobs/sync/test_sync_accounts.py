@@ -329,3 +329,22 @@ def test_item12_a_deletion_seen_in_one_account_never_marks_another_accounts_row(
     assert job.metrics["details"]["mode"] == "history"
     row.refresh_from_db()
     assert "_deleted" not in row.payload and row.account_id == first.pk
+
+
+@pytest.mark.parametrize("kind", ["gmail_sync", "calendar_sync"])
+def test_item17_a_full_sync_with_a_wrong_token_leaves_the_cursors_alone(
+    two_accounts, two_account_emulator, user, kind
+):
+    first, _ = two_accounts
+    assert sync(first, kind).status == JobStatus.SUCCEEDED
+    before = list(SyncState.objects.filter(account=first).values_list("resource_id", "cursor"))
+    rows = RawEvent.objects.count()
+    # The account is reconnected, but the consent came from the other mailbox.
+    connect(two_account_emulator, user, FIRST, token_for=SECOND)
+
+    job = sync(first, kind, full=True)
+
+    assert job.status == JobStatus.FAILED and SECOND in job.last_error
+    after = list(SyncState.objects.filter(account=first).values_list("resource_id", "cursor"))
+    assert after == before and all(cursor for _, cursor in after)
+    assert RawEvent.objects.count() == rows
