@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from google_emulator.server import GoogleEmulator
+from jobs import runner
 from jobs.config import get_config
 from jobs.context import JobContext
 from jobs.dispatcher import get_processor
@@ -153,3 +154,55 @@ def test_item9_a_run_that_fails_after_storing_reports_what_it_stored(
     stored = RawEvent.objects.filter(account=google_account).count()
     assert stored > 0
     assert metrics.items_inserted == stored and metrics.items_fetched >= stored
+
+
+# -- with the engine's own JobContext.fence() and runner (once the engine work has landed) -------
+
+
+def engine_fences() -> bool:
+    """Whether JobContext.fence() is the engine's lease check (not the interface stub)."""
+    from jobs.context import JobContext
+
+    return "LeaseLost" in JobContext.fence.__code__.co_names
+
+
+@pytest.mark.skipif(not engine_fences(), reason="JobContext.fence() is still the interface stub")
+@pytest.mark.parametrize(
+    ("kind", "run"), [("gmail_sync", gmail_sync), ("calendar_sync", calendar_sync)]
+)
+def test_item3_a_late_worker_with_the_engines_job_context_changes_nothing(
+    google_account, kind, run
+):
+    late = claimed(kind, google_account, "worker-a")
+    take_over(late)
+    ctx = JobContext(
+        job=late,
+        payload=get_processor(kind).parse_payload(late.payload),
+        deadline=time.monotonic() + 60,
+        logger=logging.getLogger("test"),
+    )
+
+    with pytest.raises(LeaseLost):
+        run(account=google_account, batch_id=late.batch_id, control=ctx)
+
+    assert not RawEvent.objects.exists() and not SyncState.objects.exists()
+
+
+@pytest.mark.skipif(
+    not hasattr(runner, "_tracked"), reason="the runner does not record tracked metrics yet"
+)
+def test_item9_a_failed_attempt_records_the_raw_events_it_stored(
+    google_account, emulator: GoogleEmulator, pipeline_config
+):
+    pipeline_config(google_retry_after_cap_s=0.0, google_request_retries=0, job_max_attempts=1)
+    emulator.faults.add("gmail.users.messages.get", 503, after=120)
+    job = enqueue(
+        "gmail_sync", user=google_account.user_id, payload={"account_id": google_account.pk}
+    )
+
+    runner.run_job(job.pk)
+
+    job.refresh_from_db()
+    stored = RawEvent.objects.filter(account=google_account).count()
+    assert job.status == JobStatus.FAILED and stored == 100
+    assert job.metrics["itemsInserted"] == stored and job.metrics["itemsFetched"] >= stored
