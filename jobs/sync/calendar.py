@@ -137,7 +137,8 @@ def calendar_backfill(
 def calendar_backfill_pending(
     account: GoogleAccount, *, config: PipelineConfig | None = None
 ) -> bool:
-    """Whether a calendar of the account that has synced still has its backfill to do."""
+    """Whether a calendar of the account that has synced still has backfill work: not done (or
+    its horizon was raised), unless it failed and its retry is not due yet."""
     config = config or get_config()
     window = calendar_window(config=config)
     if not backfill_needed(boundary=window.time_min, config=config):
@@ -149,14 +150,17 @@ def calendar_backfill_pending(
         .values_list("resource_id", flat=True)
     )
     horizon = backfill_horizon(config=config)
-    done = {
-        resource_id.removeprefix(BACKFILL_PREFIX)
-        for resource_id, until in rows.filter(
-            resource_id__startswith=BACKFILL_PREFIX, backfill_done_at__isnull=False
-        ).values_list("resource_id", "backfill_until")
-        if not backfill_extended(until=until, horizon=horizon)
-    }
-    return bool(synced - done)
+    now = timezone.now()
+    settled = set()  # done (and not extended), or failed and not due for a retry yet
+    for resource_id, until, done_at, failures in rows.filter(
+        resource_id__startswith=BACKFILL_PREFIX
+    ).values_list("resource_id", "backfill_until", "backfill_done_at", "failures"):
+        calendar_id = resource_id.removeprefix(BACKFILL_PREFIX)
+        if (done_at is not None and not backfill_extended(until=until, horizon=horizon)) or (
+            calendar_id in (failures or {}) and not failure_due(failures, calendar_id, now)
+        ):
+            settled.add(calendar_id)
+    return bool(synced - settled)
 
 
 def selected_calendars(entries: list[dict], selection: str) -> list[str]:

@@ -560,7 +560,8 @@ def gmail_backfill(
 
 
 def gmail_backfill_pending(account: GoogleAccount, *, config: PipelineConfig | None = None) -> bool:
-    """Whether the account's Gmail backfill has work left (not done, something to list)."""
+    """Whether the account's Gmail backfill has work left: not done and something to list, a
+    raised horizon, or failed messages whose retry is due."""
     main = SyncState.objects.filter(
         account=account, provider=Provider.GMAIL, resource_id=""
     ).first()
@@ -569,7 +570,12 @@ def gmail_backfill_pending(account: GoogleAccount, *, config: PipelineConfig | N
     config = config or get_config()
     if main.backfill_done_at is not None:
         horizon = backfill_horizon(config=config)
-        return backfill_extended(until=main.backfill_until, horizon=horizon)
+        if backfill_extended(until=main.backfill_until, horizon=horizon):
+            return True
+        row = SyncState.objects.filter(
+            account=account, provider=Provider.GMAIL, resource_id=BACKFILL_RESOURCE
+        ).first()
+        return bool(row and failures_due(row.failures, timezone.now()))
     boundary = main.backfill_until or timezone.now() - timedelta(days=config.initial_window_days)
     return backfill_needed(boundary=boundary, config=config)
 
@@ -597,20 +603,28 @@ class _GmailBackfillRun(_GmailRun):
         horizon = backfill_horizon(now=now, config=self.config)
         self.oldest = main.backfill_until
         self.result.extra.update(mode="backfill", horizon=horizon.isoformat() if horizon else None)
+        retries_only = False
         if not self._pass_open():
             if main.backfill_done_at is not None:
                 if not backfill_extended(until=main.backfill_until, horizon=horizon):
+                    # Done: only failed messages whose retry is due are left to try.
+                    retries_only = True
+                else:
+                    # The horizon was raised since the backfill finished: go on from its end.
+                    with fenced(self.control):
+                        self._save_main(backfill_done_at=None)
+            if not retries_only:
+                boundary = main.backfill_until or now - timedelta(
+                    days=self.config.initial_window_days
+                )
+                if not backfill_needed(boundary=boundary, now=now, config=self.config):
+                    self._finish(horizon)
                     return self.result
-                # The horizon was raised since the backfill finished: go on from where it ended.
-                with fenced(self.control):
-                    self._save_main(backfill_done_at=None)
-            boundary = main.backfill_until or now - timedelta(days=self.config.initial_window_days)
-            if not backfill_needed(boundary=boundary, now=now, config=self.config):
-                self._finish(horizon)
-                return self.result
-            state.pass_query = backfill_query(start=horizon, end=boundary, excluded=self.excluded)
-            state.page_token = ""
-            state.pending_ids = []
+                state.pass_query = backfill_query(
+                    start=horizon, end=boundary, excluded=self.excluded
+                )
+                state.page_token = ""
+                state.pending_ids = []
         self._list_ids()
         self._queue_due_retries()
         if not self.result.timed_out:
@@ -622,7 +636,7 @@ class _GmailBackfillRun(_GmailRun):
         with fenced(self.control):
             state.last_synced_at = timezone.now()
             self._save()
-        if not self.result.more:
+        if not self.result.more and not retries_only:
             self._finish(horizon)
         self.result.extra["oldestReached"] = self.oldest.isoformat() if self.oldest else None
         return self.result

@@ -113,3 +113,30 @@ def test_item19_a_raised_horizon_reopens_the_calendar_backfill(
     assert Job.objects.filter(kind="calendar_backfill", status=JobStatus.SUCCEEDED).count() == 2
     progress = SyncState.objects.get(account=google_account, resource_id=f"backfill:{OWNER}")
     assert progress.backfill_done_at is not None
+
+
+def test_item15_item19_a_calendar_whose_backfill_fails_waits_for_its_retry(
+    google_account, emulator
+):
+    older = emulator.mailbox().add_event(OWNER, meeting("Last spring", days_ago=200))
+    sync(google_account)
+    # The primary calendar's backfill listing answers 404 once.
+    emulator.faults.add("calendar.events.list", 404, times=1)
+    run_due_jobs(kinds=["calendar_backfill"], until_empty=True)
+
+    progress = SyncState.objects.get(account=google_account, resource_id=f"backfill:{OWNER}")
+    assert OWNER in progress.failures and progress.backfill_done_at is None
+    assert not stored(google_account, older)
+    # Not due: the next window sync starts no backfill run.
+    sync(google_account)
+    assert not Job.objects.filter(kind="calendar_backfill", status=JobStatus.QUEUED).exists()
+
+    past = (timezone.now() - timedelta(seconds=1)).isoformat()
+    progress.failures = {OWNER: {**progress.failures[OWNER], "retryAt": past}}
+    progress.save()
+    sync(google_account)
+    run_due_jobs(kinds=["calendar_backfill"], until_empty=True)
+
+    assert stored(google_account, older)
+    progress.refresh_from_db()
+    assert progress.failures == {} and progress.backfill_done_at is not None

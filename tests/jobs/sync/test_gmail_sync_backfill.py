@@ -181,3 +181,31 @@ def test_item19_a_raised_horizon_reopens_the_finished_backfill_where_it_ended(
     assert main.backfill_done_at and main.backfill_until is None
     run("gmail_sync", historian)
     assert not Job.objects.filter(kind="gmail_backfill", status=JobStatus.QUEUED).exists()
+
+
+def test_item15_item19_a_poison_message_of_the_backfill_is_retried_after_it_finished(
+    historian, three_years, pipeline_config
+):
+    pipeline_config(gmail_max_messages_per_run=2000)
+    now = timezone.now()
+    run("gmail_sync", historian)
+    historian.emulator.faults.add("gmail.users.messages.get", 400, after=5, times=1)
+    run_due_jobs(kinds=["gmail_backfill"], until_empty=True)
+    main = SyncState.objects.get(account=historian, resource_id="")
+    rows = SyncState.objects.get(account=historian, resource_id="backfill")
+    assert main.backfill_done_at and len(rows.failures) == 1
+    within = eligible_since(three_years, now - timedelta(days=730))
+    assert len(stored_dates(historian)) == len(within) - 1
+    # Not due: the next chain end starts no backfill run.
+    run("gmail_sync", historian)
+    assert not Job.objects.filter(kind="gmail_backfill", status=JobStatus.QUEUED).exists()
+
+    past = (timezone.now() - timedelta(seconds=1)).isoformat()
+    rows.failures = {key: {**record, "retryAt": past} for key, record in rows.failures.items()}
+    rows.save()
+    run("gmail_sync", historian)
+    run_due_jobs(kinds=["gmail_backfill"], until_empty=True)
+
+    assert stored_dates(historian) == within
+    assert SyncState.objects.get(pk=rows.pk).failures == {}
+    assert SyncState.objects.get(pk=main.pk).backfill_done_at == main.backfill_done_at
