@@ -84,9 +84,18 @@ class PipelineConfig:
     google_request_retries: int = field(default=3, metadata={"min": 0, "max": 20})
     # Incremental window
     initial_window_days: int = field(default=30, metadata={"min": 1, "max": 36_500})
+    # The backfill after the first window: older mail and events back this many days
+    # (0 = everything), at a lower priority than incremental syncs.
+    backfill_horizon_days: int = field(default=730, metadata={"min": 0, "max": 36_500})
     window_overlap_s: float = field(default=300.0, metadata={"min": 0, "max": DAY_S})
     # Periodic sync
     periodic_sync_minutes: int = field(default=15, metadata={"min": 1, "max": 10_080})
+    # Sync items (a message, a calendar) that fail permanently: recorded on their SyncState,
+    # skipped, retried this often, and no more after this many failed attempts.
+    sync_failed_retry_every_s: float = field(
+        default=21_600.0, metadata={"min": 60, "max": 30 * DAY_S}
+    )
+    sync_failed_max_attempts: int = field(default=5, metadata={"min": 1, "max": 100})
     # Pending sweep (jobs/sync/sweep.py): raw events pending this long after their last write,
     # that no active sync or normalize job covers, get a normalize job; checked at this interval.
     pending_sweep_after_s: float = field(default=300.0, metadata={"min": 0, "max": 7 * DAY_S})

@@ -22,11 +22,18 @@ class ProcessorSpec:
     func: ProcessorFunc
     payload: type[Payload] = EmptyPayload
     max_attempts: int | None = None
-    # A kind with a lane gets this dedupe key by default; "{user_id}" is filled in.
+    # A kind with a lane gets this dedupe key by default: a format string filled with
+    # "{user_id}", "{kind}" and the payload's fields (e.g. "gmail_sync:{account_id}").
     lane: str | None = None
 
     def parse_payload(self, data: Any) -> Payload:
         return self.payload.from_dict(data)
+
+    def lane_key(self, *, user_id: int, payload: dict[str, Any]) -> str | None:
+        """The lane (default dedupe key) of a job of this kind, or None for a kind without one."""
+        if self.lane is None:
+            return None
+        return self.lane.format_map({**payload, "user_id": user_id, "kind": self.kind})
 
 
 REGISTRY: dict[str, ProcessorSpec] = {}

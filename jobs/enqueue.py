@@ -41,8 +41,8 @@ def enqueue(
     config = get_config()
     data = (payload if isinstance(payload, Payload) else spec.parse_payload(payload)).to_dict()
     user_id = user if isinstance(user, int) else user.pk
-    if dedupe_key is None and spec.lane:
-        dedupe_key = spec.lane.format(user_id=user_id, kind=kind)
+    if dedupe_key is None:
+        dedupe_key = spec.lane_key(user_id=user_id, payload=data)
     now = timezone.now()
     due = run_after is None or run_after <= now
     job = Job(

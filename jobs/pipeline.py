@@ -11,6 +11,8 @@ from jobs.dispatcher import REGISTRY
 NEXT_STAGE: dict[str, str] = {
     "gmail_sync": "normalize_gmail",
     "calendar_sync": "normalize_calendar",
+    "gmail_backfill": "normalize_gmail",
+    "calendar_backfill": "normalize_calendar",
     "normalize_gmail": "extract_contacts",
     "normalize_calendar": "extract_contacts",
     "extract_contacts": "write_timeline",

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from jobs.google.accounts import google_account_disconnect
-from jobs.models import GoogleAccount, GoogleAccountStatus
+from jobs.models import GoogleAccount, GoogleAccountStatus, SyncState
 from jobs.models.google_account import TOKEN_FIELDS
 
 
@@ -56,3 +56,43 @@ class GoogleAccountAdmin(admin.ModelAdmin):
             google_account_disconnect(account=account)
             done += 1
         self.message_user(request, f"{done} account(s) disconnected.", messages.SUCCESS)
+
+
+@admin.register(SyncState)
+class SyncStateAdmin(admin.ModelAdmin):
+    """Where each account's syncs stand, and the items they skip because they failed."""
+
+    list_display = (
+        "account",
+        "provider",
+        "resource_id",
+        "cursor_set",
+        "pending_count",
+        "failure_count",
+        "backfill_until",
+        "backfill_done_at",
+        "last_synced_at",
+    )
+    list_filter = ("provider",)
+    list_select_related = ("account",)
+    search_fields = ("account__email", "resource_id")
+    ordering = ("account__email", "provider", "resource_id")
+    readonly_fields = [field.name for field in SyncState._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="cursor", boolean=True)
+    def cursor_set(self, state: SyncState) -> bool:
+        return bool(state.cursor)
+
+    @admin.display(description="pending ids")
+    def pending_count(self, state: SyncState) -> int:
+        return len(state.pending_ids or ())
+
+    @admin.display(description="failed items")
+    def failure_count(self, state: SyncState) -> int:
+        return len(state.failures or {})

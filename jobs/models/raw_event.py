@@ -47,6 +47,10 @@ class RawEvent(models.Model):
             ),
             # Serves the window fallback: "latest occurred_at for this user and provider".
             models.Index(fields=["user", "provider", "-occurred_at"], name="raw_event_recent_idx"),
+            # Serves the window start of one account: "its latest occurred_at for a provider".
+            models.Index(
+                fields=["account", "provider", "-occurred_at"], name="raw_event_account_recent_idx"
+            ),
             models.Index(
                 fields=["user", "provider"],
                 name="raw_event_failed_idx",

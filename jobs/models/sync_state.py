@@ -27,6 +27,17 @@ class SyncState(models.Model):
     pending_ids = models.JSONField(default=list, blank=True)
     pass_cursor = models.CharField(max_length=1024, blank=True)
     pass_query = models.CharField(max_length=512, blank=True)
+    # Items that failed permanently and are skipped: {item id (message id; calendar id): {
+    # "error", "attempts", "firstFailedAt", "lastFailedAt", "retryAt" (ISO 8601; null once
+    # given up after sync_failed_max_attempts)}}. Retried every sync_failed_retry_every_s.
+    failures = models.JSONField(default=dict, blank=True)
+    # The backfill (older than the first window, back to backfill_horizon_days), on the main
+    # row of an account and provider: everything from backfill_until to now is covered (the
+    # oldest date the backfill has reached; null once done with no horizon: everything), and
+    # when it finished (a raised horizon reopens it). Its listing runs on a row of
+    # its own (Gmail: resource_id "backfill"; Calendar: "backfill:<calendar id>").
+    backfill_until = models.DateTimeField(null=True, blank=True)
+    backfill_done_at = models.DateTimeField(null=True, blank=True)
     last_full_sync_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,6 +1,8 @@
 """Calendar sync: per-calendar syncToken increments and windowed passes, paged, capped, resumable.
 
-calendarList.list (paged) gives the calendars, filtered by config.calendar_selection ("all",
+calendarList.list (paged) gives the calendars; its primary entry's id must be the account's
+address (else the run fails permanently, storing nothing: the token opens someone else's
+calendar). The calendars are filtered by config.calendar_selection ("all",
 "primary" or comma-separated calendar ids). Each calendar has its own SyncState
 (resource_id = calendar id). events.list runs with showDeleted and singleEvents; without a
 syncToken (first sync, `full`, or a 410) it lists the window of calendar_window_past_days /
@@ -8,7 +10,10 @@ calendar_window_future_days around now, and the nextSyncToken of its last page b
 cursor. A run stores at most calendar_max_events_per_run events, pausing calendar_pause_s every
 calendar_pause_every_items; an unfinished listing keeps its page token and parameters
 (page_token / pass_query) and the next run continues it. Every page is stored with the state
-that points past it in one transaction.
+that points past it in one transaction. A calendar whose events.list fails permanently (403,
+404) is recorded in its state's `failures` with the error and skipped, so the calendars after
+it still sync; it is tried again every sync_failed_retry_every_s, up to
+sync_failed_max_attempts.
 
 Raw payload convention (read by normalize_calendar): RawEvent(provider="calendar",
 source_id=f"{calendar_id}/{event_id}") holds the events resource exactly as fetched plus keys
@@ -28,7 +33,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from django.db import transaction
 from django.utils import timezone
 from googleapiclient.discovery import Resource
 
@@ -37,9 +41,23 @@ from jobs.errors import PermanentError
 from jobs.google.client import calendar_service, execute
 from jobs.google.errors import CursorExpired
 from jobs.models import GoogleAccount, Provider, SyncState
-from jobs.sync.common import NoDeadline, RunControl, SyncResult
+from jobs.sync.common import (
+    NoDeadline,
+    RunControl,
+    SyncResult,
+    check_mailbox,
+    failure_due,
+    failure_record,
+    fenced,
+)
 from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_upsert
-from jobs.sync.windows import calendar_window
+from jobs.sync.windows import (
+    CalendarWindow,
+    backfill_extended,
+    backfill_horizon,
+    backfill_needed,
+    calendar_window,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,31 +74,93 @@ def calendar_sync(
     full: bool = False,
     control: RunControl | None = None,
     service: Resource | None = None,
+    result: SyncResult | None = None,
 ) -> SyncResult:
     """One Calendar sync run over the selected calendars; `more` when the cap or deadline hit.
 
     `full` forgets every calendar's syncToken and unfinished listing first, so this run and its
     continuations (which pass full=False) relist the window like a first sync.
     """
-    config = get_config()
-    if full:
-        SyncState.objects.filter(account=account, provider=Provider.CALENDAR).update(
-            cursor="", page_token="", pass_query="", updated_at=timezone.now()
-        )
     # A service made here is closed here: httplib2 would leave its sockets open.
     own = None if service is not None else calendar_service(account)
     run = _CalendarRun(
         account=account,
         batch_id=batch_id,
-        config=config,
+        config=get_config(),
         control=control or NoDeadline(),
         service=service or own,
+        result=result,
+        full=full,
     )
     try:
         return run.execute()
     finally:
         if own is not None:
             own.close()
+
+
+BACKFILL_PREFIX = "backfill:"
+
+
+def calendar_backfill(
+    *,
+    account: GoogleAccount,
+    batch_id: uuid.UUID,
+    control: RunControl | None = None,
+    service: Resource | None = None,
+    result: SyncResult | None = None,
+) -> SyncResult:
+    """One run of the Calendar backfill: each selected calendar's events that start between the
+    horizon (backfill_horizon_days; 0: everything) and the window's start (now minus
+    calendar_window_past_days), at the background priority; `more` while work is left.
+
+    Each calendar's backfill has its own SyncState row (resource_id "backfill:<calendar id>"):
+    its listing, its failures, and once done backfill_until (the horizon) and backfill_done_at.
+    """
+    own = None if service is not None else calendar_service(account)
+    run = _CalendarRun(
+        account=account,
+        batch_id=batch_id,
+        config=get_config(),
+        control=control or NoDeadline(),
+        service=service or own,
+        result=result,
+        backfill=True,
+    )
+    try:
+        return run.execute()
+    finally:
+        if own is not None:
+            own.close()
+
+
+def calendar_backfill_pending(
+    account: GoogleAccount, *, config: PipelineConfig | None = None
+) -> bool:
+    """Whether a calendar of the account that has synced still has backfill work: not done (or
+    its horizon was raised), unless it failed and its retry is not due yet."""
+    config = config or get_config()
+    window = calendar_window(config=config)
+    if not backfill_needed(boundary=window.time_min, config=config):
+        return False
+    rows = SyncState.objects.filter(account=account, provider=Provider.CALENDAR)
+    synced = set(
+        rows.exclude(resource_id__startswith=BACKFILL_PREFIX)
+        .exclude(cursor="")
+        .values_list("resource_id", flat=True)
+    )
+    horizon = backfill_horizon(config=config)
+    now = timezone.now()
+    settled = set()  # done (and not extended), or failed and not due for a retry yet
+    for resource_id, until, done_at, failures in rows.filter(
+        resource_id__startswith=BACKFILL_PREFIX
+    ).values_list("resource_id", "backfill_until", "backfill_done_at", "failures"):
+        calendar_id = resource_id.removeprefix(BACKFILL_PREFIX)
+        if (done_at is not None and not backfill_extended(until=until, horizon=horizon)) or (
+            calendar_id in (failures or {}) and not failure_due(failures, calendar_id, now)
+        ):
+            settled.add(calendar_id)
+    return bool(synced - settled)
 
 
 def selected_calendars(entries: list[dict], selection: str) -> list[str]:
@@ -158,42 +238,88 @@ class _CalendarRun:
         config: PipelineConfig,
         control: RunControl,
         service: Resource,
+        result: SyncResult | None = None,
+        backfill: bool = False,
+        full: bool = False,
     ) -> None:
+        self.backfill = backfill
+        self.full = full
+        self.priority = "background" if backfill else "normal"
+        self.prefix = BACKFILL_PREFIX if backfill else ""
+        self.horizon = backfill_horizon(config=config)
         self.account = account
         self.batch_id = batch_id
         self.config = config
         self.control = control
         self.service = service
-        self.result = SyncResult()
+        # The caller's result when given: it can read the work done so far (ctx.track).
+        self.result = result if result is not None else SyncResult()
         self.budget = config.calendar_max_events_per_run
         self.window = calendar_window(config=config)
 
     def execute(self) -> SyncResult:
-        calendars = selected_calendars(self._calendar_list(), self.config.calendar_selection)
+        entries = self._calendar_list()
+        # Before anything is read or stored: is this the account's own calendar?
+        primary = next((entry for entry in entries if entry.get("primary")), None)
+        check_mailbox(
+            self.account, opened=primary["id"] if primary else None, what="primary calendar"
+        )
+        if self.full:
+            # Forget the window syncs' tokens and listings (never the backfill's), after the
+            # mailbox check: a wrong token changes nothing.
+            with fenced(self.control):
+                SyncState.objects.filter(account=self.account, provider=Provider.CALENDAR).exclude(
+                    resource_id__startswith=BACKFILL_PREFIX
+                ).update(cursor="", page_token="", pass_query="", updated_at=timezone.now())
+        calendars = selected_calendars(entries, self.config.calendar_selection)
         states = {
-            state.resource_id: state
+            state.resource_id.removeprefix(self.prefix): state
             for state in SyncState.objects.filter(
-                account=self.account, provider=Provider.CALENDAR, resource_id__in=calendars
+                account=self.account,
+                provider=Provider.CALENDAR,
+                resource_id__in=[self.prefix + calendar_id for calendar_id in calendars],
             )
         }
+        if self.backfill:
+            self.result.extra["mode"] = "backfill"
+            self.result.extra["horizon"] = self.horizon.isoformat() if self.horizon else None
         finished = 0
+        now = timezone.now()
         for calendar_id in calendars:
-            state = states.get(calendar_id) or SyncState.objects.create(
+            # Saved (created) only by the run's fenced writes.
+            state = states.get(calendar_id) or SyncState(
                 user_id=self.account.user_id,
                 account=self.account,
                 provider=Provider.CALENDAR,
-                resource_id=calendar_id,
+                resource_id=self.prefix + calendar_id,
             )
+            if self.backfill and state.backfill_done_at is not None:
+                if not backfill_extended(until=state.backfill_until, horizon=self.horizon):
+                    finished += 1
+                    continue
+                # The horizon was raised since: list from where the backfill ended.
+                state.backfill_done_at = None
+                state.pass_query = ""
+                state.page_token = ""
+            if calendar_id in state.failures and not failure_due(state.failures, calendar_id, now):
+                # Failed permanently before: skipped until its retry is due (or for good).
+                self.result.extra["calendarsSkipped"] = (
+                    self.result.extra.get("calendarsSkipped", 0) + 1
+                )
+                finished += 1
+                continue
             if not self._sync_calendar(calendar_id, state):
                 break
             finished += 1
         self.result.more = finished < len(calendars)
         self.result.extra["calendars"] = len(calendars)
+        if self.backfill and not self.result.more:
+            self.result.extra["backfillDone"] = True
         return self.result
 
     def _call(self, request: object) -> dict:
         self.result.requests += 1
-        return execute(request, account=self.account)
+        return execute(request, account=self.account, priority=self.priority)
 
     def _stop_requested(self) -> bool:
         if self.control.deadline_reached():
@@ -245,30 +371,65 @@ class _CalendarRun:
                 state.cursor = ""
                 self._start_listing(state)
                 continue
-            except PermanentError:
-                if not state.page_token:
-                    raise
-                # A saved page token Google no longer takes would fail every run: start this
-                # calendar's listing again (the upsert skips what is already stored).
-                logger.warning("calendar %s: a saved page token was refused", calendar_id)
-                self._start_listing(state)
-                continue
+            except PermanentError as exc:
+                if state.page_token:
+                    # A saved page token Google no longer takes would fail every run: start
+                    # this calendar's listing again (the upsert skips what is already stored).
+                    logger.warning("calendar %s: a saved page token was refused", calendar_id)
+                    self._start_listing(state)
+                    continue
+                # This calendar cannot be read (403/404): record it, skip it, retry it later;
+                # the calendars after it are synced all the same.
+                self._calendar_failed(calendar_id, state, exc)
+                return True
             events = page.get("items", [])
-            with transaction.atomic():
+            with fenced(self.control):
                 self._store(calendar_id, events, time_zone=page.get("timeZone", ""))
                 state.page_token = page.get("nextPageToken", "")
-                if not state.page_token:
+                if not state.page_token and self.backfill:
+                    # The backfill's listing is done: it keeps no syncToken of its own.
+                    state.cursor = ""
+                    state.backfill_until = self.horizon
+                    state.backfill_done_at = timezone.now()
+                elif not state.page_token:
                     state.cursor = page.get("nextSyncToken", "")
                     if "timeMin" in params:
                         state.last_full_sync_at = timezone.now()
                     state.pass_query = ""
                 state.last_synced_at = timezone.now()
+                if calendar_id in state.failures and not state.page_token:
+                    state.failures = {k: v for k, v in state.failures.items() if k != calendar_id}
                 state.save()
             self._pace(len(events))
             if not state.page_token:
                 return True
 
+    def _calendar_failed(self, calendar_id: str, state: SyncState, exc: Exception) -> None:
+        failures = dict(state.failures)
+        failure_record(failures, calendar_id, str(exc), config=self.config, now=timezone.now())
+        logger.warning(
+            "account %s: calendar %s failed permanently (%s); skipped, retried later",
+            self.account.pk,
+            calendar_id,
+            exc,
+        )
+        with fenced(self.control):
+            state.failures = failures
+            state.page_token = ""
+            state.pass_query = ""
+            state.save()
+        self.result.extra["calendarsFailed"] = self.result.extra.get("calendarsFailed", 0) + 1
+
     def _start_listing(self, state: SyncState) -> None:
+        if self.backfill:
+            # Events before the window, back to the horizon (no syncToken: a bounded listing).
+            end = state.backfill_until or self.window.time_min
+            params = {"timeMax": CalendarWindow(end, end).params()["timeMin"]}
+            if self.horizon is not None:
+                params["timeMin"] = CalendarWindow(self.horizon, self.horizon).params()["timeMin"]
+            state.pass_query = json.dumps(params)
+            state.page_token = ""
+            return
         params = {"syncToken": state.cursor} if state.cursor else self.window.params()
         state.pass_query = json.dumps(params)
         state.page_token = ""
@@ -282,6 +443,12 @@ class _CalendarRun:
         self.result.counts.add(
             calendar_events_store(account=self.account, batch_id=self.batch_id, items=items)
         )
+        if self.backfill:
+            extra = self.result.extra
+            extra["listed"] = extra.get("listed", 0) + len(events)
+            starts = [i.occurred_at.astimezone(UTC).isoformat() for i in items if i.occurred_at]
+            if starts:
+                extra["oldestReached"] = min([*starts, extra.get("oldestReached") or starts[0]])
 
     def _pace(self, count: int) -> None:
         every = self.config.calendar_pause_every_items

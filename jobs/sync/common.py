@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from django.db import transaction
+
+from jobs.config import PipelineConfig
 from jobs.context import JobContext, Metrics
 from jobs.errors import PermanentError
-from jobs.models import GoogleAccount, GoogleAccountStatus
+from jobs.models import GoogleAccount, GoogleAccountStatus, Job
 from jobs.payloads import Payload
 from jobs.pipeline import next_stage
 from jobs.sync.raw_events import UpsertCounts, raw_events_pending_exist
@@ -34,6 +40,15 @@ class NoDeadline:
 
     def fence(self) -> None:
         return None
+
+
+@contextmanager
+def fenced(control: RunControl) -> Iterator[None]:
+    """A transaction for a write that moves a cursor (raw events with their SyncState, the
+    state alone): the lease fence first, so a worker whose job was handed on writes nothing."""
+    with transaction.atomic():
+        control.fence()
+        yield
 
 
 @dataclass
@@ -68,6 +83,48 @@ class SyncResult:
         )
 
 
+class MailboxMismatch(PermanentError):
+    """The token opens someone else's mailbox or calendar: nothing may be stored under this
+    account, and retrying cannot help (the account must be reconnected with its own consent)."""
+
+
+def check_mailbox(account: GoogleAccount, *, opened: str | None, what: str) -> None:
+    """MailboxMismatch unless `opened` (Gmail's profile address, the primary calendar's id) is
+    the account's address (any case)."""
+    if (opened or "").strip().lower() != account.email.strip().lower():
+        raise MailboxMismatch(
+            f"Google account {account.pk} ({account.email}): its token opens the {what} of "
+            f"{opened or 'nobody'}; nothing was stored. Reconnect the account with its own login."
+        )
+
+
+def failure_record(
+    failures: dict[str, Any], key: str, error: str, *, config: PipelineConfig, now: datetime
+) -> None:
+    """Record (or count again) a permanent failure of `key` in a SyncState's `failures`: it is
+    retried after sync_failed_retry_every_s, and not any more after sync_failed_max_attempts."""
+    previous = failures.get(key) or {}
+    attempts = int(previous.get("attempts", 0)) + 1
+    retry_at = now + timedelta(seconds=config.sync_failed_retry_every_s)
+    failures[key] = {
+        "error": error[:1000],
+        "attempts": attempts,
+        "firstFailedAt": previous.get("firstFailedAt") or now.isoformat(),
+        "lastFailedAt": now.isoformat(),
+        "retryAt": retry_at.isoformat() if attempts < config.sync_failed_max_attempts else None,
+    }
+
+
+def failure_due(failures: dict[str, Any], key: str, now: datetime) -> bool:
+    """Whether a recorded failure may be tried again now (False once given up)."""
+    retry_at = (failures.get(key) or {}).get("retryAt")
+    return isinstance(retry_at, str) and datetime.fromisoformat(retry_at) <= now
+
+
+def failures_due(failures: dict[str, Any], now: datetime) -> list[str]:
+    return [key for key in failures if failure_due(failures, key, now)]
+
+
 def sync_account(*, account_id: int, user_id: int) -> GoogleAccount:
     """The user's connected account, or PermanentError: retrying cannot reconnect it."""
     account = GoogleAccount.objects.filter(pk=account_id, user_id=user_id).first()
@@ -78,6 +135,20 @@ def sync_account(*, account_id: int, user_id: int) -> GoogleAccount:
             f"Google account {account_id} is {account.status}: the user must reconnect it"
         )
     return account
+
+
+# Backfill chains run below every incremental sync (0).
+BACKFILL_PRIORITY = 5
+
+
+def sync_start_backfill(*, account: GoogleAccount, kind: str) -> Job:
+    """Start the account's backfill chain of `kind` (a batch of its own, priority 5, its own
+    lane: an active one is returned instead of a second)."""
+    from jobs.enqueue import enqueue
+
+    return enqueue(
+        kind, user=account.user_id, payload={"account_id": account.pk}, priority=BACKFILL_PRIORITY
+    )
 
 
 def sync_follow_up(
@@ -98,10 +169,11 @@ def sync_follow_up(
         return
     following = next_stage(ctx.job.kind)
     if following and raw_events_pending_exist(
-        user_id=account.user_id, provider=provider, batch_id=ctx.batch_id
+        user_id=account.user_id, provider=provider, batch_id=ctx.batch_id, account_id=account.pk
     ):
+        # Per account: two accounts of one user in one batch each get their normalization.
         ctx.enqueue_next(
             following,
             {"account_id": account.pk},
-            dedupe_key=f"{following}:{account.user_id}:{ctx.batch_id}",
+            dedupe_key=f"{following}:{account.pk}:{ctx.batch_id}",
         )

@@ -30,15 +30,33 @@ class Enqueued:
     created: bool
 
 
-def sync_accounts(*, user: AbstractBaseUser, identifier: str | None = None) -> list[GoogleAccount]:
-    """The user's active Google accounts, least recently synced first.
+def sync_accounts(
+    *, user: AbstractBaseUser, identifier: str | None = None, email: str | None = None
+) -> list[GoogleAccount]:
+    """The user's active Google accounts, least recently synced first; only the one whose
+    address is `email` (any case) when given.
 
-    SyncTargetError when there is none (naming the user as `identifier`, else their username).
+    SyncTargetError when there is none (naming the user as `identifier`, else their username),
+    or when `email` is not one of the user's accounts or not active.
     """
     name = identifier or user.get_username()
-    accounts = list(GoogleAccount.objects.filter(user=user))
+    accounts = list(GoogleAccount.objects.filter(user_id=user.pk).order_by("email"))
     if not accounts:
         raise SyncTargetError(f"user '{name}' has no connected Google account")
+    if email is not None:
+        wanted = email.strip().lower()
+        chosen = [a for a in accounts if a.email.lower() == wanted]
+        if not chosen:
+            known = ", ".join(a.email for a in accounts)
+            raise SyncTargetError(
+                f"user '{name}' has no Google account '{email}' (connected: {known})"
+            )
+        if chosen[0].status != GoogleAccountStatus.ACTIVE:
+            raise SyncTargetError(
+                f"Google account {chosen[0].email} of user '{name}' is {chosen[0].status}: "
+                "the user must reconnect it"
+            )
+        return chosen
     active = [a for a in accounts if a.status == GoogleAccountStatus.ACTIVE]
     if not active:
         states = ", ".join(f"{a.email} is {a.status}" for a in accounts)
@@ -55,8 +73,10 @@ def sync_enqueue(
 ) -> list[Enqueued]:
     """Enqueue a sync per account and provider, all in one batch (new unless given).
 
-    A user's lane holds one active sync per provider: where one is already queued or running,
-    that job is returned (created False) and no second one starts.
+    An account's lane holds one active sync per provider (gmail_sync:{account_id},
+    calendar_sync:{account_id}): where one is already queued or running, that job is returned
+    (created False) and no second one starts. Each account has its own lanes, so one account's
+    active sync never stands in for another's.
     """
     batch_id = batch_id or uuid.uuid4()
     started = []
@@ -77,9 +97,8 @@ def sync_enqueue(
 def sync_enqueue_all_accounts() -> list[Enqueued]:
     """Gmail and Calendar syncs for every active account (the periodic schedule's work).
 
-    Each account gets its own batch. Lanes stop pile-ups: a user whose sync is still active
-    gets no second one; the least recently synced accounts go first, so a user with several
-    accounts has them synced in turn.
+    Each account gets its own batch and its own lanes. Lanes stop pile-ups: an account whose
+    sync is still active gets no second one; the least recently synced accounts go first.
     """
     accounts = GoogleAccount.objects.filter(status=GoogleAccountStatus.ACTIVE)
     started: list[Enqueued] = []

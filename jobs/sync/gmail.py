@@ -1,6 +1,9 @@
 """Gmail sync: windowed listing passes and history increments, batched, capped and resumable.
 
-A run either continues an open pass or starts one:
+Every run first reads the profile (users.getProfile) and fails permanently, storing nothing,
+when its address is not the account's (a token that opens someone else's mailbox). A window
+pass first refreshes the account's send-as addresses (users.settings.sendAs.list, for
+direction). A run then either continues an open pass or starts one:
 
 - window pass (first sync, `full`, or an expired historyId): messages.list with
   `after:<window start>` minus the excluded folders, listing only as many ids as the run may
@@ -11,6 +14,11 @@ A run either continues an open pass or starts one:
 - history increment (cursor present): history.list from the cursor; added and relabelled
   messages are fetched again, deleted ones marked. More changes than a run may fetch are left
   in pending_ids like a window pass.
+
+A message whose fetch fails permanently (a batch part answering 400/403, not 404) is recorded in
+the state's `failures` with its error, skipped so the rest of the pass proceeds, and fetched
+again every sync_failed_retry_every_s until it succeeds or sync_failed_max_attempts is reached
+(it stays recorded then).
 
 Messages are fetched with batched messages.get (format=full, gmail_chunk_size per HTTP batch,
 gmail_chunk_pause_s between batches) and every chunk is stored with the state that points past
@@ -31,20 +39,39 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from django.db import transaction
 from django.utils import timezone
 from googleapiclient.discovery import Resource
 
 from jobs.config import PipelineConfig, get_config
 from jobs.errors import PermanentError
-from jobs.google.client import BATCH_MAX_PARTS, batch_execute, execute, gmail_service
+from jobs.google.accounts import google_account_refresh_addresses
+from jobs.google.client import (
+    BATCH_MAX_PARTS,
+    PartFailure,
+    batch_execute,
+    execute,
+    gmail_service,
+)
 from jobs.google.errors import CursorExpired
 from jobs.models import GoogleAccount, Provider, SyncState
-from jobs.sync.common import NoDeadline, RunControl, SyncResult
+from jobs.sync.common import (
+    NoDeadline,
+    RunControl,
+    SyncResult,
+    check_mailbox,
+    failure_record,
+    failures_due,
+    fenced,
+)
 from jobs.sync.raw_events import RawItem, raw_events_update_existing, raw_events_upsert
-from jobs.sync.windows import gmail_window_start
+from jobs.sync.windows import (
+    backfill_extended,
+    backfill_horizon,
+    backfill_needed,
+    gmail_window_start,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +94,15 @@ def gmail_sync(
     full: bool = False,
     control: RunControl | None = None,
     service: Resource | None = None,
+    result: SyncResult | None = None,
 ) -> SyncResult:
     """One Gmail sync run for `account`: continue the open pass, or start a window pass / a
     history increment; stop at the per-run cap or the deadline with `more` set."""
-    state, _ = SyncState.objects.get_or_create(
-        account=account,
-        provider=Provider.GMAIL,
-        resource_id="",
-        defaults={"user_id": account.user_id},
+    # Saved (created) only by the run's fenced writes: a late worker leaves no row behind.
+    state = SyncState.objects.filter(
+        account=account, provider=Provider.GMAIL, resource_id=""
+    ).first() or SyncState(
+        user_id=account.user_id, account=account, provider=Provider.GMAIL, resource_id=""
     )
     # A service made here is closed here: httplib2 would leave its sockets open.
     own = None if service is not None else gmail_service(account)
@@ -85,6 +113,7 @@ def gmail_sync(
         config=get_config(),
         control=control or NoDeadline(),
         service=service or own,
+        result=result,
     )
     try:
         return run.execute(full=full)
@@ -120,7 +149,25 @@ def message_item(message: dict) -> RawItem:
     return RawItem(source_id=str(message["id"]), occurred_at=occurred_at, payload=message)
 
 
+# What a run writes on its SyncState row: never the backfill's progress (another lane's job
+# writes that concurrently), except when the row is first created.
+_RUN_FIELDS = [
+    "cursor",
+    "page_token",
+    "pending_ids",
+    "pass_cursor",
+    "pass_query",
+    "failures",
+    "last_full_sync_at",
+    "last_synced_at",
+    "updated_at",
+]
+
+
 class _GmailRun:
+    # Quota priority of the run's requests (the backfill spends quota as "background").
+    priority = "normal"
+
     def __init__(
         self,
         *,
@@ -130,6 +177,7 @@ class _GmailRun:
         config: PipelineConfig,
         control: RunControl,
         service: Resource,
+        result: SyncResult | None = None,
     ) -> None:
         self.account = account
         self.state = state
@@ -138,11 +186,17 @@ class _GmailRun:
         self.control = control
         self.service = service
         self.excluded = excluded_label_ids(config)
-        self.result = SyncResult()
+        # The caller's result when given: it can read the work done so far (ctx.track).
+        self.result = result if result is not None else SyncResult()
         self.budget = config.gmail_max_messages_per_run
+        self.profile: dict = {}
+        self.window_start: datetime | None = None
 
     def execute(self, *, full: bool) -> SyncResult:
         state = self.state
+        # Before anything is read or stored: is this the account's own mailbox?
+        self.profile = self._call(self.service.users().getProfile(userId="me"))
+        check_mailbox(self.account, opened=self.profile.get("emailAddress"), what="mailbox")
         if self._pass_open():
             mode = "resume"
         elif state.cursor and not full:
@@ -157,31 +211,70 @@ class _GmailRun:
         else:
             mode = "window"
             self._start_window_pass(full=full)
+            if state.backfill_until is None and state.backfill_done_at is None:
+                # Where the first window begins: the backfill lists what lies before it.
+                self._set_backfill_boundary()
         self.result.extra["mode"] = mode
         self._list_ids()
+        self._queue_due_retries()
         if not self.result.timed_out:
             self._fetch_pending()
         self.result.more = self._pass_open()
         self.result.extra["pendingIds"] = len(state.pending_ids)
-        state.last_synced_at = timezone.now()
-        state.save(update_fields=["last_synced_at", "updated_at"])
+        if state.failures:
+            self.result.extra["failedItems"] = len(state.failures)
+        with fenced(self.control):
+            state.last_synced_at = timezone.now()
+            self._save()
         return self.result
 
     # -- pass bookkeeping ---------------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Save the run's fields of its state; call inside fenced()."""
+        if self.state.pk is None:
+            self.state.save()
+        else:
+            self.state.save(update_fields=_RUN_FIELDS)
+
+    def _after_chunk(self, messages: list[dict]) -> None:
+        """Called in the transaction that stores each chunk (the backfill notes its progress)."""
 
     def _pass_open(self) -> bool:
         state = self.state
         return bool(state.pass_query or state.pending_ids or state.pass_cursor)
 
     def _start_window_pass(self, *, full: bool) -> None:
-        start = gmail_window_start(user_id=self.account.user_id, full=full, config=self.config)
-        profile = self._call(self.service.users().getProfile(userId="me"))
+        self._refresh_addresses()
+        start = gmail_window_start(
+            user_id=self.account.user_id, account_id=self.account.pk, full=full, config=self.config
+        )
         state = self.state
-        state.pass_cursor = str(profile["historyId"])
+        state.pass_cursor = str(self.profile["historyId"])
         state.pass_query = window_query(start=start, excluded=self.excluded)
+        self.window_start = start
         state.page_token = ""
         state.pending_ids = []
-        state.save()
+        # Saved (fenced) with the first listed page, or at the latest with the run's end.
+
+    def _refresh_addresses(self) -> None:
+        """Re-read the account's send-as addresses (an alias added since connecting counts as
+        the user's own for direction). A permanent refusal is logged, never fatal: the mail
+        matters more than its direction."""
+        try:
+            google_account_refresh_addresses(self.account, service=self.service)
+        except PermanentError as exc:
+            logger.warning("account %s: send-as addresses not refreshed: %s", self.account.pk, exc)
+        self.result.requests += 1
+
+    def _set_backfill_boundary(self) -> None:
+        state = self.state
+        state.backfill_until = self.window_start
+        if state.pk is not None:
+            with fenced(self.control):
+                SyncState.objects.filter(pk=state.pk, backfill_until__isnull=True).update(
+                    backfill_until=self.window_start
+                )
 
     def _close_pass_if_done(self) -> None:
         state = self.state
@@ -201,7 +294,7 @@ class _GmailRun:
 
     def _call(self, request: object) -> dict:
         self.result.requests += 1
-        return execute(request, account=self.account)
+        return execute(request, account=self.account, priority=self.priority)
 
     # -- listing ------------------------------------------------------------------------------
 
@@ -234,6 +327,9 @@ class _GmailRun:
                 state.page_token = ""
                 continue
             listed = True
+            self.result.extra["listed"] = self.result.extra.get("listed", 0) + len(
+                page.get("messages", [])
+            )
             for ref in page.get("messages", []):
                 if ref["id"] not in known:
                     known.add(ref["id"])
@@ -246,7 +342,18 @@ class _GmailRun:
         if listed:
             state.pending_ids = ids
             self._close_pass_if_done()
-            state.save()
+            with fenced(self.control):
+                self._save()
+
+    def _queue_due_retries(self) -> None:
+        """Messages that failed permanently before and are due for another try join the ids
+        to fetch (after what the pass listed); the others stay skipped."""
+        state = self.state
+        known = set(state.pending_ids)
+        due = [mid for mid in failures_due(state.failures, timezone.now()) if mid not in known]
+        if due:
+            state.pending_ids = [*state.pending_ids, *due]
+            self.result.extra["retriedFailures"] = len(due)
 
     def _read_history(self) -> None:
         """Read every history page since the cursor: mark deletions, queue changed messages."""
@@ -273,10 +380,11 @@ class _GmailRun:
             if not page_token:
                 break
         deleted = [message_id for message_id, action in actions.items() if action == "delete"]
-        with transaction.atomic():
+        with fenced(self.control):
             if deleted:
                 self.result.deleted += raw_events_update_existing(
                     user_id=self.account.user_id,
+                    account_id=self.account.pk,
                     provider=Provider.GMAIL,
                     batch_id=self.batch_id,
                     items=[RawItem(message_id, None, DELETED_MARK) for message_id in deleted],
@@ -287,7 +395,7 @@ class _GmailRun:
             state.pass_query = ""
             state.page_token = ""
             self._close_pass_if_done()
-            state.save()
+            self._save()
 
     def _note_changes(self, record: dict, actions: dict[str, str]) -> None:
         for entry in record.get("messagesAdded", []):
@@ -315,27 +423,64 @@ class _GmailRun:
             if self._stop_requested():
                 return
             chunk = ids[done : min(done + chunk_size, to_fetch)]
-            messages = self._get_messages(chunk)
+            messages, failed = self._get_messages(chunk)
             done += len(chunk)
-            with transaction.atomic():
+            with fenced(self.control):
                 self._store(messages)
+                self._note_failures(chunk, failed)
                 state.pending_ids = ids[done:]
                 self._close_pass_if_done()
-                state.save()
+                self._save()
+                self._after_chunk(messages)
 
-    def _get_messages(self, ids: list[str]) -> list[dict]:
+    def _get_messages(self, ids: list[str]) -> tuple[list[dict], dict[str, str]]:
+        """The fetched messages, and the errors of those that failed permanently by id."""
         users = self.service.users()
         requests = [
             users.messages().get(userId="me", id=message_id, format="full") for message_id in ids
         ]
         self.result.requests += -(-len(requests) // BATCH_MAX_PARTS)
-        responses = batch_execute(self.service, requests, account=self.account)
+        responses = batch_execute(
+            self.service,
+            requests,
+            account=self.account,
+            priority=self.priority,
+            collect_failures=True,
+        )
+        failed = {
+            message_id: str(response.error)
+            for message_id, response in zip(ids, responses, strict=True)
+            if isinstance(response, PartFailure)
+        }
         # None: the message was deleted between listing and fetching.
-        return [message for message in responses if message]
+        messages = [m for m in responses if m and not isinstance(m, PartFailure)]
+        return messages, failed
+
+    def _note_failures(self, chunk: list[str], failed: dict[str, str]) -> None:
+        """Record the chunk's permanent failures (skipped, retried later); forget the earlier
+        failures of the ids that were fetched (or found deleted) this time."""
+        failures = dict(self.state.failures)
+        now = timezone.now()
+        for message_id in chunk:
+            if message_id in failed:
+                failure_record(
+                    failures, message_id, failed[message_id], config=self.config, now=now
+                )
+                logger.warning(
+                    "account %s: message %s failed permanently (%s); skipped, retried later",
+                    self.account.pk,
+                    message_id,
+                    failed[message_id],
+                )
+            else:
+                failures.pop(message_id, None)
+        self.result.extra["itemsFailed"] = self.result.extra.get("itemsFailed", 0) + len(failed)
+        self.state.failures = failures
 
     def _store(self, messages: list[dict]) -> None:
         self.result.fetched += len(messages)
-        kept, excluded = [], []
+        kept: list[RawItem] = []
+        excluded: list[RawItem] = []
         for message in messages:
             item = message_item(message)
             (excluded if self.excluded.intersection(message.get("labelIds", [])) else kept).append(
@@ -354,7 +499,167 @@ class _GmailRun:
             self.result.excluded += len(excluded)
             self.result.counts.updated += raw_events_update_existing(
                 user_id=self.account.user_id,
+                account_id=self.account.pk,
                 provider=Provider.GMAIL,
                 batch_id=self.batch_id,
                 items=excluded,
             )
+
+
+BACKFILL_RESOURCE = "backfill"
+
+
+def gmail_backfill(
+    *,
+    account: GoogleAccount,
+    batch_id: uuid.UUID,
+    control: RunControl | None = None,
+    service: Resource | None = None,
+    result: SyncResult | None = None,
+) -> SyncResult:
+    """One run of the Gmail backfill: mail older than where the first window began, back to
+    backfill_horizon_days (0: everything), newest first, fetched at the background priority.
+
+    Its listing (query, page token, ids to fetch, failures) lives on its own SyncState row
+    (resource_id "backfill"); its progress goes to the account's main Gmail row: backfill_until
+    (the oldest date reached) and backfill_done_at. `more` while work is left.
+    """
+    main = SyncState.objects.filter(
+        account=account, provider=Provider.GMAIL, resource_id=""
+    ).first() or SyncState(
+        user_id=account.user_id, account=account, provider=Provider.GMAIL, resource_id=""
+    )
+    state = SyncState.objects.filter(
+        account=account, provider=Provider.GMAIL, resource_id=BACKFILL_RESOURCE
+    ).first() or SyncState(
+        user_id=account.user_id,
+        account=account,
+        provider=Provider.GMAIL,
+        resource_id=BACKFILL_RESOURCE,
+    )
+    own = None if service is not None else gmail_service(account)
+    run = _GmailBackfillRun(
+        account=account,
+        state=state,
+        batch_id=batch_id,
+        config=get_config(),
+        control=control or NoDeadline(),
+        service=service or own,
+        result=result,
+    )
+    run.main = main
+    try:
+        return run.execute(full=False)
+    finally:
+        if own is not None:
+            own.close()
+
+
+def gmail_backfill_pending(account: GoogleAccount, *, config: PipelineConfig | None = None) -> bool:
+    """Whether the account's Gmail backfill has work left: not done and something to list, a
+    raised horizon, or failed messages whose retry is due."""
+    main = SyncState.objects.filter(
+        account=account, provider=Provider.GMAIL, resource_id=""
+    ).first()
+    if main is None or not main.cursor:
+        return False
+    config = config or get_config()
+    if main.backfill_done_at is not None:
+        horizon = backfill_horizon(config=config)
+        if backfill_extended(until=main.backfill_until, horizon=horizon):
+            return True
+        row = SyncState.objects.filter(
+            account=account, provider=Provider.GMAIL, resource_id=BACKFILL_RESOURCE
+        ).first()
+        return bool(row and failures_due(row.failures, timezone.now()))
+    boundary = main.backfill_until or timezone.now() - timedelta(days=config.initial_window_days)
+    return backfill_needed(boundary=boundary, config=config)
+
+
+def backfill_query(*, start: datetime | None, end: datetime, excluded: Iterable[str]) -> str:
+    """The messages.list `q` of the backfill: before the end, after the start (if any)."""
+    terms = [f"before:{int(end.timestamp())}"]
+    if start is not None:
+        terms.insert(0, f"after:{int(start.timestamp())}")
+    terms += [
+        f"-{_QUERY_EXCLUSIONS[label]}" for label in sorted(excluded) if label in _QUERY_EXCLUSIONS
+    ]
+    return " ".join(terms)
+
+
+class _GmailBackfillRun(_GmailRun):
+    priority = "background"
+    main: SyncState
+
+    def execute(self, *, full: bool) -> SyncResult:
+        state, main = self.state, self.main
+        self.profile = self._call(self.service.users().getProfile(userId="me"))
+        check_mailbox(self.account, opened=self.profile.get("emailAddress"), what="mailbox")
+        now = timezone.now()
+        horizon = backfill_horizon(now=now, config=self.config)
+        self.oldest = main.backfill_until
+        self.result.extra.update(mode="backfill", horizon=horizon.isoformat() if horizon else None)
+        retries_only = False
+        if not self._pass_open():
+            if main.backfill_done_at is not None:
+                if not backfill_extended(until=main.backfill_until, horizon=horizon):
+                    # Done: only failed messages whose retry is due are left to try.
+                    retries_only = True
+                else:
+                    # The horizon was raised since the backfill finished: go on from its end.
+                    with fenced(self.control):
+                        self._save_main(backfill_done_at=None)
+            if not retries_only:
+                boundary = main.backfill_until or now - timedelta(
+                    days=self.config.initial_window_days
+                )
+                if not backfill_needed(boundary=boundary, now=now, config=self.config):
+                    self._finish(horizon)
+                    return self.result
+                state.pass_query = backfill_query(
+                    start=horizon, end=boundary, excluded=self.excluded
+                )
+                state.page_token = ""
+                state.pending_ids = []
+        self._list_ids()
+        self._queue_due_retries()
+        if not self.result.timed_out:
+            self._fetch_pending()
+        self.result.more = self._pass_open()
+        self.result.extra["pendingIds"] = len(state.pending_ids)
+        if state.failures:
+            self.result.extra["failedItems"] = len(state.failures)
+        with fenced(self.control):
+            state.last_synced_at = timezone.now()
+            self._save()
+        if not self.result.more and not retries_only:
+            self._finish(horizon)
+        self.result.extra["oldestReached"] = self.oldest.isoformat() if self.oldest else None
+        return self.result
+
+    def _after_chunk(self, messages: list[dict]) -> None:
+        dates = [item.occurred_at for item in map(message_item, messages) if item.occurred_at]
+        if not dates or (self.oldest is not None and min(dates) >= self.oldest):
+            return
+        self.oldest = min(dates)
+        self._save_main(backfill_until=self.oldest)
+
+    def _finish(self, horizon: datetime | None) -> None:
+        now = timezone.now()
+        if horizon is not None and (self.oldest is None or horizon < self.oldest):
+            self.oldest = horizon
+        with fenced(self.control):
+            # Done back to the horizon; with no horizon (everything), backfill_until is null.
+            until = self.oldest if horizon is not None else None
+            self._save_main(backfill_until=until, backfill_done_at=now)
+        self.result.extra["backfillDone"] = True
+
+    def _save_main(self, **fields: object) -> None:
+        """Write the backfill's progress on the main row (never its cursor fields)."""
+        main = self.main
+        for name, value in fields.items():
+            setattr(main, name, value)
+        if main.pk is None:
+            main.save()
+        else:
+            main.save(update_fields=[*fields, "updated_at"])

@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 def periodic_sync() -> int:
     """Enqueue Gmail and Calendar syncs for every active account; returns how many started.
 
-    Cheap and idempotent: per-user lanes turn a sync that is still active into a no-op, so a
+    Cheap and idempotent: per-account lanes turn a sync that is still active into a no-op, so a
     slow chain is never doubled by the next tick.
     """
     started = sync_enqueue_all_accounts()

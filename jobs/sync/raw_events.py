@@ -64,6 +64,7 @@ UPDATE {table} AS raw
        AS item(source_id, occurred_at, payload)
  WHERE raw.user_id = %(user_id)s AND raw.provider = %(provider)s
    AND raw.source_id = item.source_id
+   AND (%(account_id)s::bigint IS NULL OR raw.account_id = %(account_id)s)
    AND raw.payload IS DISTINCT FROM {payload}
 """
 
@@ -112,11 +113,13 @@ def raw_events_update_existing(
     batch_id: uuid.UUID,
     items: Sequence[RawItem],
     merge: bool = False,
+    account_id: int | None = None,
 ) -> int:
     """Update stored rows whose payload changed (or merge keys into them); never inserts.
 
     For items that must not create a row of their own: a message that moved to the trash, a
-    deletion marker. Returns how many rows changed.
+    deletion marker. Only the rows of `account_id` when given (a change seen in one account's
+    mailbox never touches another's). Returns how many rows changed.
     """
     unique = _last_per_source(items)
     if not unique:
@@ -127,30 +130,41 @@ def raw_events_update_existing(
         cursor.execute(
             sql,
             _params(
-                user_id=user_id, account_id=None, provider=provider, batch_id=batch_id, items=unique
+                user_id=user_id,
+                account_id=account_id,
+                provider=provider,
+                batch_id=batch_id,
+                items=unique,
             ),
         )
         return cursor.rowcount
 
 
-def raw_events_pending_exist(*, user_id: int, provider: str, batch_id: uuid.UUID) -> bool:
-    """Whether the batch left anything for normalization (served by raw_event_pending_idx)."""
-    return RawEvent.objects.filter(
+def raw_events_pending_exist(
+    *, user_id: int, provider: str, batch_id: uuid.UUID, account_id: int | None = None
+) -> bool:
+    """Whether the batch left anything for normalization (served by raw_event_pending_idx),
+    of one account when `account_id` is given."""
+    rows = RawEvent.objects.filter(
         user_id=user_id,
         provider=provider,
         batch_id=batch_id,
         status=NormalizationStatus.PENDING,
-    ).exists()
-
-
-def raw_events_latest_occurred_at(*, user_id: int, provider: str) -> datetime | None:
-    """The newest stored occurred_at for a user's provider (served by raw_event_recent_idx)."""
-    return (
-        RawEvent.objects.filter(user_id=user_id, provider=provider, occurred_at__isnull=False)
-        .order_by("-occurred_at")
-        .values_list("occurred_at", flat=True)
-        .first()
     )
+    if account_id is not None:
+        rows = rows.filter(account_id=account_id)
+    return rows.exists()
+
+
+def raw_events_latest_occurred_at(
+    *, user_id: int, provider: str, account_id: int | None = None
+) -> datetime | None:
+    """The newest stored occurred_at for a user's provider, of one account when `account_id` is
+    given (served by raw_event_account_recent_idx / raw_event_recent_idx)."""
+    rows = RawEvent.objects.filter(user_id=user_id, provider=provider, occurred_at__isnull=False)
+    if account_id is not None:
+        rows = rows.filter(account_id=account_id)
+    return rows.order_by("-occurred_at").values_list("occurred_at", flat=True).first()
 
 
 def _last_per_source(items: Sequence[RawItem]) -> list[RawItem]:

@@ -15,24 +15,60 @@ from jobs.sync.raw_events import raw_events_latest_occurred_at
 def gmail_window_start(
     *,
     user_id: int,
+    account_id: int | None,
     full: bool = False,
     now: datetime | None = None,
     config: PipelineConfig | None = None,
 ) -> datetime:
-    """Where a Gmail listing starts: just before the newest stored message, else the initial window.
+    """Where a Gmail listing of one account starts: just before the account's newest stored
+    message (never later than now), else the initial window.
 
-    The overlap re-lists a few minutes already stored (the upsert skips them) so mail delivered
-    with a slightly older date is not missed. `full` asks for the initial window regardless.
+    Per account, never per user: a user's second account has its own backlog, older than what
+    the first one stored. The overlap re-lists a few minutes already stored (the upsert skips
+    them) so mail delivered with a slightly older date is not missed. `full` asks for the
+    initial window regardless (then `account_id` may be None).
     """
     config = config or get_config()
     now = now or timezone.now()
     initial = now - timedelta(days=config.initial_window_days)
     if full:
         return initial
-    latest = raw_events_latest_occurred_at(user_id=user_id, provider=Provider.GMAIL)
+    if account_id is None:
+        raise ValueError("an incremental window is per account: give account_id")
+    latest = raw_events_latest_occurred_at(
+        user_id=user_id, provider=Provider.GMAIL, account_id=account_id
+    )
     if latest is None:
         return initial
-    return latest - timedelta(seconds=config.window_overlap_s)
+    # Clamped to now: one future-dated message (Takeout dates come from headers) would push
+    # `after:` into the future, list nothing, and let the pass adopt the cursor past real mail.
+    return min(latest, now) - timedelta(seconds=config.window_overlap_s)
+
+
+def backfill_horizon(
+    *, now: datetime | None = None, config: PipelineConfig | None = None
+) -> datetime | None:
+    """How far back the backfill goes: backfill_horizon_days before now; None for everything."""
+    config = config or get_config()
+    if not config.backfill_horizon_days:
+        return None
+    return (now or timezone.now()) - timedelta(days=config.backfill_horizon_days)
+
+
+def backfill_needed(
+    *, boundary: datetime, now: datetime | None = None, config: PipelineConfig | None = None
+) -> bool:
+    """Whether anything lies between the horizon and `boundary` (where the first window began)."""
+    horizon = backfill_horizon(now=now, config=config)
+    return horizon is None or horizon < boundary
+
+
+def backfill_extended(*, until: datetime | None, horizon: datetime | None) -> bool:
+    """Whether a finished backfill (that reached `until`) must go further back: the horizon was
+    raised since (by more than a day; the horizon itself moves forward with time)."""
+    if until is None:
+        return False
+    return horizon is None or horizon < until - timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,13 +26,19 @@ POLL_S = 0.5
 
 class Command(BaseCommand):
     help = (
-        "Enqueue gmail_sync / calendar_sync for a user (username, e-mail or id). With --wait, "
+        "Enqueue gmail_sync / calendar_sync for each active Google account of a user (username, "
+        "e-mail or id), or for one with --account. With --wait, "
         "follow the chain (continuations and later stages) and print each job as it finishes."
     )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("user", help="username, e-mail address or user id")
         parser.add_argument("--provider", choices=sorted(PROVIDERS), default="all")
+        parser.add_argument(
+            "--account",
+            metavar="EMAIL",
+            help="sync only this Google account of the user (default: every active account)",
+        )
         parser.add_argument(
             "--full", action="store_true", help="relist the initial window, ignoring cursors"
         )
@@ -50,7 +56,7 @@ class Command(BaseCommand):
         identifier = options["user"]
         try:
             user = user_find(identifier=identifier)
-            accounts = sync_accounts(user=user, identifier=identifier)
+            accounts = sync_accounts(user=user, identifier=identifier, email=options["account"])
         except (UserNotFound, SyncTargetError) as exc:
             raise CommandError(str(exc)) from None
         started = sync_enqueue(

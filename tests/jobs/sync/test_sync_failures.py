@@ -1,0 +1,154 @@
+"""Item 15: one message or one calendar that fails permanently never wedges a sync."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from google_emulator.generator import GeneratedMailbox
+from google_emulator.server import GoogleEmulator
+from jobs.enqueue import enqueue
+from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
+from jobs.runner import run_job
+from tests.fixtures.emulator import OWNER
+
+pytestmark = pytest.mark.django_db
+
+EXCLUDED = {"SPAM", "TRASH", "DRAFT", "CHAT"}
+SHARED = "c_839511c777138af419bf@group.calendar.google.com"
+
+
+@pytest.fixture(autouse=True)
+def sync_config(pipeline_config):
+    pipeline_config(
+        handoff="none",
+        initial_window_days=3650,
+        calendar_window_past_days=3650,
+        gmail_chunk_pause_s=0.0,
+        calendar_pause_s=0.0,
+        gmail_quota_units_per_minute=10_000_000,
+        sync_failed_retry_every_s=6 * 3600,
+        sync_failed_max_attempts=2,
+    )
+
+
+def eligible(generated: GeneratedMailbox) -> int:
+    return sum(1 for m in generated.messages if not EXCLUDED.intersection(m.label_ids))
+
+
+def sync(account: GoogleAccount, kind: str = "gmail_sync") -> Job:
+    job = enqueue(kind, user=account.user_id, payload={"account_id": account.pk})
+    run_job(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def state(account: GoogleAccount, provider: str = "gmail", resource_id: str = "") -> SyncState:
+    return SyncState.objects.get(account=account, provider=provider, resource_id=resource_id)
+
+
+def make_due(account: GoogleAccount, provider: str = "gmail", resource_id: str = "") -> None:
+    current = state(account, provider, resource_id)
+    past = (timezone.now() - timedelta(seconds=1)).isoformat()
+    current.failures = {
+        key: {**record, "retryAt": past if record["retryAt"] else None}
+        for key, record in current.failures.items()
+    }
+    current.save()
+
+
+def test_item15_a_message_that_fails_permanently_is_recorded_skipped_and_retried_later(
+    google_account, emulator: GoogleEmulator, generated_mailbox
+):
+    # The 8th message of the first batch answers 400: a poison item.
+    emulator.faults.add("gmail.users.messages.get", 400, after=7, times=1)
+
+    job = sync(google_account)
+
+    assert job.status == JobStatus.SUCCEEDED
+    stored = RawEvent.objects.filter(account=google_account).count()
+    assert stored == eligible(generated_mailbox) - 1
+    first = state(google_account)
+    assert first.cursor and not first.pending_ids and len(first.failures) == 1
+    [(poison, record)] = first.failures.items()
+    assert "HTTP 400" in record["error"] and record["attempts"] == 1
+    retry_at = datetime.fromisoformat(record["retryAt"])
+    assert timedelta(hours=5.9) < retry_at - timezone.now() <= timedelta(hours=6)
+    assert job.metrics["details"]["itemsFailed"] == 1
+
+    # Not due yet: the next run does not touch it.
+    emulator.log.reset()
+    assert sync(google_account).status == JobStatus.SUCCEEDED
+    assert emulator.log.count("gmail.users.messages.get", http_only=False) == 0
+
+    make_due(google_account)
+    retried = sync(google_account)
+
+    assert retried.status == JobStatus.SUCCEEDED
+    assert retried.metrics["details"]["retriedFailures"] == 1
+    assert RawEvent.objects.filter(account=google_account, source_id=poison).exists()
+    assert state(google_account).failures == {}
+
+
+def test_item15_a_message_is_given_up_after_the_configured_attempts_and_stays_recorded(
+    google_account, emulator: GoogleEmulator
+):
+    emulator.faults.add("gmail.users.messages.get", 400, after=3, times=1)
+    sync(google_account)
+    make_due(google_account)
+    emulator.faults.add("gmail.users.messages.get", 400)
+
+    assert sync(google_account).status == JobStatus.SUCCEEDED
+
+    [record] = state(google_account).failures.values()
+    assert record["attempts"] == 2 and record["retryAt"] is None
+    emulator.faults.clear()
+    emulator.log.reset()
+    assert sync(google_account).status == JobStatus.SUCCEEDED
+    assert emulator.log.count("gmail.users.messages.get", http_only=False) == 0
+    assert len(state(google_account).failures) == 1
+
+
+@pytest.mark.parametrize(("status", "reason"), [(404, None), (403, "forbidden")])
+def test_item15_a_calendar_that_cannot_be_read_is_skipped_and_the_others_sync(
+    google_account, emulator: GoogleEmulator, status, reason
+):
+    # The primary calendar is listed first: its events.list fails once.
+    emulator.faults.add("calendar.events.list", status, reason=reason, times=1)
+
+    job = sync(google_account, "calendar_sync")
+
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.metrics["details"]["calendarsFailed"] == 1
+    rows = RawEvent.objects.filter(account=google_account, provider="calendar")
+    assert rows.filter(source_id__startswith=f"{SHARED}/").exists()
+    assert not rows.filter(source_id__startswith=f"{OWNER}/").exists()
+    record = state(google_account, "calendar", OWNER).failures[OWNER]
+    assert f"HTTP {status}" in record["error"] and record["attempts"] == 1
+    assert state(google_account, "calendar", SHARED).cursor
+
+    emulator.log.reset()
+    skipped = sync(google_account, "calendar_sync")
+    assert skipped.metrics["details"]["calendarsSkipped"] == 1
+    assert emulator.log.count("calendar.events.list") == 1  # the shared calendar only
+
+    make_due(google_account, "calendar", OWNER)
+    assert sync(google_account, "calendar_sync").status == JobStatus.SUCCEEDED
+    assert rows.filter(source_id__startswith=f"{OWNER}/").exists()
+    assert state(google_account, "calendar", OWNER).failures == {}
+
+
+def test_item15_failed_items_are_visible_in_the_admin(google_account, emulator, staff_client):
+    emulator.faults.add("gmail.users.messages.get", 400, after=7, times=1)
+    sync(google_account)
+    current = state(google_account)
+    [poison] = current.failures
+
+    listing = staff_client.get("/admin/jobs/syncstate/")
+    detail = staff_client.get(f"/admin/jobs/syncstate/{current.pk}/change/")
+
+    assert listing.status_code == 200 and b"failed items" in listing.content.lower()
+    assert detail.status_code == 200 and poison.encode() in detail.content
+    assert b"HTTP 400" in detail.content
