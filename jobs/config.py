@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +30,6 @@ class PipelineConfig:
     gmail_max_messages_per_run: int = 2000
     gmail_excluded_labels: tuple[str, ...] = ("SPAM", "TRASH", "DRAFT", "CHAT")
     gmail_excluded_categories: tuple[str, ...] = ()
-    gmail_quota_units_per_minute: int = 15000
     # Calendar
     calendar_max_events_per_run: int = 2000
     calendar_pause_every_items: int = 25
@@ -53,6 +52,28 @@ class PipelineConfig:
     # Retry-After waited in-process (longer ones go back to the job engine as a retry).
     google_batch_retry_base_s: float = 1.0
     google_retry_after_cap_s: float = 30.0
+    # Google's quotas for a Cloud project created after 2026-05-01, each held by the pacer
+    # (jobs.google.pacer) over a sliding window: Gmail in quota units (messages.get = 5),
+    # Calendar in requests; per user (one Google account) and per project (every account).
+    gmail_quota_units_per_user_per_minute: int = field(
+        default=6_000, metadata={"min": 100, "max": 1_000_000_000}
+    )
+    gmail_quota_units_per_project_per_minute: int = field(
+        default=1_200_000, metadata={"min": 100, "max": 1_000_000_000}
+    )
+    calendar_requests_per_user_per_minute: int = field(
+        default=600, metadata={"min": 1, "max": 1_000_000_000}
+    )
+    calendar_requests_per_project_per_minute: int = field(
+        default=10_000, metadata={"min": 1, "max": 1_000_000_000}
+    )
+    # Background work (backfill, priority="background") spends at most this share of each
+    # per-user limit, leaving the rest for incremental syncs.
+    quota_background_share: float = field(default=0.5, metadata={"min": 0.05, "max": 1.0})
+    # The sliding window the pacer counts over: Google's 60 s plus a margin for the time between
+    # a reservation and Google counting the call (request latency, batch parts served later).
+    # Tests shorten it to run in seconds.
+    quota_window_s: float = field(default=62.0, metadata={"min": 1.0, "max": 3600.0})
 
 
 _DEFAULTS = PipelineConfig()

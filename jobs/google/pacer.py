@@ -1,20 +1,44 @@
-"""Gmail quota pacing: one token bucket per account in Postgres, shared by every worker."""
+"""Google quota pacing: every per-minute limit held over a sliding window, shared in Postgres.
+
+Google counts its Workspace API quotas over a sliding one-minute window (2026 limits for a
+Cloud project created after 2026-05-01): Gmail 6,000 quota units per user and 1,200,000 per
+project, Calendar 600 requests per user and 10,000 per project. Each limit is a *scope*; a
+call is admitted only when, for every scope it counts against, the units spent over the last
+`quota_window_s` plus its own stay within the limit. Admitted calls are recorded as
+QuotaUsage rows at the database clock, so every worker on every host sees the same spend.
+
+A reservation is one short transaction of two statements: advisory locks on its scopes (in a
+fixed order), then one statement that prunes the scopes' expired rows, computes when the call
+would fit and, if it fits now, records it. A call that does not fit sleeps until it would (the
+time the oldest blocking spend leaves the window) and tries again; a wait longer than
+`google_retry_after_cap_s` becomes a TransientError with retry_after for the job engine.
+Reservations are never placed in the future, so one account queued behind its own limit never
+delays another account's calls.
+
+Background work (`priority="background"`, the backfill) also counts against a scope of its
+own whose limit is `quota_background_share` of the per-user limit: it can never take more than
+that share, and incremental syncs always find the rest.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+import zlib
+from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 
-from jobs.config import get_config
-from jobs.errors import TransientError
-from jobs.models import QuotaBucket
+from jobs.config import PipelineConfig, get_config
+from jobs.errors import PermanentError, TransientError
+from jobs.models import QuotaUsage
 
 logger = logging.getLogger(__name__)
 
-# Gmail quota units per call (developers.google.com/gmail/api/reference/quota).
-# Calendar calls are absent: they cost nothing against the Gmail bucket.
+PRIORITIES = ("normal", "background")
+# Gmail quota units per call (developers.google.com/workspace/gmail/api/reference/quota).
+# Calendar's quota counts requests: every Calendar call (each part of a batch) costs 1.
 COSTS: dict[str, int] = {
     "gmail.users.messages.list": 5,
     "gmail.users.messages.get": 5,
@@ -26,55 +50,190 @@ COSTS: dict[str, int] = {
     "gmail.users.threads.get": 10,
     "gmail.users.settings.sendAs.list": 1,
 }
-_TAKE_SQL = """
-INSERT INTO {table} AS bucket (account_id, tokens, refilled_at)
-VALUES (%(account)s, %(capacity)s - %(units)s, clock_timestamp())
-ON CONFLICT (account_id) DO UPDATE SET
-    tokens = LEAST(
-        %(capacity)s,
-        bucket.tokens
-        + GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - bucket.refilled_at)) * %(rate)s
-    ) - %(units)s,
-    refilled_at = clock_timestamp()
-RETURNING tokens
+# Class id of the pacer's advisory locks (the second key is a hash of the scope).
+_LOCK_CLASS = 0x51_07A
+# A few hundredths of a second more than computed: the blocking spend has surely left.
+_WAKE_MARGIN_S = 0.02
+# Every this many reservations a process also prunes expired rows of scopes nobody uses now.
+_SWEEP_EVERY = 200
+_reservations = itertools.count(1)
+
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int[]) AS k"
+_RESERVE_SQL = """
+WITH now AS (SELECT clock_timestamp() AS at),
+spec AS (
+    SELECT * FROM unnest(%(scopes)s::text[], %(limits)s::float8[]) AS s(scope, lim)
+),
+pruned AS (
+    DELETE FROM {table}
+    WHERE scope = ANY(%(scopes)s::text[])
+      AND spent_at <= (SELECT at FROM now) - make_interval(secs => %(window)s)
+),
+live AS (
+    SELECT u.scope, u.spent_at,
+           SUM(u.units) OVER (
+               PARTITION BY u.scope ORDER BY u.spent_at DESC, u.id DESC
+           ) AS newer_or_same
+    FROM {table} u
+    WHERE u.scope = ANY(%(scopes)s::text[])
+      AND u.spent_at > (SELECT at FROM now) - make_interval(secs => %(window)s)
+),
+fits AS (
+    -- A spend whose newer neighbours plus itself leave no room for these units must first
+    -- leave the window: the call fits once the latest such spend is `window` old.
+    SELECT GREATEST(
+        (SELECT at FROM now),
+        MAX(l.spent_at + make_interval(secs => %(window)s))
+            FILTER (WHERE l.newer_or_same > s.lim - %(units)s)
+    ) AS at
+    FROM spec s LEFT JOIN live l ON l.scope = s.scope
+),
+taken AS (
+    INSERT INTO {table} (scope, spent_at, units)
+    SELECT s.scope, (SELECT at FROM now), %(units)s
+    FROM spec s
+    WHERE (SELECT at FROM fits) <= (SELECT at FROM now)
+    RETURNING 1
+)
+SELECT EXTRACT(EPOCH FROM (SELECT at FROM fits) - (SELECT at FROM now))::float8,
+       (SELECT count(*) FROM taken)
 """
-_REFUND_SQL = "UPDATE {table} SET tokens = tokens + %(units)s WHERE account_id = %(account)s"
+_SWEEP_SQL = """
+DELETE FROM {table} WHERE id IN (
+    SELECT id FROM {table}
+    WHERE spent_at <= clock_timestamp() - make_interval(secs => %(window)s)
+    LIMIT 10000 FOR UPDATE SKIP LOCKED
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One limit: its key in QuotaUsage and how much it allows over the window."""
+
+    key: str
+    limit: float
+
+
+def api_of(method_id: str) -> str | None:
+    """"gmail" or "calendar" for a Google method id; None for calls no quota counts (OAuth)."""
+    if method_id.startswith("gmail."):
+        return "gmail"
+    if method_id.startswith("calendar."):
+        return "calendar"
+    return None
 
 
 def cost(method_id: str) -> int:
-    """Gmail quota units one call of `method_id` costs (0 for anything not Gmail)."""
-    if method_id in COSTS:
-        return COSTS[method_id]
-    return 5 if method_id.startswith("gmail.") else 0
+    """What one call of `method_id` counts against its API's quota (units or requests)."""
+    api = api_of(method_id)
+    if api == "gmail":
+        return COSTS.get(method_id, 5)
+    return 1 if api == "calendar" else 0
 
 
-def take(account_id: int, units: int) -> float:
-    """Reserve `units` from the account's bucket; sleep until they are covered. Returns the wait.
+def scopes(
+    account_id: int, api: str, priority: str = "normal", config: PipelineConfig | None = None
+) -> list[Scope]:
+    """The limits a call of `api` for the account counts against, for this priority."""
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
+    config = config or get_config()
+    if api == "gmail":
+        user, project = (
+            config.gmail_quota_units_per_user_per_minute,
+            config.gmail_quota_units_per_project_per_minute,
+        )
+    elif api == "calendar":
+        user, project = (
+            config.calendar_requests_per_user_per_minute,
+            config.calendar_requests_per_project_per_minute,
+        )
+    else:
+        raise ValueError(f"no quota for api {api!r}")
+    found = [Scope(f"{api}:project", float(project)), Scope(f"{api}:user:{account_id}", float(user))]
+    if priority == "background":
+        share = float(user) * config.quota_background_share
+        found.append(Scope(f"{api}:user:{account_id}:background", share))
+    return found
 
-    One atomic upsert refills by elapsed time, caps at capacity and subtracts `units`, so
-    concurrent workers queue behind each other's reservations and never overdraw. Call it
-    outside a transaction: inside one the row lock would be held until commit.
+
+def largest_reservation(account_id: int, api: str, priority: str = "normal") -> float:
+    """The most one reservation may take (the smallest limit it counts against)."""
+    return min(scope.limit for scope in scopes(account_id, api, priority))
+
+
+def take(account_id: int, units: float, *, api: str = "gmail", priority: str = "normal") -> float:
+    """Admit `units` of `api` quota for the account, sleeping until every limit allows them.
+
+    Returns the seconds waited. Raises TransientError(retry_after=...) when the wait would
+    exceed google_retry_after_cap_s (the job engine retries later instead of holding a worker),
+    and PermanentError when `units` exceed a limit outright (no wait can admit them). Call it
+    outside a transaction: inside one the locks and the recorded spend would stay private
+    until commit.
     """
     if units <= 0:
         return 0.0
     config = get_config()
-    capacity = float(config.gmail_quota_units_per_minute)
-    rate = capacity / 60.0
-    params = {"account": account_id, "units": float(units), "capacity": capacity, "rate": rate}
-    table = connection.ops.quote_name(QuotaBucket._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(_TAKE_SQL.format(table=table), params)
-        (tokens,) = cursor.fetchone()
-    if tokens >= 0:
-        return 0.0
-    wait = -tokens / rate
-    # A longer wait goes back to the job engine as a retry instead of holding a worker.
-    if wait > config.google_retry_after_cap_s:
-        with connection.cursor() as cursor:
-            cursor.execute(_REFUND_SQL.format(table=table), params)
-        raise TransientError(
-            f"Gmail quota for account {account_id} exhausted for {wait:.0f}s", retry_after=wait
+    found = scopes(account_id, api, priority, config)
+    smallest = min(found, key=lambda scope: scope.limit)
+    if units > smallest.limit:
+        raise PermanentError(
+            f"one call of {units:g} {api} quota units exceeds the limit {smallest.key} "
+            f"({smallest.limit:g} per window): raise the limit or send smaller batches"
         )
-    logger.debug("account %s waits %.2fs for %d Gmail quota units", account_id, wait, units)
-    time.sleep(wait)
-    return wait
+    waited = 0.0
+    while True:
+        wait = _reserve(found, float(units), config.quota_window_s)
+        if wait <= 0:
+            if next(_reservations) % _SWEEP_EVERY == 0:
+                sweep(config.quota_window_s)
+            return waited
+        if waited + wait > config.google_retry_after_cap_s:
+            raise TransientError(
+                f"{api} quota for account {account_id} exhausted for {wait:.0f}s",
+                retry_after=wait,
+            )
+        logger.debug("account %s waits %.2fs for %g %s quota", account_id, wait, units, api)
+        time.sleep(wait + _WAKE_MARGIN_S)
+        waited += wait + _WAKE_MARGIN_S
+
+
+def _reserve(found: list[Scope], units: float, window_s: float) -> float:
+    """One attempt: record the spend and return 0, or record nothing and return the wait."""
+    keys = [scope.key for scope in found]
+    lock_ids = sorted({zlib.crc32(key.encode()) - 2**31 for key in keys})
+    table = connection.ops.quote_name(QuotaUsage._meta.db_table)
+    params = {
+        "scopes": keys,
+        "limits": [scope.limit for scope in found],
+        "units": units,
+        "window": window_s,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, [_LOCK_CLASS, lock_ids])
+        cursor.execute(_RESERVE_SQL.format(table=table), params)
+        wait, taken = cursor.fetchone()
+    return 0.0 if taken else max(float(wait), 0.001)
+
+
+def sweep(window_s: float | None = None) -> int:
+    """Delete expired usage rows of every scope (rows of busy scopes go at each reservation)."""
+    window = get_config().quota_window_s if window_s is None else window_s
+    table = connection.ops.quote_name(QuotaUsage._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(_SWEEP_SQL.format(table=table), {"window": window})
+        return cursor.rowcount
+
+
+def spent(scope_key: str, window_s: float | None = None) -> float:
+    """Units recorded for a scope over the last window (for status pages and tests)."""
+    window = get_config().quota_window_s if window_s is None else window_s
+    table = connection.ops.quote_name(QuotaUsage._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COALESCE(SUM(units), 0) FROM {table} WHERE scope = %s "
+            "AND spent_at > clock_timestamp() - make_interval(secs => %s)",
+            [scope_key, window],
+        )
+        return float(cursor.fetchone()[0])
