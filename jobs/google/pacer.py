@@ -116,7 +116,7 @@ class Scope:
 
 
 def api_of(method_id: str) -> str | None:
-    """"gmail" or "calendar" for a Google method id; None for calls no quota counts (OAuth)."""
+    """ "gmail" or "calendar" for a Google method id; None for calls no quota counts (OAuth)."""
     if method_id.startswith("gmail."):
         return "gmail"
     if method_id.startswith("calendar."):
@@ -151,7 +151,10 @@ def scopes(
         )
     else:
         raise ValueError(f"no quota for api {api!r}")
-    found = [Scope(f"{api}:project", float(project)), Scope(f"{api}:user:{account_id}", float(user))]
+    found = [
+        Scope(f"{api}:project", float(project)),
+        Scope(f"{api}:user:{account_id}", float(user)),
+    ]
     if priority == "background":
         share = float(user) * config.quota_background_share
         found.append(Scope(f"{api}:user:{account_id}:background", share))

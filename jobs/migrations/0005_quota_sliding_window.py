@@ -4,25 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0004_job_priority'),
+        ("jobs", "0004_job_priority"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='QuotaUsage',
+            name="QuotaUsage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope', models.CharField(max_length=96)),
-                ('spent_at', models.DateTimeField()),
-                ('units', models.FloatField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("scope", models.CharField(max_length=96)),
+                ("spent_at", models.DateTimeField()),
+                ("units", models.FloatField()),
             ],
             options={
-                'indexes': [models.Index(fields=['scope', 'spent_at'], name='quota_usage_scope_at'), models.Index(fields=['spent_at'], name='quota_usage_spent_at')],
+                "indexes": [
+                    models.Index(fields=["scope", "spent_at"], name="quota_usage_scope_at"),
+                    models.Index(fields=["spent_at"], name="quota_usage_spent_at"),
+                ],
             },
         ),
         migrations.DeleteModel(
-            name='QuotaBucket',
+            name="QuotaBucket",
         ),
     ]

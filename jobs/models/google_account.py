@@ -46,4 +46,3 @@ class GoogleAccount(models.Model):
     @property
     def own_addresses(self) -> frozenset[str]:
         return frozenset({self.email.lower(), *(a.lower() for a in self.addresses)})
-

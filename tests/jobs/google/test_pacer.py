@@ -128,9 +128,7 @@ def test_item18_defaults_are_googles_2026_limits():
     assert config.calendar_requests_per_project_per_minute == 10_000
 
 
-def test_item18_a_spend_is_recorded_against_the_user_and_the_project(
-    google_account, small_limits
-):
+def test_item18_a_spend_is_recorded_against_the_user_and_the_project(google_account, small_limits):
     assert pacer.take(google_account.pk, 5) == 0.0
     assert pacer.spent(f"gmail:user:{google_account.pk}") == 5
     assert pacer.spent("gmail:project") == 5
@@ -236,9 +234,7 @@ def test_item18_background_work_takes_only_its_share_and_leaves_the_rest(
     assert pacer.spent(f"gmail:user:{google_account.pk}:background") == 150
 
 
-def test_item18_background_spend_counts_against_the_user_limit_too(
-    google_account, pipeline_config
-):
+def test_item18_background_spend_counts_against_the_user_limit_too(google_account, pipeline_config):
     pipeline_config(
         gmail_quota_units_per_user_per_minute=300,
         quota_background_share=0.5,
