@@ -16,6 +16,7 @@ from google_emulator.accounts import Accounts
 from google_emulator.faults import FaultSet
 from google_emulator.generator import GeneratedMailbox
 from google_emulator.params import Params
+from google_emulator.quota import QuotaLimits, QuotaMeter
 from google_emulator.requestlog import LogEntry, RequestLog
 from google_emulator.routing import Call, Reply, Route, json_reply
 from google_emulator.state import Mailbox
@@ -31,11 +32,30 @@ class GoogleEmulator:
 
     With require_token=False any bearer token (or none) acts for the default (first) mailbox;
     with require_token=True only access tokens issued by its /token endpoint are accepted.
+
+    Latency: `latency_s` is added to every HTTP request, `part_latency_s` to every API call in
+    it (a plain call, or each part of a batch, whose parts are served `part_concurrency` at a
+    time), so a batch of 50 costs more than one GET. `quota` (QuotaLimits, None = off)
+    enforces Google's per-minute limits over a sliding window (google_emulator.quota);
+    `quota_rejections` counts the quota 429s it answered.
     """
 
-    def __init__(self, *, require_token: bool = False, latency_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        require_token: bool = False,
+        latency_s: float = 0.0,
+        part_latency_s: float = 0.0,
+        part_concurrency: int = 1,
+        quota: QuotaLimits | None = None,
+    ) -> None:
+        if part_concurrency < 1:
+            raise ValueError("part_concurrency must be at least 1")
         self.require_token = require_token
         self.latency_s = latency_s
+        self.part_latency_s = part_latency_s
+        self.part_concurrency = part_concurrency
+        self.quota = QuotaMeter(quota)
         self.accounts = Accounts()
         self.faults = FaultSet(ROUTE_NAMES)
         self.log = RequestLog()
@@ -177,12 +197,21 @@ class GoogleEmulator:
         if seconds > 0:
             self._stopping.wait(seconds)
 
+    @property
+    def quota_rejections(self) -> int:
+        """How many quota 429s (userRateLimitExceeded + rateLimitExceeded) were answered."""
+        return self.quota.rejected
+
     def _answer(self, route: Route, call: Call) -> Reply:
         if route.api in ("gmail", "calendar"):
             authorization = call.headers.get("authorization")
             call.mailbox, call.grant = self.accounts.authenticate(authorization, self.require_token)
             if call.grant is not None and not call.grant.allows(route.api):
                 raise errors.insufficient_scopes()
+            # Gmail prices each call in units, Calendar counts requests.
+            units = route.quota_units if route.api == "gmail" else 1
+            self.quota.charge(route.api, call.mailbox.email, units)
+            self.pause(self.part_latency_s)
         rule = self.faults.match(route.name)
         if rule is not None:
             self.pause(rule.delay_s)

@@ -68,6 +68,7 @@ def test_it_serves_a_generated_mailbox_with_faults_until_interrupted(monkeypatch
     assert seen["fault"] == 503 and seen["listed"] > 0
     assert seen["events"]["items"]
     assert f"account {OWNER}: 60 messages" in output and output.rstrip().endswith("stopping")
+    assert "quota per minute (sliding): Gmail 6,000 units per user" in output
 
 
 def test_it_loads_mbox_and_ics_files_and_hands_out_a_refresh_token(monkeypatch, tmp_path):
@@ -125,6 +126,8 @@ def test_it_loads_mbox_and_ics_files_and_hands_out_a_refresh_token(monkeypatch, 
         (["--ics", "missing.ics"], "no such file: missing.ics"),
         (["--faults", "gmail.users.messages.get=teapot"], "--faults:"),
         (["--generate", "-1"], "must not be negative"),
+        (["--part-latency-ms", "-1"], "--part-latency-ms must not be negative"),
+        (["--part-concurrency", "0"], "--part-concurrency must be at least 1"),
     ],
 )
 def test_bad_input_is_a_command_error(args, message):
