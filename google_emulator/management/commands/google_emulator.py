@@ -35,6 +35,14 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
         parser.add_argument("--owner", default="owner@example.com", help="the mailbox address")
         parser.add_argument("--alias", action="append", default=[], help="a sendAs alias")
+        parser.add_argument(
+            "--account",
+            action="append",
+            default=[],
+            metavar="EMAIL",
+            help="a further account with its own mailbox and calendar (repeatable); with "
+            "--generate it gets its own generated mail. Each token acts for its own account only",
+        )
         parser.add_argument("--mbox", action="append", default=[], metavar="PATH")
         parser.add_argument("--ics", action="append", default=[], metavar="PATH")
         parser.add_argument("--generate", type=int, default=0, metavar="N", help="messages")
@@ -88,15 +96,18 @@ class Command(BaseCommand):
         threading.Event().wait()
 
     def _announce(self, emulator: GoogleEmulator, url: str, options: dict[str, Any]) -> None:
-        mailbox = emulator.mailbox()
-        events = sum(len(calendar.events()) for calendar in mailbox.calendars())
         self.stdout.write(f"Google API emulator at {url}")
-        messages = mailbox.profile()["messagesTotal"]
-        self.stdout.write(f"  account {mailbox.email}: {messages} messages, {events} events")
+        for email in emulator.accounts.emails():
+            mailbox = emulator.mailbox(email)
+            events = sum(len(calendar.events()) for calendar in mailbox.calendars())
+            messages = mailbox.profile()["messagesTotal"]
+            self.stdout.write(f"  account {mailbox.email}: {messages} messages, {events} events")
         self.stdout.write(f"  token_uri {url}token, auth_uri {url}o/oauth2/auth")
+        self.stdout.write("  consent signs in the account login_hint names (else the first)")
         if options["require_token"]:
-            refresh_token = emulator.register_account(mailbox.email)
-            self.stdout.write(f"  refresh token for {mailbox.email}: {refresh_token}")
+            for email in emulator.accounts.emails():
+                refresh_token = emulator.register_account(email)
+                self.stdout.write(f"  refresh token for {email}: {refresh_token}")
         limits = emulator.quota.limits
         if limits is None:
             self.stdout.write("  quota: off")
@@ -148,4 +159,17 @@ def _build(options: dict[str, Any]) -> GoogleEmulator:
         mailbox.load_mbox(path)
     for path in options["ics"]:
         mailbox.load_ics(path)
+    for number, email in enumerate(options["account"], start=1):
+        if emulator.accounts.find(email) is not None:
+            raise CommandError(f"--account {email}: already served")
+        extra = None
+        if options["generate"]:
+            extra = generate_mailbox(
+                email,
+                messages=options["generate"],
+                events=options["events"],
+                seed=options["seed"] + number,
+                days=options["days"],
+            )
+        emulator.add_mailbox(email, extra)
     return emulator
