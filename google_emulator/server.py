@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from types import TracebackType
 
 from google_emulator import batch, calendar_api, errors, gmail_api, oauth_api
 from google_emulator.accounts import Accounts
-from google_emulator.faults import FaultSet
+from google_emulator.faults import Disconnect, FaultSet
 from google_emulator.generator import GeneratedMailbox
 from google_emulator.params import Params
 from google_emulator.quota import QuotaLimits, QuotaMeter
@@ -48,6 +49,7 @@ class GoogleEmulator:
         part_latency_s: float = 0.0,
         part_concurrency: int = 1,
         quota: QuotaLimits | None = None,
+        fault_seed: int = 0,
     ) -> None:
         if part_concurrency < 1:
             raise ValueError("part_concurrency must be at least 1")
@@ -57,7 +59,7 @@ class GoogleEmulator:
         self.part_concurrency = part_concurrency
         self.quota = QuotaMeter(quota)
         self.accounts = Accounts()
-        self.faults = FaultSet(ROUTE_NAMES)
+        self.faults = FaultSet(ROUTE_NAMES, seed=fault_seed)
         self.log = RequestLog()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -174,6 +176,18 @@ class GoogleEmulator:
             )
         except errors.ApiError as error:
             reply = json_reply(error.body(), error.status, error.headers)
+        except Disconnect:
+            self.log.append(
+                LogEntry(
+                    method=method,
+                    path=path,
+                    route=route.name if route is not None else "unknown",
+                    status=0,
+                    duration_s=time.perf_counter() - started,
+                    in_batch=in_batch,
+                )
+            )
+            raise
         except Exception:
             logger.exception("emulator handler failed for %s %s", method, target)
             reply = json_reply(errors.server_error(500).body(), 500)
@@ -212,10 +226,10 @@ class GoogleEmulator:
             units = route.quota_units if route.api == "gmail" else 1
             self.quota.charge(route.api, call.mailbox.email, units)
             self.pause(self.part_latency_s)
-        rule = self.faults.match(route.name)
-        if rule is not None:
-            self.pause(rule.delay_s)
-            error = rule.error()
+        hit = self.faults.match(route.name)
+        if hit is not None:
+            self.pause(hit.delay_s)
+            error = hit.error()  # raises Disconnect for reset and stall
             if error is not None:
                 raise error
         return route.handler(call)
@@ -246,7 +260,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         emulator = self.server.emulator
         emulator.pause(emulator.latency_s)
-        reply = emulator.handle(self.command, self.path, headers, body)
+        try:
+            reply = emulator.handle(self.command, self.path, headers, body)
+        except Disconnect as disconnect:
+            # A stall answers nothing for a while; both end with the connection reset.
+            emulator.pause(disconnect.stall_s)
+            self._reset()
+            return
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
@@ -258,6 +278,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (a timeout test, say); nothing left to answer.
             self.close_connection = True
+
+    def _reset(self) -> None:
+        """Drop the connection with a TCP reset, answering nothing."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)

@@ -50,6 +50,9 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=60, help="generated mail spans this")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--faults", default="", metavar="SPEC", help="see the grammar below")
+        parser.add_argument(
+            "--fault-seed", type=int, default=0, help="seed of the PERCENT%% faults' draws"
+        )
         parser.add_argument("--latency-ms", type=float, default=0.0, help="added per HTTP request")
         parser.add_argument(
             "--part-latency-ms",
@@ -139,6 +142,7 @@ def _build(options: dict[str, Any]) -> GoogleEmulator:
         part_latency_s=options["part_latency_ms"] / 1000,
         part_concurrency=options["part_concurrency"],
         quota=None if options["no_quota"] else QuotaLimits(),
+        fault_seed=options["fault_seed"],
     )
     try:
         emulator.faults.add_spec(options["faults"])
