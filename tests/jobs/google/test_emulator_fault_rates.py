@@ -69,7 +69,7 @@ def test_item23_bad_percentage_specs_are_refused(spec, message):
 
 
 def test_item23_a_reset_drops_the_connection_without_an_answer(emulator):
-    emulator.faults.add_spec("getProfile=100%:reset")
+    emulator.faults.add_spec("users.getProfile=100%:reset")
     gmail = build_service("gmail", "v1", emulator.url, timeout=5)
 
     with pytest.raises((ConnectionError, httplib2.HttpLib2Error, OSError)):
@@ -89,7 +89,7 @@ def test_item23_a_reset_inside_a_batch_drops_the_whole_request(emulator, gmail):
 
 
 def test_item23_a_stall_answers_nothing_until_the_client_gives_up(emulator):
-    emulator.faults.add_spec("getProfile=100%:stall:seconds=3")
+    emulator.faults.add_spec("users.getProfile=100%:stall:seconds=3")
     gmail = build_service("gmail", "v1", emulator.url, timeout=0.5)
 
     with pytest.raises((TimeoutError, socket.timeout, OSError)):
