@@ -165,7 +165,7 @@ class GoogleEmulator:
         in_batch: bool = False,
     ) -> Reply:
         """Answer one call (an HTTP request or a batch part) and log it."""
-        started = time.perf_counter()
+        started, at = time.perf_counter(), time.monotonic()
         path, _, query = target.partition("?")
         route, args = _find_route(method, path)
         try:
@@ -202,6 +202,7 @@ class GoogleEmulator:
                 quota_units=units,
                 in_batch=in_batch,
                 batch_parts=reply.batch_parts,
+                at=at,
             )
         )
         return reply
