@@ -252,7 +252,7 @@ class FaultSet:
                 if rule.route == route:
                     kind = rule.take(self._rng)
                     if kind is not False:
-                        fired.append(FaultHit(rule, kind))  # type: ignore[arg-type]
+                        fired.append(FaultHit(rule, kind))
         return fired[0] if fired else None
 
     def _append(self, rule: FaultRule) -> FaultRule:

@@ -252,6 +252,7 @@ def test_a_wait_beyond_the_cap_goes_back_to_the_engine_and_records_nothing(
     pipeline_config(
         gmail_quota_units_per_user_per_minute=300,
         quota_window_s=30.0,
+        quota_burst_window_s=0.0,
         google_retry_after_cap_s=5.0,
     )
     pacer.take(google_account.pk, 300)
@@ -283,3 +284,32 @@ def test_expired_usage_rows_are_pruned(google_account, pipeline_config):
 def test_an_unknown_priority_is_a_programming_error(google_account):
     with pytest.raises(ValueError, match="priority"):
         pacer.take(google_account.pk, 5, priority="urgent")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_item18_the_burst_window_keeps_the_spend_even_and_the_waits_short(
+    google_account, pipeline_config, audit
+):
+    pipeline_config(
+        gmail_quota_units_per_user_per_minute=400,
+        quota_window_s=WINDOW_S,
+        quota_burst_window_s=WINDOW_S / 4,  # 100 units per 0.5 s
+        google_retry_after_cap_s=10.0,
+    )
+    waits: list[float] = []
+
+    def spend() -> None:
+        until = time.monotonic() + 2.5 * WINDOW_S
+        while time.monotonic() < until:
+            waits.append(pacer.take(google_account.pk, 25))
+
+    errors = run_concurrently(spend, spend)
+
+    assert not errors
+    scope = f"gmail:user:{google_account.pk}"
+    assert busiest_window(scope, WINDOW_S / 4) <= 100
+    assert busiest_window(scope) <= 400
+    # Without the burst window the first 400 units would go at once and the next call would
+    # wait a whole window; with it no call waits much more than a quarter of one.
+    assert max(waits) <= WINDOW_S / 4 + 0.2
+    assert audited(scope) >= 2 * 400 - 100
