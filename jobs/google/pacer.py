@@ -228,7 +228,7 @@ def _reserve(found: list[Scope], units: float) -> float:
         "units": units,
         "window": max(scope.window_s for scope in found),
     }
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(_LOCK_SQL, [_LOCK_CLASS, lock_ids])
         cursor.execute(_RESERVE_SQL.format(table=table), params)
         wait, taken = cursor.fetchone()
