@@ -74,8 +74,9 @@ class PipelineConfig:
     # a reservation and Google counting the call (request latency, batch parts served later).
     # Tests shorten it to run in seconds.
     quota_window_s: float = field(default=62.0, metadata={"min": 1.0, "max": 3600.0})
-    # Every limit also holds pro rata over this shorter window (0 = off), so the spend is even
-    # and waits stay short (below google_retry_after_cap_s) instead of a burst then a long wait.
+    # Every limit also holds over this shorter window (0 = off) at 1.5x its even rate, so a
+    # long sync's waits stay short (below google_retry_after_cap_s) instead of a burst of a
+    # minute's quota followed by a wait of most of a minute.
     quota_burst_window_s: float = field(default=15.0, metadata={"min": 0.0, "max": 3600.0})
 
 

@@ -19,11 +19,11 @@ Background work (`priority="background"`, the backfill) also counts against a sc
 own whose limit is `quota_background_share` of the per-user limit: it can never take more than
 that share, and incremental syncs always find the rest.
 
-Every limit also holds pro rata over `quota_burst_window_s` (default 15 s: 1,451 of the 6,000
-units per 62 s): the spend stays even, the throughput is the same, and a busy account waits at
-most about that long between batches. Without it a long sync would spend a minute's quota in
-seconds and then wait most of a minute, beyond google_retry_after_cap_s, handing its job back
-to the engine as a retry (each costing an attempt) every minute.
+Every limit also holds over `quota_burst_window_s` (default 15 s) at 1.5 times its even rate
+(2,177 of the 6,000 units per 62 s): the throughput is the same, and a busy account waits at
+most ~21 s between batches. Without it a long sync would spend a minute's quota in seconds and
+then wait most of a minute, beyond google_retry_after_cap_s, handing its job back to the
+engine as a retry (each costing an attempt) every minute.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ COSTS: dict[str, int] = {
     "gmail.users.threads.get": 10,
     "gmail.users.settings.sendAs.list": 1,
 }
+# The short window (quota_burst_window_s) admits this many times the limit's even rate: batches
+# fit whatever their size, the full window stays the one that binds, and once it is full the
+# next call waits at most window * (1 - 1 / BURST_HEADROOM), ~21 s of 62, below the retry cap.
+BURST_HEADROOM = 1.5
 # Class id of the pacer's advisory locks (the second key is a hash of the scope).
 _LOCK_CLASS = 0x51_07A
 # A few hundredths of a second more than computed: the blocking spend has surely left.
@@ -168,10 +172,10 @@ def scopes(
     window, burst = config.quota_window_s, config.quota_burst_window_s
     found = [Scope(key, limit, window) for key, limit in limits]
     if 0 < burst < window:
-        # Each limit also holds pro rata over the shorter window: the spend stays even, so a
-        # long sync never waits much more than `burst` seconds (below the retry cap) instead of
-        # spending a minute's quota at once and then waiting most of a minute.
-        found += [Scope(key, limit * burst / window, burst) for key, limit in limits]
+        # Each limit also holds over the shorter window, at BURST_HEADROOM times its even rate:
+        # a sync no longer spends a minute's quota in seconds and then waits most of a minute.
+        short = burst / window * BURST_HEADROOM
+        found += [Scope(key, limit * short, burst) for key, limit in limits]
     return found
 
 

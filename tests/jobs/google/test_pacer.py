@@ -293,7 +293,7 @@ def test_item18_the_burst_window_keeps_the_spend_even_and_the_waits_short(
     pipeline_config(
         gmail_quota_units_per_user_per_minute=400,
         quota_window_s=WINDOW_S,
-        quota_burst_window_s=WINDOW_S / 4,  # 100 units per 0.5 s
+        quota_burst_window_s=WINDOW_S / 4,  # 400 / 4 * 1.5 = 150 units per 0.5 s
         google_retry_after_cap_s=10.0,
     )
     waits: list[float] = []
@@ -307,9 +307,10 @@ def test_item18_the_burst_window_keeps_the_spend_even_and_the_waits_short(
 
     assert not errors
     scope = f"gmail:user:{google_account.pk}"
-    assert busiest_window(scope, WINDOW_S / 4) <= 100
+    assert busiest_window(scope, WINDOW_S / 4) <= 150
     assert busiest_window(scope) <= 400
     # Without the burst window the first 400 units would go at once and the next call would
-    # wait a whole window; with it no call waits much more than a quarter of one.
-    assert max(waits) <= WINDOW_S / 4 + 0.2
+    # wait a whole window; with it a call waits a third of one (2 s * (1 - 1/1.5)), or a little
+    # more when the other worker takes the freed units first.
+    assert max(waits) <= 0.6 * WINDOW_S
     assert audited(scope) >= 2 * 400 - 100
