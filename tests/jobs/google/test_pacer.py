@@ -6,6 +6,8 @@ tests run in seconds; the arithmetic is the same as at 6,000 units over 62 s.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from jobs.errors import PermanentError, TransientError
 from jobs.google import pacer
 from jobs.google.client import calendar_service, execute
 from jobs.models import GoogleAccount, QuotaUsage
+from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
 
 pytestmark = pytest.mark.django_db
 
@@ -314,3 +317,50 @@ def test_item18_the_burst_window_keeps_the_spend_even_and_the_waits_short(
     # more when the other worker takes the freed units first.
     assert max(waits) <= 0.6 * WINDOW_S
     assert audited(scope) >= 2 * 400 - 100
+
+
+SPENDER = """
+import time
+from jobs.google import pacer
+until = time.monotonic() + {seconds}
+while time.monotonic() < until:
+    pacer.take({account}, 7)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_item18_worker_processes_and_threads_share_one_limit(google_account, audit):
+    limits = {
+        "gmail_quota_units_per_user_per_minute": 300,
+        "quota_window_s": WINDOW_S,
+        "google_retry_after_cap_s": 10.0,
+    }
+    script = SPENDER.format(seconds=3 * WINDOW_S, account=google_account.pk)
+    env = subprocess_env(CRM_PIPELINE=json.dumps(limits))
+    processes = [
+        subprocess.Popen(
+            [PYTHON, "manage.py", "shell", "-c", script],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        from django.conf import settings
+
+        patch.setattr(settings, "CRM_PIPELINE", {**settings.CRM_PIPELINE, **limits})
+        errors = run_concurrently(*[spender(google_account.pk, 10, 3 * WINDOW_S)] * 2)
+    outputs = [process.communicate(timeout=60) for process in processes]
+
+    assert not errors
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    scope = f"gmail:user:{google_account.pk}"
+    assert busiest_window(scope) <= 300
+    assert audited(scope) >= 2 * 300
+    with connection.cursor() as cursor:  # the processes spend 7 units a call, the threads 10
+        cursor.execute("SELECT DISTINCT units FROM quota_audit WHERE scope = %s", [scope])
+        assert {units for (units,) in cursor.fetchall()} == {7.0, 10.0}
