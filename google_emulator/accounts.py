@@ -177,17 +177,24 @@ class Accounts:
     ) -> tuple[Mailbox, Grant | None]:
         """The account a request acts for, and the grant when the token is one this emulator issued.
 
-        Issued tokens that expired or were revoked are 401 in every mode; other tokens (or none)
-        are 401 with require_token and otherwise act for the default account.
+        A token this emulator issued acts for the account it was issued for, in every mode, and
+        is 401 once expired or revoked. Lax mode (require_token=False) only spares a test real
+        tokens: a token it did not issue (or none) acts for the one account it serves; with
+        several accounts such a token is 401, since it belongs to none of them.
         """
         scheme, _, token = (authorization or "").partition(" ")
         with self._lock:
             access = self._access.get(token.strip()) if scheme.lower() == "bearer" else None
             if access is not None and access.valid():
                 return self.get(access.grant.email), access.grant
-            if access is not None or require_token or self._default is None:
+            if access is not None or require_token or len(self._mailboxes) != 1:
                 raise errors.unauthenticated()
             return self.get(), None
+
+    def emails(self) -> list[str]:
+        """Every served account's address, the default first."""
+        with self._lock:
+            return [mailbox.email for mailbox in self._mailboxes.values()]
 
     def _issue_access(self, grant: Grant, *, with_refresh: bool) -> dict:
         token = _token("ya29.")

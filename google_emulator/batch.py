@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
@@ -99,13 +100,22 @@ def handle_batch(call: Call) -> Reply:
             f"Too many requests in batch: {len(parts)} > {MAX_PARTS[api]}"
         )
     outer_auth = call.headers.get("authorization")
-    answers = []
-    for part in parts:
+    emulator = call.emulator
+
+    def answer(part: BatchPart) -> tuple[str, Reply]:
         headers = dict(part.headers)
         if outer_auth and "authorization" not in headers:
             headers["authorization"] = outer_auth
-        reply = call.emulator.handle(part.method, part.target, headers, part.body, in_batch=True)
-        answers.append((part.content_id, reply))
+        reply = emulator.handle(part.method, part.target, headers, part.body, in_batch=True)
+        return part.content_id, reply
+
+    if emulator.part_concurrency > 1 and len(parts) > 1:
+        # Google unwraps a batch into separate calls and may run them in any order.
+        workers = min(emulator.part_concurrency, len(parts))
+        with ThreadPoolExecutor(workers, thread_name_prefix="emulator-batch") as pool:
+            answers = list(pool.map(answer, parts))
+    else:
+        answers = [answer(part) for part in parts]
     content_type, body = render_batch(answers)
     return Reply(200, body, content_type, batch_parts=len(parts))
 

@@ -14,19 +14,13 @@ _HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved"
 
 
 def _mailbox(call: Call) -> Mailbox:
-    """The mailbox userId names: "me" or the caller's own address.
-
-    Without an issued token (the lax default), an address of another served mailbox selects it,
-    so one emulator can serve several accounts to a test.
-    """
+    """The mailbox userId names: "me" or the caller's own address, never another account's
+    (Google answers 403 to a token used for another user)."""
     assert call.mailbox is not None, "the server authenticates every gmail route"
     user_id = call.args["userId"]
     if user_id == "me" or user_id.lower() == call.mailbox.email.lower():
         return call.mailbox
-    other = call.emulator.accounts.find(user_id) if call.grant is None else None
-    if other is None:
-        raise errors.ApiError(403, "forbidden", f"Delegation denied for {user_id}")
-    return other
+    raise errors.ApiError(403, "forbidden", f"Delegation denied for {call.mailbox.email}")
 
 
 def get_profile(call: Call) -> Reply:

@@ -13,7 +13,8 @@ _CONSENT_REQUIRED = ("client_id", "redirect_uri", "response_type", "scope")
 
 
 def consent(call: Call) -> Reply:
-    """Approve at once for the login_hint (or default) account, as a user clicking "Allow" would.
+    """Approve at once for the login_hint account (or the default one without a hint), as a user
+    signing in and clicking "Allow" would.
 
     Redirects to redirect_uri with code and state, so a browser-less demo can run the flow.
     """
@@ -27,11 +28,21 @@ def consent(call: Call) -> Reply:
             400, f"Error 400: invalid_request\n{detail}\n".encode(), "text/plain; charset=utf-8"
         )
     accounts = call.emulator.accounts
-    hint = params.get("login_hint")
-    try:
-        mailbox = accounts.get(hint if hint and accounts.find(hint) else None)
-    except KeyError:
-        return Reply(400, b"Error 400: no account to sign in with\n", "text/plain; charset=utf-8")
+    hint = (params.get("login_hint") or "").strip()
+    # The user signs in as the account login_hint names; without a hint, as the first account
+    # in the chooser. A hint naming no served account is an error, never another account.
+    mailbox = accounts.find(hint) if hint else None
+    if hint and mailbox is None:
+        detail = f"Error 400: no account {hint} on this emulator (serving: "
+        detail += ", ".join(accounts.emails()) + ")\n"
+        return Reply(400, detail.encode(), "text/plain; charset=utf-8")
+    if mailbox is None:
+        try:
+            mailbox = accounts.get()
+        except KeyError:
+            return Reply(
+                400, b"Error 400: no account to sign in with\n", "text/plain; charset=utf-8"
+            )
     redirect_uri = params.get("redirect_uri") or ""
     code = accounts.issue_code(
         mailbox.email,

@@ -19,6 +19,7 @@ class LogEntry:
     quota_units: int = 0
     in_batch: bool = False
     batch_parts: int = 0
+    at: float = 0.0  # time.monotonic() when the emulator started answering it
 
 
 class RequestLog:

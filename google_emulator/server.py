@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -13,9 +14,10 @@ from types import TracebackType
 
 from google_emulator import batch, calendar_api, errors, gmail_api, oauth_api
 from google_emulator.accounts import Accounts
-from google_emulator.faults import FaultSet
+from google_emulator.faults import Disconnect, FaultSet
 from google_emulator.generator import GeneratedMailbox
 from google_emulator.params import Params
+from google_emulator.quota import QuotaLimits, QuotaMeter
 from google_emulator.requestlog import LogEntry, RequestLog
 from google_emulator.routing import Call, Reply, Route, json_reply
 from google_emulator.state import Mailbox
@@ -31,13 +33,33 @@ class GoogleEmulator:
 
     With require_token=False any bearer token (or none) acts for the default (first) mailbox;
     with require_token=True only access tokens issued by its /token endpoint are accepted.
+
+    Latency: `latency_s` is added to every HTTP request, `part_latency_s` to every API call in
+    it (a plain call, or each part of a batch, whose parts are served `part_concurrency` at a
+    time), so a batch of 50 costs more than one GET. `quota` (QuotaLimits, None = off)
+    enforces Google's per-minute limits over a sliding window (google_emulator.quota);
+    `quota_rejections` counts the quota 429s it answered.
     """
 
-    def __init__(self, *, require_token: bool = False, latency_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        require_token: bool = False,
+        latency_s: float = 0.0,
+        part_latency_s: float = 0.0,
+        part_concurrency: int = 1,
+        quota: QuotaLimits | None = None,
+        fault_seed: int = 0,
+    ) -> None:
+        if part_concurrency < 1:
+            raise ValueError("part_concurrency must be at least 1")
         self.require_token = require_token
         self.latency_s = latency_s
+        self.part_latency_s = part_latency_s
+        self.part_concurrency = part_concurrency
+        self.quota = QuotaMeter(quota)
         self.accounts = Accounts()
-        self.faults = FaultSet(ROUTE_NAMES)
+        self.faults = FaultSet(ROUTE_NAMES, seed=fault_seed)
         self.log = RequestLog()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -143,7 +165,7 @@ class GoogleEmulator:
         in_batch: bool = False,
     ) -> Reply:
         """Answer one call (an HTTP request or a batch part) and log it."""
-        started = time.perf_counter()
+        started, at = time.perf_counter(), time.monotonic()
         path, _, query = target.partition("?")
         route, args = _find_route(method, path)
         try:
@@ -154,6 +176,18 @@ class GoogleEmulator:
             )
         except errors.ApiError as error:
             reply = json_reply(error.body(), error.status, error.headers)
+        except Disconnect:
+            self.log.append(
+                LogEntry(
+                    method=method,
+                    path=path,
+                    route=route.name if route is not None else "unknown",
+                    status=0,
+                    duration_s=time.perf_counter() - started,
+                    in_batch=in_batch,
+                )
+            )
+            raise
         except Exception:
             logger.exception("emulator handler failed for %s %s", method, target)
             reply = json_reply(errors.server_error(500).body(), 500)
@@ -168,6 +202,7 @@ class GoogleEmulator:
                 quota_units=units,
                 in_batch=in_batch,
                 batch_parts=reply.batch_parts,
+                at=at,
             )
         )
         return reply
@@ -177,16 +212,25 @@ class GoogleEmulator:
         if seconds > 0:
             self._stopping.wait(seconds)
 
+    @property
+    def quota_rejections(self) -> int:
+        """How many quota 429s (userRateLimitExceeded + rateLimitExceeded) were answered."""
+        return self.quota.rejected
+
     def _answer(self, route: Route, call: Call) -> Reply:
         if route.api in ("gmail", "calendar"):
             authorization = call.headers.get("authorization")
             call.mailbox, call.grant = self.accounts.authenticate(authorization, self.require_token)
             if call.grant is not None and not call.grant.allows(route.api):
                 raise errors.insufficient_scopes()
-        rule = self.faults.match(route.name)
-        if rule is not None:
-            self.pause(rule.delay_s)
-            error = rule.error()
+            # Gmail prices each call in units, Calendar counts requests.
+            units = route.quota_units if route.api == "gmail" else 1
+            self.quota.charge(route.api, call.mailbox.email, units)
+            self.pause(self.part_latency_s)
+        hit = self.faults.match(route.name)
+        if hit is not None:
+            self.pause(hit.delay_s)
+            error = hit.error()  # raises Disconnect for reset and stall
             if error is not None:
                 raise error
         return route.handler(call)
@@ -217,7 +261,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         emulator = self.server.emulator
         emulator.pause(emulator.latency_s)
-        reply = emulator.handle(self.command, self.path, headers, body)
+        try:
+            reply = emulator.handle(self.command, self.path, headers, body)
+        except Disconnect as disconnect:
+            # A stall answers nothing for a while; both end with the connection reset.
+            emulator.pause(disconnect.stall_s)
+            self._reset()
+            return
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
@@ -229,6 +279,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (a timeout test, say); nothing left to answer.
             self.close_connection = True
+
+    def _reset(self) -> None:
+        """Drop the connection with a TCP reset, answering nothing."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)

@@ -66,11 +66,6 @@ class PipelineConfig:
             "ignore_case": True,
         },
     )
-    # More than Google's per-user limit only earns 429s; tests and benches turn pacing off
-    # with a huge value.
-    gmail_quota_units_per_minute: int = field(
-        default=15000, metadata={"min": 1, "max": 1_000_000_000}
-    )
     # Calendar
     calendar_max_events_per_run: int = field(default=2000, metadata={"min": 1, "max": 1_000_000})
     calendar_pause_every_items: int = field(default=25, metadata={"min": 1, "max": 100_000})
@@ -107,6 +102,33 @@ class PipelineConfig:
     # Retry-After waited in-process (longer ones go back to the job engine as a retry).
     google_batch_retry_base_s: float = field(default=1.0, metadata={"min": 0, "max": 60})
     google_retry_after_cap_s: float = field(default=30.0, metadata={"min": 0, "max": 3600})
+
+    # Google's quotas for a Cloud project created after 2026-05-01, each held by the pacer
+    # (jobs.google.pacer) over a sliding window: Gmail in quota units (messages.get = 5),
+    # Calendar in requests; per user (one Google account) and per project (every account).
+    gmail_quota_units_per_user_per_minute: int = field(
+        default=6_000, metadata={"min": 100, "max": 1_000_000_000}
+    )
+    gmail_quota_units_per_project_per_minute: int = field(
+        default=1_200_000, metadata={"min": 100, "max": 1_000_000_000}
+    )
+    calendar_requests_per_user_per_minute: int = field(
+        default=600, metadata={"min": 1, "max": 1_000_000_000}
+    )
+    calendar_requests_per_project_per_minute: int = field(
+        default=10_000, metadata={"min": 1, "max": 1_000_000_000}
+    )
+    # Background work (backfill, priority="background") spends at most this share of each
+    # per-user limit, leaving the rest for incremental syncs.
+    quota_background_share: float = field(default=0.5, metadata={"min": 0.05, "max": 1.0})
+    # The sliding window the pacer counts over: Google's 60 s plus a margin for the time between
+    # a reservation and Google counting the call (request latency, batch parts served later).
+    # Tests shorten it to run in seconds.
+    quota_window_s: float = field(default=62.0, metadata={"min": 1.0, "max": 3600.0})
+    # Every limit also holds over this shorter window (0 = off) at 1.5x its even rate, so a
+    # long sync's waits stay short (below google_retry_after_cap_s) instead of a burst of a
+    # minute's quota followed by a wait of most of a minute.
+    quota_burst_window_s: float = field(default=15.0, metadata={"min": 0.0, "max": 3600.0})
 
 
 # --- validation ---------------------------------------------------------------------------------

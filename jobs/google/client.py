@@ -101,14 +101,16 @@ def execute(
     units: int | None = None,
     priority: str = "normal",
 ) -> Any:
-    """Run one API request: pace its Gmail quota, let the library retry, map what still fails.
+    """Run one API request: pace its quota, let the library retry, map what still fails.
 
-    `units` defaults to the method's cost in pacer.COSTS. Raises TransientError (429, 403 rate
+    `units` defaults to the method's cost (pacer.cost: Gmail units, 1 per Calendar request);
+    `priority="background"` (backfill) spends at most quota_background_share of the per-user
+    limit (jobs.google.pacer). Raises TransientError (429, 403 rate
     limits, 5xx, timeouts; retry_after from Retry-After), CursorExpired (404 history.list,
     410 events.list) or PermanentError (400, 401 after refresh, other 403/404).
     """
     method = method_id(request)
-    pacer.take(account.pk, pacer.cost(method) if units is None else units)
+    _pace(account, method, pacer.cost(method) if units is None else units, priority)
     try:
         return request.execute(num_retries=get_config().google_request_retries)
     except HttpError as exc:
@@ -136,18 +138,51 @@ def batch_execute(
     `priority` "background" (backfill) may spend only part of the quota (see jobs.google.pacer).
     """
     results: list[Any] = [None] * len(requests)
-    for start in range(0, len(requests), BATCH_MAX_PARTS):
-        stop = min(start + BATCH_MAX_PARTS, len(requests))
-        chunk = {index: requests[index] for index in range(start, stop)}
+    for chunk in _chunks(requests, account, units_each, priority):
         _run_chunk(
             service,
             chunk,
             results,
             account=account,
             units_each=units_each,
+            priority=priority,
             collect_failures=collect_failures,
         )
     return results
+
+
+def _units(request: HttpRequest, units_each: int | None) -> int:
+    return pacer.cost(method_id(request)) if units_each is None else units_each
+
+
+def _chunks(
+    requests: Sequence[HttpRequest], account: GoogleAccount, units_each: int | None, priority: str
+) -> list[dict[int, HttpRequest]]:
+    """Consecutive batches of <= 50 parts, each small enough for one quota reservation."""
+    chunks: list[dict[int, HttpRequest]] = []
+    chunk: dict[int, HttpRequest] = {}
+    chunk_units = 0
+    largest: dict[str, float] = {}
+    for index, request in enumerate(requests):
+        units = _units(request, units_each)
+        api = pacer.api_of(method_id(request))
+        if api is not None and api not in largest:
+            largest[api] = pacer.largest_reservation(account.pk, api, priority)
+        over = api is not None and chunk_units + units > largest[api]
+        if chunk and (len(chunk) >= BATCH_MAX_PARTS or over):
+            chunks.append(chunk)
+            chunk, chunk_units = {}, 0
+        chunk[index] = request
+        chunk_units += units
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
+def _pace(account: GoogleAccount, method: str, units: float, priority: str) -> None:
+    api = pacer.api_of(method)
+    if api is not None:
+        pacer.take(account.pk, units, api=api, priority=priority)
 
 
 def _run_chunk(
@@ -157,15 +192,16 @@ def _run_chunk(
     *,
     account: GoogleAccount,
     units_each: int | None,
+    priority: str = "normal",
     collect_failures: bool = False,
 ) -> None:
     config = get_config()
     attempt = 0
     while pending:
-        units = sum(
-            pacer.cost(method_id(r)) if units_each is None else units_each for r in pending.values()
-        )
-        pacer.take(account.pk, units)
+        # A batch's parts are priced one by one, as Google counts them.
+        first_method = method_id(next(iter(pending.values())))
+        units = sum(_units(request, units_each) for request in pending.values())
+        _pace(account, first_method, units, priority)
         failed = _send_batch(service, pending, results, collect_failures=collect_failures)
         if not failed:
             return

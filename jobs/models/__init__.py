@@ -1,8 +1,9 @@
 """Models of the jobs app, one module per model family."""
 
-from jobs.models.google_account import GoogleAccount, GoogleAccountStatus, QuotaBucket
+from jobs.models.google_account import GoogleAccount, GoogleAccountStatus
 from jobs.models.interaction import Interaction, InteractionKind
 from jobs.models.job import Job, JobStatus
+from jobs.models.quota import QuotaUsage
 from jobs.models.raw_event import NormalizationStatus, RawEvent
 from jobs.models.sync_state import Provider, SyncState
 
@@ -15,7 +16,7 @@ __all__ = [
     "JobStatus",
     "NormalizationStatus",
     "Provider",
-    "QuotaBucket",
+    "QuotaUsage",
     "RawEvent",
     "SyncState",
 ]

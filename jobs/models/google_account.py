@@ -52,14 +52,3 @@ class GoogleAccount(models.Model):
     @property
     def own_addresses(self) -> frozenset[str]:
         return frozenset({self.email.lower(), *(a.lower() for a in self.addresses)})
-
-
-class QuotaBucket(models.Model):
-    """Token bucket in Gmail quota units, one per account, shared by every worker."""
-
-    account = models.OneToOneField(GoogleAccount, on_delete=models.CASCADE, related_name="quota")
-    tokens = models.FloatField()
-    refilled_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"quota for {self.account_id}: {self.tokens:.0f}"

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from google_emulator.faults import SPEC_HELP
 from google_emulator.generator import generate_mailbox
+from google_emulator.quota import QuotaLimits
 from google_emulator.server import GoogleEmulator
 
 
@@ -34,6 +35,14 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
         parser.add_argument("--owner", default="owner@example.com", help="the mailbox address")
         parser.add_argument("--alias", action="append", default=[], help="a sendAs alias")
+        parser.add_argument(
+            "--account",
+            action="append",
+            default=[],
+            metavar="EMAIL",
+            help="a further account with its own mailbox and calendar (repeatable); with "
+            "--generate it gets its own generated mail. Each token acts for its own account only",
+        )
         parser.add_argument("--mbox", action="append", default=[], metavar="PATH")
         parser.add_argument("--ics", action="append", default=[], metavar="PATH")
         parser.add_argument("--generate", type=int, default=0, metavar="N", help="messages")
@@ -41,7 +50,28 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=60, help="generated mail spans this")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--faults", default="", metavar="SPEC", help="see the grammar below")
-        parser.add_argument("--latency-ms", type=float, default=0.0, help="added per request")
+        parser.add_argument(
+            "--fault-seed", type=int, default=0, help="seed of the PERCENT%% faults' draws"
+        )
+        parser.add_argument("--latency-ms", type=float, default=0.0, help="added per HTTP request")
+        parser.add_argument(
+            "--part-latency-ms",
+            type=float,
+            default=0.0,
+            help="added per API call: a plain call, or each part of a batch",
+        )
+        parser.add_argument(
+            "--part-concurrency",
+            type=int,
+            default=1,
+            help="batch parts served at once (default 1: one after the other)",
+        )
+        parser.add_argument(
+            "--no-quota",
+            action="store_true",
+            help="do not enforce Google's per-minute quotas (6,000 Gmail units and 600 Calendar "
+            "requests per user, 1,200,000 units and 10,000 requests per project)",
+        )
         parser.add_argument(
             "--require-token",
             action="store_true",
@@ -69,15 +99,28 @@ class Command(BaseCommand):
         threading.Event().wait()
 
     def _announce(self, emulator: GoogleEmulator, url: str, options: dict[str, Any]) -> None:
-        mailbox = emulator.mailbox()
-        events = sum(len(calendar.events()) for calendar in mailbox.calendars())
         self.stdout.write(f"Google API emulator at {url}")
-        messages = mailbox.profile()["messagesTotal"]
-        self.stdout.write(f"  account {mailbox.email}: {messages} messages, {events} events")
+        for email in emulator.accounts.emails():
+            mailbox = emulator.mailbox(email)
+            events = sum(len(calendar.events()) for calendar in mailbox.calendars())
+            messages = mailbox.profile()["messagesTotal"]
+            self.stdout.write(f"  account {mailbox.email}: {messages} messages, {events} events")
         self.stdout.write(f"  token_uri {url}token, auth_uri {url}o/oauth2/auth")
+        self.stdout.write("  consent signs in the account login_hint names (else the first)")
         if options["require_token"]:
-            refresh_token = emulator.register_account(mailbox.email)
-            self.stdout.write(f"  refresh token for {mailbox.email}: {refresh_token}")
+            for email in emulator.accounts.emails():
+                refresh_token = emulator.register_account(email)
+                self.stdout.write(f"  refresh token for {email}: {refresh_token}")
+        limits = emulator.quota.limits
+        if limits is None:
+            self.stdout.write("  quota: off")
+        else:
+            self.stdout.write(
+                f"  quota per minute (sliding): Gmail {limits.gmail_units_per_user:,.0f} units "
+                f"per user, {limits.gmail_units_per_project:,.0f} per project; Calendar "
+                f"{limits.calendar_requests_per_user:,.0f} requests per user, "
+                f"{limits.calendar_requests_per_project:,.0f} per project"
+            )
         for rule in emulator.faults.rules:
             self.stdout.write(f"  fault: {rule}")
         self.stdout.write(self.style.SUCCESS(f"ready {url}"))
@@ -88,10 +131,18 @@ def _build(options: dict[str, Any]) -> GoogleEmulator:
     for path in [*options["mbox"], *options["ics"]]:
         if not Path(path).is_file():
             raise CommandError(f"no such file: {path}")
-    if options["generate"] < 0 or options["events"] < 0 or options["latency_ms"] < 0:
-        raise CommandError("--generate, --events and --latency-ms must not be negative")
+    for name in ("generate", "events", "latency_ms", "part_latency_ms"):
+        if options[name] < 0:
+            raise CommandError(f"--{name.replace('_', '-')} must not be negative")
+    if options["part_concurrency"] < 1:
+        raise CommandError("--part-concurrency must be at least 1")
     emulator = GoogleEmulator(
-        require_token=options["require_token"], latency_s=options["latency_ms"] / 1000
+        require_token=options["require_token"],
+        latency_s=options["latency_ms"] / 1000,
+        part_latency_s=options["part_latency_ms"] / 1000,
+        part_concurrency=options["part_concurrency"],
+        quota=None if options["no_quota"] else QuotaLimits(),
+        fault_seed=options["fault_seed"],
     )
     try:
         emulator.faults.add_spec(options["faults"])
@@ -112,4 +163,17 @@ def _build(options: dict[str, Any]) -> GoogleEmulator:
         mailbox.load_mbox(path)
     for path in options["ics"]:
         mailbox.load_ics(path)
+    for number, email in enumerate(options["account"], start=1):
+        if emulator.accounts.find(email) is not None:
+            raise CommandError(f"--account {email}: already served")
+        extra = None
+        if options["generate"]:
+            extra = generate_mailbox(
+                email,
+                messages=options["generate"],
+                events=options["events"],
+                seed=options["seed"] + number,
+                days=options["days"],
+            )
+        emulator.add_mailbox(email, extra)
     return emulator

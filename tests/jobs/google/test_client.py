@@ -13,9 +13,10 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.enqueue import enqueue
 from jobs.errors import PermanentError, TransientError
+from jobs.google import pacer
 from jobs.google.client import batch_execute, calendar_service, execute, gmail_service
 from jobs.google.errors import CursorExpired
-from jobs.models import GoogleAccount, GoogleAccountStatus, Job, JobStatus, QuotaBucket
+from jobs.models import GoogleAccount, GoogleAccountStatus, Job, JobStatus
 from jobs.payloads import Payload
 from jobs.runner import run_job
 
@@ -117,15 +118,16 @@ class TestExecute:
                 account=google_account,
             )
 
-    def test_gmail_calls_are_charged_to_the_account_bucket_and_calendar_calls_are_not(
+    def test_gmail_calls_are_charged_in_units_and_calendar_calls_in_requests(
         self, gmail, google_account
     ):
         execute(gmail.users().messages().list(userId="me"), account=google_account)
-        charged = 15000 - QuotaBucket.objects.get(account=google_account).tokens
-        assert 4.9 < charged <= 5.1
+        assert pacer.spent(f"gmail:user:{google_account.pk}") == 5
+        assert pacer.spent("gmail:project") == 5
         execute(calendar_service(google_account).calendarList().list(), account=google_account)
-        charged_after = 15000 - QuotaBucket.objects.get(account=google_account).tokens
-        assert charged_after <= charged
+        assert pacer.spent(f"gmail:user:{google_account.pk}") == 5
+        assert pacer.spent(f"calendar:user:{google_account.pk}") == 1
+        assert pacer.spent("calendar:project") == 1
 
 
 class TestBatch:

@@ -68,6 +68,7 @@ def test_it_serves_a_generated_mailbox_with_faults_until_interrupted(monkeypatch
     assert seen["fault"] == 503 and seen["listed"] > 0
     assert seen["events"]["items"]
     assert f"account {OWNER}: 60 messages" in output and output.rstrip().endswith("stopping")
+    assert "quota per minute (sliding): Gmail 6,000 units per user" in output
 
 
 def test_it_loads_mbox_and_ics_files_and_hands_out_a_refresh_token(monkeypatch, tmp_path):
@@ -118,6 +119,41 @@ def test_it_loads_mbox_and_ics_files_and_hands_out_a_refresh_token(monkeypatch, 
     assert seen == {"messages": 1, "events": ["Review"], "anonymous": 401}
 
 
+def test_item23_it_serves_several_accounts_each_token_for_its_own(monkeypatch):
+    seen = {}
+
+    def check(url: str, output: str) -> None:
+        tokens = dict(re.findall(r"refresh token for (\S+): (\S+)", output))
+        for email, refresh_token in tokens.items():
+            credentials = Credentials(
+                None,
+                refresh_token=refresh_token,
+                token_uri=url + "token",
+                client_id="c",
+                client_secret="s",
+            )
+            gmail = build_service("gmail", "v1", url, credentials=credentials)
+            seen[email] = gmail.users().getProfile(userId="me").execute()["emailAddress"]
+
+    output = run_command(
+        monkeypatch,
+        "--owner",
+        OWNER,
+        "--account",
+        "sam@pipeline.example",
+        "--generate",
+        "20",
+        "--events",
+        "2",
+        "--require-token",
+        while_running=check,
+    )
+
+    assert seen == {OWNER: OWNER, "sam@pipeline.example": "sam@pipeline.example"}
+    assert f"account {OWNER}: 20 messages" in output
+    assert "account sam@pipeline.example: 20 messages" in output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -125,6 +161,8 @@ def test_it_loads_mbox_and_ics_files_and_hands_out_a_refresh_token(monkeypatch, 
         (["--ics", "missing.ics"], "no such file: missing.ics"),
         (["--faults", "gmail.users.messages.get=teapot"], "--faults:"),
         (["--generate", "-1"], "must not be negative"),
+        (["--part-latency-ms", "-1"], "--part-latency-ms must not be negative"),
+        (["--part-concurrency", "0"], "--part-concurrency must be at least 1"),
     ],
 )
 def test_bad_input_is_a_command_error(args, message):

@@ -307,10 +307,11 @@ def test_an_mbox_from_takeout_loads_with_its_labels_and_threads(tmp_path: Path):
     assert mailbox.labels()["Label_Clients"] == "Clients"
 
 
-def test_another_served_mailbox_is_reached_by_its_address(gmail, emulator):
-    emulator.add_mailbox("sam@pipeline.example")
-
-    assert gmail.users().getProfile(userId="sam@pipeline.example").execute()["messagesTotal"] == 0
-    with pytest.raises(HttpError) as error:
-        gmail.users().getProfile(userId="nobody@pipeline.example").execute()
-    assert error.value.status_code == 403
+def test_a_token_reaches_its_own_mailbox_by_address_and_no_other(gmail, emulator):
+    # Item 23: this test used to read another served mailbox through userId with a made-up
+    # token (the loophole); a token now only ever acts for its own account.
+    assert gmail.users().getProfile(userId=OWNER).execute()["emailAddress"] == OWNER
+    for other in ("sam@pipeline.example", "nobody@pipeline.example"):
+        with pytest.raises(HttpError) as error:
+            gmail.users().getProfile(userId=other).execute()
+        assert error.value.status_code == 403

@@ -30,7 +30,7 @@ def sync_config(pipeline_config):
         backfill_horizon_days=730,
         gmail_max_messages_per_run=150,
         gmail_chunk_pause_s=0.0,
-        gmail_quota_units_per_minute=10_000_000,
+        gmail_quota_units_per_user_per_minute=10_000_000,
     )
 
 

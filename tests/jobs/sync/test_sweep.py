@@ -27,7 +27,7 @@ def inline(pipeline_config):
         handoff="none",
         initial_window_days=3650,
         gmail_chunk_pause_s=0.0,
-        gmail_quota_units_per_minute=1_200_000,
+        gmail_quota_units_per_user_per_minute=1_200_000,
     )
 
 

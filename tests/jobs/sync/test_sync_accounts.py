@@ -34,7 +34,7 @@ def sync_config(pipeline_config):
         calendar_window_past_days=3650,
         gmail_chunk_pause_s=0.0,
         calendar_pause_s=0.0,
-        gmail_quota_units_per_minute=10_000_000,
+        gmail_quota_units_per_user_per_minute=10_000_000,
     )
 
 
