@@ -96,8 +96,13 @@ class JobContext:
 
     def track(self, progress: Callable[[], Metrics]) -> None:
         """Tell the runner how to read this run's work so far. The runner records it in the
-        attempt's metrics whatever the outcome (success, retry, failure, cancel, deadline)."""
+        attempt's metrics whatever the outcome (success, retry, failure, cancel, deadline);
+        Metrics a processor returns take its place on success."""
         self._progress = progress
+
+    def progress(self) -> Metrics | None:
+        """The tracked work so far (see track()), or None when nothing is tracked."""
+        return self._progress() if self._progress is not None else None
 
     def continue_with(self, payload: Payload | dict[str, Any]) -> None:
         """Enqueue the same kind again (same lane, same batch) once this run succeeds."""

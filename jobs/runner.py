@@ -12,23 +12,32 @@ import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobs.broker import offer
 from jobs.config import PipelineConfig, get_config
 from jobs.context import JobContext, Metrics
 from jobs.dispatcher import get_processor
-from jobs.errors import DeadlineExceeded, JobCancelled, PermanentError, TransientError
+from jobs.errors import (
+    DeadlineExceeded,
+    JobCancelled,
+    LeaseLost,
+    PermanentError,
+    TransientError,
+)
 from jobs.models import Job, JobStatus
+from jobs.models.job import CLAIMABLE_STATUSES
 
 logger = logging.getLogger("jobs.runner")
 metrics_logger = logging.getLogger("jobs.metrics")
 
 ERROR_TEXT_LIMIT = 4000
+LEASE_LOST = "lease-lost"  # a run's status when another attempt took its job
 LEASE_EXPIRED = "lease expired: the worker stopped without recording an outcome"
 
 
@@ -100,21 +109,25 @@ def run_job(job_id: int) -> str:
             cancel_check_interval_s=config.cancel_check_interval_s,
         )
         metrics = spec.func(job, ctx)
-        outcome = _Outcome(JobStatus.SUCCEEDED, metrics=metrics or Metrics())
+        outcome = _Outcome(JobStatus.SUCCEEDED, metrics=metrics or _tracked(job, ctx))
+    except LeaseLost:
+        outcome = _Outcome(LEASE_LOST, metrics=_tracked(job, ctx))
     except JobCancelled as exc:
-        outcome = _Outcome(JobStatus.CANCELLED, error=str(exc))
+        outcome = _Outcome(JobStatus.CANCELLED, error=str(exc), metrics=_tracked(job, ctx))
     except PermanentError as exc:
-        outcome = _Outcome(JobStatus.FAILED, error=_describe(exc))
+        outcome = _Outcome(JobStatus.FAILED, error=_describe(exc), metrics=_tracked(job, ctx))
     except TransientError as exc:
         outcome = _retry_or_fail(job, _describe(exc), exc.retry_after, config)
         outcome.timed_out = isinstance(exc, DeadlineExceeded)
+        outcome.metrics = _tracked(job, ctx)
     except Exception as exc:  # unknown errors are transient, recorded with their traceback
         outcome = _retry_or_fail(job, traceback.format_exc(limit=20), None, config)
+        outcome.metrics = _tracked(job, ctx)
         logger.exception("job %s (%s) raised %s", job.pk, job.kind, type(exc).__name__)
     duration_ms = int((time.monotonic() - started) * 1000)
     line = _finish(job, worker, outcome, ctx, duration_ms)
     metrics_logger.info(json.dumps(line, separators=(",", ":")))
-    return str(outcome.status)
+    return str(line["status"])
 
 
 @dataclass
@@ -122,8 +135,19 @@ class _Outcome:
     status: str
     metrics: Metrics | None = None
     error: str = ""
-    run_after: datetime | None = None
+    delay_s: float = 0.0  # before the next attempt, when retrying
     timed_out: bool = False
+
+
+def _tracked(job: Job, ctx: JobContext | None) -> Metrics | None:
+    """The work the run registered with ctx.track(), read whatever the outcome."""
+    if ctx is None:
+        return None
+    try:
+        return ctx.progress()
+    except Exception:  # a broken progress reader must not lose the outcome
+        logger.exception("job %s (%s): reading its tracked metrics failed", job.pk, job.kind)
+        return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -136,9 +160,7 @@ def _retry_or_fail(
     if job.attempts >= job.max_attempts:
         return _Outcome(JobStatus.FAILED, error=f"attempts exhausted; last error: {error}")
     delay = backoff_delay(job.attempts, config=config, retry_after=retry_after)
-    return _Outcome(
-        JobStatus.RETRYING, error=error, run_after=timezone.now() + timedelta(seconds=delay)
-    )
+    return _Outcome(JobStatus.RETRYING, error=error, delay_s=delay)
 
 
 def metrics_line(
@@ -159,6 +181,32 @@ def metrics_line(
     }
 
 
+# The outcome write. One statement (autocommitted when there are no follow-ups) that only the
+# lease holder can win, and that reads `cancel_requested` on the row it updates: a cancel that
+# landed at any moment before it turns whatever the run ended with into `cancelled` (row locks
+# order it against job_cancel's UPDATE). Times come from the database's clock.
+_FINAL_STATUS = "CASE WHEN cancel_requested THEN %(cancelled)s ELSE %(status)s END"
+_FINISH_SQL = f"""
+UPDATE {{table}}
+   SET status = {_FINAL_STATUS},
+       metrics = jsonb_set(%(metrics)s::jsonb, '{{{{status}}}}', to_jsonb({_FINAL_STATUS}::text)),
+       errors = CASE WHEN %(error)s = '' THEN errors
+                     ELSE errors || jsonb_build_array(jsonb_build_object(
+                          'attempt', attempts, 'at', statement_timestamp(), 'error', %(error)s))
+                END,
+       last_error = CASE WHEN %(error)s = '' THEN last_error ELSE %(error)s END,
+       run_after = CASE WHEN {_FINAL_STATUS} = %(retrying)s
+                        THEN statement_timestamp() + make_interval(secs => %(delay)s)
+                        ELSE run_after END,
+       finished_at = CASE WHEN {_FINAL_STATUS} = %(retrying)s THEN NULL
+                          ELSE statement_timestamp() END,
+       lease_expires_at = NULL, locked_by = '', offered_at = NULL,
+       updated_at = statement_timestamp()
+ WHERE id = %(id)s AND status = %(running)s AND locked_by = %(worker)s AND attempts = %(attempt)s
+RETURNING status, run_after
+"""
+
+
 def _finish(
     job: Job, worker: str, outcome: _Outcome, ctx: JobContext | None, duration_ms: int
 ) -> dict[str, Any]:
@@ -168,41 +216,41 @@ def _finish(
     line = metrics_line(
         job, metrics, status=outcome.status, duration_ms=duration_ms, timed_out=outcome.timed_out
     )
+    if outcome.status == LEASE_LOST:
+        # The run stopped at its fence: another attempt owns the job; nothing is recorded.
+        logger.warning("job %s lost its lease during the run; nothing recorded", job.pk)
+        return line
     stored = dict(line)
     if metrics.details:
         stored["details"] = metrics.details
-    now = timezone.now()
-    errors = list(job.errors)
-    if outcome.error:
-        errors.append(
-            {
-                "attempt": job.attempts,
-                "at": now.isoformat(),
-                "error": outcome.error[:ERROR_TEXT_LIMIT],
-            }
-        )
     followups = ctx.followups if ctx is not None and outcome.status == JobStatus.SUCCEEDED else []
+    params = {
+        "table": Job._meta.db_table,
+        "status": outcome.status,
+        "cancelled": JobStatus.CANCELLED,
+        "retrying": JobStatus.RETRYING,
+        "running": JobStatus.RUNNING,
+        "metrics": json.dumps(stored),
+        "error": outcome.error[:ERROR_TEXT_LIMIT],
+        "delay": outcome.delay_s,
+        "id": job.pk,
+        "worker": worker,
+        "attempt": job.attempts,
+    }
     # The outcome and the follow-ups commit together; a lone UPDATE needs no transaction.
-    with transaction.atomic() if followups else nullcontext():
-        # Only the holder of the lease may record an outcome: if tick() took the job back
-        # (lease expired), this late result is dropped and the newer attempt wins.
-        updated = Job.objects.filter(
-            pk=job.pk, status=JobStatus.RUNNING, locked_by=worker, attempts=job.attempts
-        ).update(
-            status=outcome.status,
-            metrics=stored,
-            errors=errors,
-            last_error=outcome.error[:ERROR_TEXT_LIMIT] if outcome.error else job.last_error,
-            run_after=outcome.run_after or job.run_after,
-            finished_at=None if outcome.status == JobStatus.RETRYING else now,
-            lease_expires_at=None,
-            locked_by="",
-            offered_at=None,
-            updated_at=now,
-        )
-        if not updated:
+    with transaction.atomic() if followups else nullcontext(), connection.cursor() as cursor:
+        cursor.execute(_FINISH_SQL.format(table=params.pop("table")), params)
+        row = cursor.fetchone()
+        if row is None:
+            # tick() took the job back (lease expired): this late result is dropped and the
+            # newer attempt wins.
             logger.warning("job %s lost its lease before finishing; outcome dropped", job.pk)
-            line["status"] = "lease-lost"
+            line["status"] = LEASE_LOST
+            return line
+        line["status"] = row[0]
+        if row[0] != JobStatus.SUCCEEDED:
+            # A pending cancel (or any other outcome) starts nothing: no continuation, no
+            # next stage.
             return line
         for follow in followups:
             enqueue(
@@ -229,6 +277,7 @@ def tick() -> TickResult:
     queries use partial indexes (job_lease_idx, job_due_idx).
     """
     config = get_config()
+    finish_cancel_requested()
     expired = return_expired_leases()
     stale = timezone.now() - timedelta(seconds=config.reoffer_after_s)
     due_ids = list(
@@ -244,6 +293,23 @@ def tick() -> TickResult:
         Job.objects.filter(pk__in=due_ids).update(offered_at=timezone.now())
     offered = offer(due_ids)
     return TickResult(leases_expired=expired, offered=offered)
+
+
+def finish_cancel_requested() -> int:
+    """Finish as `cancelled` every waiting job that carries a cancel request.
+
+    Such rows are never claimed, and their lane stays taken; the outcome write no longer leaves
+    any (a pending cancel wins over every outcome), but a database written by an older version
+    may hold some, stuck `retrying`.
+    """
+    return Job.objects.filter(status__in=CLAIMABLE_STATUSES, cancel_requested=True).update(
+        status=JobStatus.CANCELLED,
+        finished_at=Now(),
+        lease_expires_at=None,
+        locked_by="",
+        offered_at=None,
+        updated_at=Now(),
+    )
 
 
 def return_expired_leases() -> int:
@@ -295,6 +361,7 @@ def run_due_jobs(
     is due (jobs waiting out a backoff are not due)."""
     report = RunReport()
     while max_jobs is None or report.ran < max_jobs:
+        finish_cancel_requested()
         return_expired_leases()
         due = Job.objects.filter(
             status__in=[JobStatus.QUEUED, JobStatus.RETRYING],
