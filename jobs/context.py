@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobs.errors import DeadlineExceeded, JobCancelled
+from jobs.errors import DeadlineExceeded, JobCancelled, LeaseLost
 from jobs.payloads import Payload
 
 if TYPE_CHECKING:
@@ -85,14 +85,32 @@ class JobContext:
 
     def fence(self) -> None:
         """Call inside the transaction of every write that moves a cursor (a chunk of raw
-        events with its SyncState, a chunk of normalization results), before it commits.
+        events with its SyncState, a chunk of normalization results), before the writes.
 
         Raises LeaseLost when this worker no longer holds the job's lease, so a late worker
         whose job tick() handed on changes nothing; while it holds the lease, the job row stays
-        locked until that transaction ends, so tick() cannot take the job mid-write.
+        locked (FOR SHARE) until that transaction ends, so tick() cannot take the job mid-write
+        (its UPDATE waits, then returns the job once the chunk is committed whole).
         """
-        # Interface stub: the engine's implementation follows.
-        return None
+        from django.db import connection
+
+        from jobs.models import Job, JobStatus
+
+        if not connection.in_atomic_block:
+            raise RuntimeError("JobContext.fence() must be called inside transaction.atomic()")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT 1 FROM {Job._meta.db_table}
+                 WHERE id = %s AND status = %s AND locked_by = %s AND attempts = %s
+                   FOR SHARE
+                """,
+                [self.job.pk, JobStatus.RUNNING, self.job.locked_by, self.job.attempts],
+            )
+            if cursor.fetchone() is None:
+                raise LeaseLost(
+                    f"job {self.job.pk} attempt {self.job.attempts} no longer holds its lease"
+                )
 
     def track(self, progress: Callable[[], Metrics]) -> None:
         """Tell the runner how to read this run's work so far. The runner records it in the

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 import uuid
+from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.utils import timezone
 
+from jobs.config import get_config
+from jobs.context import JobContext
 from jobs.enqueue import enqueue
+from jobs.errors import LeaseLost
 from jobs.models import GoogleAccount, Interaction, Job, JobStatus, RawEvent
-from jobs.runner import run_due_jobs, run_job, tick
+from jobs.runner import LEASE_EXPIRED, claim, run_due_jobs, run_job, tick
 from jobs.sync.convert import gmail_message_from_rfc822
 from tests.fixtures.emulator import ALIAS, OWNER
 from tests.testapp.models import Execution
+from tests.testapp.processors import GATES
 
 pytestmark = pytest.mark.django_db
 
@@ -162,3 +170,134 @@ class TestItem9FailedAttemptsCountTheirWork:
         assert Interaction.objects.filter(user=user).count() == 10
         assert job.metrics["itemsFetched"] == 10 and job.metrics["itemsInserted"] == 10
         assert metrics_lines(caplog)[-1]["itemsInserted"] == 10
+
+
+def steal(job: Job, *, by: str = "other-host:99") -> Job:
+    """What happens to a job whose worker stalled: its lease expires, tick() returns it, and
+    another worker claims it."""
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert tick().leases_expired == 1
+    stolen = claim(job.pk, by, config=get_config())
+    assert stolen is not None and stolen.attempts == job.attempts + 1
+    return stolen
+
+
+class TestItem3LeaseFence:
+    def test_item3_a_late_normalizer_after_tick_took_its_job_changes_nothing(
+        self, user, account, messages
+    ):
+        from jobs.processors import normalize_gmail
+
+        batch = store(user, messages[:25])
+        job = enqueue(
+            "normalize_gmail", user=user, payload={"account_id": account.pk}, batch_id=batch
+        )
+        late = claim(job.pk, "stalled-host:1", config=get_config())
+        ctx = JobContext(
+            job=late,
+            payload=normalize_gmail.NormalizePayload(account_id=account.pk),
+            deadline=time.monotonic() + 600,
+            logger=logging.getLogger("test"),
+        )
+        steal(late)
+        # The stalled worker wakes up and runs its normalization.
+        with pytest.raises(LeaseLost):
+            normalize_gmail.run(late, ctx)
+        assert not Interaction.objects.exists()
+        assert set(RawEvent.objects.values_list("status", flat=True)) == {"pending"}
+        current = Job.objects.get(pk=job.pk)
+        assert (current.status, current.locked_by, current.attempts) == (
+            JobStatus.RUNNING,
+            "other-host:99",
+            2,
+        )
+
+    def test_item3_the_holder_of_the_lease_writes(self, user, account, messages):
+        batch = store(user, messages[:25])
+        job = enqueue(
+            "normalize_gmail", user=user, payload={"account_id": account.pk}, batch_id=batch
+        )
+        assert run_job(job.pk) == "succeeded"
+        assert Interaction.objects.filter(user=user).count() == 25
+
+
+@pytest.mark.django_db(transaction=True)
+class TestItem3LeaseFenceWithThreads:
+    def run_in_thread(self, job: Job) -> tuple[threading.Thread, list[str], threading.Event]:
+        entered, release = threading.Event(), threading.Event()
+        GATES[job.pk] = (entered, release)
+        results: list[str] = []
+
+        def work() -> None:
+            try:
+                results.append(run_job(job.pk))
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        assert entered.wait(timeout=10)
+        return thread, results, release
+
+    def test_item3_a_late_worker_after_tick_took_its_job_changes_nothing(self, user, caplog):
+        job = enqueue("fenced", user=user, payload={"rows": 3})
+        thread, results, release = self.run_in_thread(job)
+        try:
+            job.refresh_from_db()
+            steal(job)
+        finally:
+            release.set()
+            thread.join(timeout=30)
+            GATES.pop(job.pk, None)
+        assert results == ["lease-lost"]
+        assert not Execution.objects.filter(job_id=job.pk).exists()
+        current = Job.objects.get(pk=job.pk)
+        assert current.status == JobStatus.RUNNING and current.locked_by == "other-host:99"
+        assert current.attempts == 2 and current.metrics == {}
+        assert [e["error"] for e in current.errors] == [LEASE_EXPIRED]
+        lines = [line for line in metrics_lines(caplog) if line["jobId"] == job.pk]
+        assert [line["status"] for line in lines] == ["lease-lost"]
+
+    def test_item3_tick_cannot_take_a_job_while_its_fenced_write_is_open(self, user):
+        job = enqueue("fenced", user=user)
+        claimed = claim(job.pk, "w:1", config=get_config())
+        ctx = JobContext(
+            job=claimed,
+            payload=None,  # type: ignore[arg-type]
+            deadline=time.monotonic() + 60,
+            logger=logging.getLogger("test"),
+        )
+        Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+        errors: list[BaseException] = []
+
+        def tick_elsewhere() -> None:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET lock_timeout = '300ms'")
+                tick()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        with transaction.atomic():
+            ctx.fence()
+            thread = threading.Thread(target=tick_elsewhere)
+            thread.start()
+            thread.join(timeout=10)
+        assert len(errors) == 1 and "lock timeout" in str(errors[0])
+        # once the fenced write committed, tick returns the job as usual
+        assert tick().leases_expired == 1
+
+    def test_item3_fence_refuses_to_run_outside_a_transaction(self, user):
+        job = enqueue("fenced", user=user)
+        ctx = JobContext(
+            job=claim(job.pk, "w:1", config=get_config()),
+            payload=None,  # type: ignore[arg-type]
+            deadline=time.monotonic() + 60,
+            logger=logging.getLogger("test"),
+        )
+        with transaction.atomic():
+            ctx.fence()  # held: no error
+        with pytest.raises(RuntimeError, match=r"inside transaction\.atomic"):
+            ctx.fence()  # alone it would lock nothing

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
+
+from django.db import transaction
 
 from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
@@ -123,3 +126,30 @@ def partial(job: Job, ctx: JobContext) -> Metrics | None:
         ctx.continue_with(PartialPayload())
         ctx.enqueue_next("noop")
     return None
+
+
+# Gates a test opens to let a "fenced" run go on: job id -> (entered, release).
+GATES: dict[int, tuple[threading.Event, threading.Event]] = {}
+
+
+@dataclass(frozen=True)
+class FencedPayload(Payload):
+    rows: int = 3
+
+
+@processor("fenced", payload=FencedPayload)
+def fenced(job: Job, ctx: JobContext) -> Metrics:
+    """Waits at its gate (when the test set one), then writes its rows under the lease fence."""
+    p: FencedPayload = ctx.payload  # type: ignore[assignment]
+    gate = GATES.get(job.pk)
+    if gate is not None:
+        entered, release = gate
+        entered.set()
+        release.wait(timeout=30)
+    with transaction.atomic():
+        ctx.fence()
+        for _ in range(p.rows):
+            Execution.objects.create(
+                job_id=job.pk, attempt=job.attempts, phase="effect", worker_pid=os.getpid()
+            )
+    return Metrics(items_fetched=p.rows, items_inserted=p.rows)
