@@ -301,3 +301,57 @@ class TestItem3LeaseFenceWithThreads:
             ctx.fence()  # held: no error
         with pytest.raises(RuntimeError, match=r"inside transaction\.atomic"):
             ctx.fence()  # alone it would lock nothing
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    """django-q2 configured with a broker that cannot be reached (every enqueue raises)."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "BROKER_CLASS", "tests.testapp.brokers.DownBroker")
+
+
+@pytest.mark.django_db(transaction=True)
+class TestItem5HandOffAfterCommit:
+    def test_item5_a_broker_error_after_commit_is_logged_and_left_to_tick(
+        self, user, broker_down, monkeypatch, caplog
+    ):
+        from django_q.conf import Conf
+        from django_q.models import OrmQ
+
+        with caplog.at_level(logging.ERROR, logger="jobs.broker"), transaction.atomic():
+            job = enqueue("record", user=user)
+        assert "tick will offer them again" in caplog.text and f"job {job.pk}" in caplog.text
+        job.refresh_from_db()
+        assert job.status == JobStatus.QUEUED and job.offered_at is None
+        monkeypatch.setattr(Conf, "BROKER_CLASS", None)  # the broker is back
+        assert tick().offered == 1
+        assert OrmQ.objects.count() == 1
+
+    def test_item5_the_oauth_callback_answers_after_a_broker_error(
+        self, client, user, google_settings, emulator, broker_down, caplog
+    ):
+        from tests.jobs.google.test_oauth_views import consent
+
+        emulator.require_token = True
+        client.force_login(user)
+        callback = consent(client, emulator)
+        with caplog.at_level(logging.ERROR, logger="jobs.broker"):
+            response = client.get(callback)
+        assert response.status_code == 302  # not a 500 after the account was saved
+        assert GoogleAccount.objects.filter(user=user).exists()
+        jobs = Job.objects.filter(user=user)
+        assert jobs.exists() and not jobs.exclude(offered_at=None).exists()
+        assert "tick will offer them again" in caplog.text
+
+    def test_item5_a_run_whose_follow_up_hand_off_fails_still_logs_its_metrics_line(
+        self, user, broker_down, caplog
+    ):
+        job = Job.objects.create(
+            user=user, kind="record", payload={"next_kind": "noop"}, run_after=timezone.now()
+        )
+        with caplog.at_level(logging.INFO):
+            assert run_job(job.pk) == "succeeded"
+        assert [line["jobId"] for line in metrics_lines(caplog)] == [job.pk]
+        nxt = Job.objects.get(kind="noop")
+        assert nxt.status == JobStatus.QUEUED and nxt.offered_at is None
