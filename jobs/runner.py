@@ -17,7 +17,6 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from jobs.broker import offer
 from jobs.config import PipelineConfig, get_config
@@ -58,31 +57,32 @@ def backoff_delay(
 
 
 def claim(job_id: int, worker: str, *, config: PipelineConfig) -> Job | None:
-    """Atomically move a due job to `running` under a lease; None if someone else has it."""
+    """Atomically move a due job to `running` under a lease; None if someone else has it.
+
+    Every time is the database's (statement_timestamp(): the same for every host, and not
+    frozen at the start of a caller's transaction), so a worker whose clock is off neither
+    claims early nor writes a lease that ends early or late.
+    """
     lease_s = config.job_wall_clock_cap_s + config.lease_grace_s
-    # Python's clock, not now(): now() is frozen at transaction start, and run_after is
-    # written from Python too.
-    now = timezone.now()
     rows = list(
         Job.objects.raw(
             f"""
             UPDATE {Job._meta.db_table}
                SET status = %s, attempts = attempts + 1, locked_by = %s,
-                   lease_expires_at = %s, started_at = %s, finished_at = NULL, updated_at = %s
-             WHERE id = %s AND status IN (%s, %s) AND run_after <= %s
+                   lease_expires_at = statement_timestamp() + make_interval(secs => %s),
+                   started_at = statement_timestamp(), finished_at = NULL,
+                   updated_at = statement_timestamp()
+             WHERE id = %s AND status IN (%s, %s) AND run_after <= statement_timestamp()
                    AND NOT cancel_requested
             RETURNING *
             """,
             [
                 JobStatus.RUNNING,
                 worker,
-                now + timedelta(seconds=lease_s),
-                now,
-                now,
+                lease_s,
                 job_id,
                 JobStatus.QUEUED,
                 JobStatus.RETRYING,
-                now,
             ],
         )
     )
@@ -279,18 +279,18 @@ def tick() -> TickResult:
     config = get_config()
     finish_cancel_requested()
     expired = return_expired_leases()
-    stale = timezone.now() - timedelta(seconds=config.reoffer_after_s)
+    stale = Now() - timedelta(seconds=config.reoffer_after_s)
     due_ids = list(
         Job.objects.filter(
             status__in=[JobStatus.QUEUED, JobStatus.RETRYING],
-            run_after__lte=timezone.now(),
+            run_after__lte=Now(),
             cancel_requested=False,
         )
         .exclude(offered_at__gt=stale)
         .values_list("pk", flat=True)[:1000]
     )
     if due_ids:
-        Job.objects.filter(pk__in=due_ids).update(offered_at=timezone.now())
+        Job.objects.filter(pk__in=due_ids).update(offered_at=Now())
     offered = offer(due_ids)
     return TickResult(leases_expired=expired, offered=offered)
 
@@ -313,8 +313,9 @@ def finish_cancel_requested() -> int:
 
 
 def return_expired_leases() -> int:
+    """Return every running job whose lease expired (by the database's clock) to `retrying`, or
+    `failed` when its attempts are used up, `cancelled` when a cancel was pending."""
     table = Job._meta.db_table
-    now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -323,13 +324,13 @@ def return_expired_leases() -> int:
                                  WHEN attempts >= max_attempts THEN %(failed)s
                                  ELSE %(retrying)s END,
                    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
-                                      THEN %(now)s END,
-                   errors = errors || jsonb_build_array(
-                       %(error)s::jsonb || jsonb_build_object('attempt', attempts, 'at', %(now)s)),
+                                      THEN statement_timestamp() END,
+                   errors = errors || jsonb_build_array(%(error)s::jsonb || jsonb_build_object(
+                       'attempt', attempts, 'at', statement_timestamp())),
                    last_error = %(message)s,
                    locked_by = '', lease_expires_at = NULL, offered_at = NULL,
-                   run_after = %(now)s, updated_at = %(now)s
-             WHERE status = %(running)s AND lease_expires_at < %(now)s
+                   run_after = statement_timestamp(), updated_at = statement_timestamp()
+             WHERE status = %(running)s AND lease_expires_at < statement_timestamp()
             """,
             {
                 "cancelled": JobStatus.CANCELLED,
@@ -338,7 +339,6 @@ def return_expired_leases() -> int:
                 "running": JobStatus.RUNNING,
                 "error": json.dumps({"error": LEASE_EXPIRED}),
                 "message": LEASE_EXPIRED,
-                "now": now,
             },
         )
         return cursor.rowcount
@@ -365,7 +365,7 @@ def run_due_jobs(
         return_expired_leases()
         due = Job.objects.filter(
             status__in=[JobStatus.QUEUED, JobStatus.RETRYING],
-            run_after__lte=timezone.now(),
+            run_after__lte=Now(),
             cancel_requested=False,
         ).order_by("run_after", "id")
         if kinds:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 
 class JobStatus(models.TextChoices):
@@ -34,7 +35,8 @@ class Job(models.Model):
     # 0 runs first, 9 last (Oban's convention): backfills run below incremental syncs. A job's
     # follow-ups (continuations, later stages) inherit it.
     priority = models.PositiveSmallIntegerField(default=0)
-    run_after = models.DateTimeField()
+    # The database's clock by default (claim and tick compare with it), never a host's.
+    run_after = models.DateTimeField(db_default=Now())
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     locked_by = models.CharField(max_length=128, blank=True)
     cancel_requested = models.BooleanField(default=False)

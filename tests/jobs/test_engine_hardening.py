@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -355,3 +355,64 @@ class TestItem5HandOffAfterCommit:
         assert [line["jobId"] for line in metrics_lines(caplog)] == [job.pk]
         nxt = Job.objects.get(kind="noop")
         assert nxt.status == JobStatus.QUEUED and nxt.offered_at is None
+
+
+def db_now():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def skewed_clock(monkeypatch):
+    """Set this process's clock (django.utils.timezone.now) off by `seconds`; the database's
+    clock stays right. skewed_clock(0) puts it back."""
+    real_now = timezone.now
+
+    def skew(seconds: float) -> None:
+        monkeypatch.setattr(timezone, "now", lambda: real_now() + timedelta(seconds=seconds))
+
+    return skew
+
+
+HOUR = 3600
+
+
+class TestItem4DatabaseClock:
+    def test_item4_a_worker_whose_clock_is_behind_claims_a_due_job(self, user, skewed_clock):
+        job = enqueue("record", user=user)
+        skewed_clock(-HOUR)
+        assert run_job(job.pk) == "succeeded"
+
+    def test_item4_a_job_enqueued_on_a_host_ahead_is_due_at_once(self, user, skewed_clock):
+        skewed_clock(+HOUR)
+        job = enqueue("record", user=user)
+        skewed_clock(0)
+        assert job.run_after <= db_now()
+        assert run_job(job.pk) == "succeeded"
+
+    def test_item4_the_lease_follows_the_database_clock(self, user, skewed_clock):
+        job = enqueue("record", user=user)
+        skewed_clock(-HOUR)
+        claimed = claim(job.pk, "behind:1", config=get_config())
+        lease_s = get_config().job_wall_clock_cap_s + get_config().lease_grace_s
+        skewed_clock(0)
+        expected = db_now() + timedelta(seconds=lease_s)
+        assert abs((claimed.lease_expires_at - expected).total_seconds()) < 5
+        assert tick().leases_expired == 0  # a live job is not taken from its worker
+        skewed_clock(+HOUR)  # nor by a tick on a host whose clock is ahead
+        assert tick().leases_expired == 0
+        assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING
+
+    def test_item4_backoff_follows_the_database_clock(self, user, skewed_clock):
+        job = enqueue("record", user=user, payload={"fail_transient_times": 1})
+        skewed_clock(+HOUR)
+        assert run_job(job.pk) == "retrying"
+        skewed_clock(0)
+        job.refresh_from_db()
+        # attempt 1: full jitter over [0, 2 s] (tests.settings), from the database's now
+        wait = (job.run_after - db_now()).total_seconds()
+        assert wait <= 2.5
+        at = datetime.fromisoformat(job.errors[-1]["at"])
+        assert abs((at - db_now()).total_seconds()) < 5
+        assert abs((job.updated_at - db_now()).total_seconds()) < 5
