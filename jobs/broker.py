@@ -65,5 +65,37 @@ def _mark_not_offered(job_ids: list[int]) -> None:
         logger.exception("could not mark %d job(s) as not offered", len(job_ids))
 
 
+def held_job_ids() -> set[int] | None:
+    """The ids of the jobs whose hand-off the broker still holds (waiting, or delivered and not
+    yet acknowledged), or None when this broker cannot be read (then tick backs off instead).
+
+    Reads django-q2's ORM queue (OrmQ rows of this cluster) or Redis list; each message is a
+    signed package, verified and decoded here (tens of microseconds each).
+    """
+    from django_q.brokers import get_broker
+    from django_q.brokers.orm import ORM
+    from django_q.brokers.redis_broker import Redis
+    from django_q.signing import BadSignature, SignedPackage
+
+    broker = get_broker()
+    if isinstance(broker, ORM):
+        messages = (
+            broker.get_connection().filter(key=broker.list_key).values_list("payload", flat=True)
+        )
+    elif isinstance(broker, Redis):
+        messages = broker.connection.lrange(broker.list_key, 0, -1)
+    else:
+        return None
+    held = set()
+    for message in messages:
+        try:
+            task = SignedPackage.loads(message)
+        except (BadSignature, ValueError, TypeError, EOFError):
+            continue  # not ours to read
+        if task.get("func") == RUN_JOB and task.get("args"):
+            held.add(int(task["args"][0]))
+    return held
+
+
 def offer_on_commit(job_id: int) -> None:
     transaction.on_commit(lambda: offer([job_id]))

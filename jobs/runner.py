@@ -16,9 +16,18 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models.functions import Now
+from django.db.models import (
+    DateTimeField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Value,
+)
+from django.db.models.functions import Least, Now
 
-from jobs.broker import offer
+from jobs.broker import held_job_ids, offer
 from jobs.config import PipelineConfig, get_config
 from jobs.context import JobContext, Metrics
 from jobs.dispatcher import get_processor
@@ -271,28 +280,60 @@ class TickResult:
 
 
 def tick() -> TickResult:
-    """Return jobs whose lease expired (their worker died) and re-offer due jobs.
+    """Return jobs whose lease expired (their worker died) and offer due jobs the broker does
+    not deliver: never offered, or offered long ago and no longer held by the broker.
 
-    Registered as a django-q2 Schedule; `runjobs` calls it too. Idempotent and cheap: both
+    Registered as a django-q2 Schedule; `runjobs` calls it too. Idempotent and cheap: the
     queries use partial indexes (job_lease_idx, job_due_idx).
     """
     config = get_config()
     finish_cancel_requested()
     expired = return_expired_leases()
-    stale = Now() - timedelta(seconds=config.reoffer_after_s)
-    due_ids = list(
-        Job.objects.filter(
-            status__in=[JobStatus.QUEUED, JobStatus.RETRYING],
-            run_after__lte=Now(),
-            cancel_requested=False,
-        )
-        .exclude(offered_at__gt=stale)
-        .values_list("pk", flat=True)[:1000]
-    )
+    due_ids = list(due_for_offer(config).values_list("pk", flat=True)[:TICK_OFFER_LIMIT])
     if due_ids:
         Job.objects.filter(pk__in=due_ids).update(offered_at=Now())
     offered = offer(due_ids)
     return TickResult(leases_expired=expired, offered=offered)
+
+
+TICK_OFFER_LIMIT = 1000
+# The longest a job waits between two re-offers when the broker cannot be read.
+REOFFER_BACKOFF_CAP = timedelta(hours=1)
+
+
+def due_for_offer(config: PipelineConfig) -> QuerySet[Job]:
+    """Due jobs to hand to the broker, most urgent first (priority, then run_after).
+
+    A job offered less than `reoffer_after_s` ago is left alone (its message may be on its way
+    to a worker). Past that, it is offered again only when the broker no longer holds its
+    message (lost with a restarted broker, or delivered before it was due); under a backlog
+    the waiting messages are not duplicated, so the queue does not grow. A broker that cannot
+    be read gets an exponential back-off per job instead: a job is offered again once it has
+    waited as long again as it had when last offered (at least `reoffer_after_s`, at most an
+    hour).
+    """
+    due = Job.objects.filter(
+        status__in=CLAIMABLE_STATUSES, run_after__lte=Now(), cancel_requested=False
+    ).order_by("priority", "run_after", "id")
+    stale = Q(offered_at__lte=Now() - timedelta(seconds=config.reoffer_after_s))
+    held = _held_job_ids() if config.handoff != "none" else None
+    if held is not None:
+        due = due.exclude(pk__in=held)
+    elif config.handoff != "none":
+        waited = ExpressionWrapper(
+            Least(F("offered_at") - F("run_after"), Value(REOFFER_BACKOFF_CAP)),
+            output_field=DurationField(),
+        )
+        stale &= Q(offered_at__lte=ExpressionWrapper(Now() - waited, output_field=DateTimeField()))
+    return due.filter(Q(offered_at__isnull=True) | stale)
+
+
+def _held_job_ids() -> set[int] | None:
+    try:
+        return held_job_ids()
+    except Exception:  # an unreachable broker: offer() will say so; back off meanwhile
+        logger.exception("could not read the broker's queue; re-offers back off instead")
+        return None
 
 
 def finish_cancel_requested() -> int:
@@ -367,7 +408,7 @@ def run_due_jobs(
             status__in=[JobStatus.QUEUED, JobStatus.RETRYING],
             run_after__lte=Now(),
             cancel_requested=False,
-        ).order_by("run_after", "id")
+        ).order_by("priority", "run_after", "id")
         if kinds:
             due = due.filter(kind__in=kinds)
         limit = 100 if max_jobs is None else max_jobs - report.ran

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from jobs.config import get_config
@@ -416,3 +417,68 @@ class TestItem4DatabaseClock:
         at = datetime.fromisoformat(job.errors[-1]["at"])
         assert abs((at - db_now()).total_seconds()) < 5
         assert abs((job.updated_at - db_now()).total_seconds()) < 5
+
+
+def backlog(user, n: int) -> list[int]:
+    """n due jobs, never offered (as a `handoff: none` enqueue or a failed hand-off leaves them)."""
+    now = db_now()
+    Job.objects.bulk_create(
+        Job(user=user, kind="noop", run_after=now, offered_at=None) for _ in range(n)
+    )
+    return list(Job.objects.order_by("id").values_list("pk", flat=True))
+
+
+def time_passes(seconds: float) -> None:
+    """As if `seconds` went by for every waiting job (no worker consumed anything)."""
+    Job.objects.update(
+        run_after=F("run_after") - timedelta(seconds=seconds),
+        offered_at=F("offered_at") - timedelta(seconds=seconds),
+    )
+
+
+class TestItem6ReOffers:
+    def test_item6_the_broker_queue_does_not_grow_under_a_2000_job_backlog(self, user):
+        from django_q.models import OrmQ
+
+        ids = backlog(user, 2000)
+        assert tick().offered == 1000 and tick().offered == 1000  # 1,000 per tick
+        assert OrmQ.objects.count() == 2000
+        started = time.monotonic()
+        for _ in range(5):  # five ticks, each past reoffer_after_s: nothing is duplicated
+            time_passes(get_config().reoffer_after_s + 1)
+            assert tick().offered == 0
+        per_tick = (time.monotonic() - started) / 5
+        assert OrmQ.objects.count() == 2000
+        assert per_tick < 2.0, f"a tick over a 2,000-message queue took {per_tick:.2f} s"
+        # Messages the broker lost are offered again, and only those.
+        lost = OrmQ.objects.order_by("id")[:10]
+        lost_ids = set()
+        for message in lost:
+            lost_ids.add(message.task["args"][0])
+            message.delete()
+        time_passes(get_config().reoffer_after_s + 1)
+        assert tick().offered == 10
+        assert OrmQ.objects.count() == 2000
+        newest = OrmQ.objects.order_by("-id")[:10]
+        assert {m.task["args"][0] for m in newest} == lost_ids <= set(ids)
+
+    def test_item6_a_broker_that_cannot_be_read_gets_exponential_re_offers(self, user, monkeypatch):
+        from django_q.conf import Conf
+        from django_q.models import OrmQ
+
+        monkeypatch.setattr(Conf, "BROKER_CLASS", "tests.testapp.brokers.OpaqueBroker")
+        backlog(user, 50)
+        assert tick().offered == 50
+        reoffer = get_config().reoffer_after_s  # 300 s
+        offers = []
+        for _ in range(60):  # an hour of one-minute ticks with nobody consuming
+            time_passes(60)
+            offers.append(tick().offered)
+        # Re-offered once the job has waited twice as long as at its last offer (5, ~10, ~20,
+        # ~40 minutes after it was due, give or take a tick) instead of every 5 minutes.
+        minutes = [i + 1 for i, n in enumerate(offers) if n]
+        assert minutes[0] * 60 == reoffer and len(minutes) == 4
+        for earlier, later in zip(minutes, minutes[1:], strict=False):
+            assert 2 * earlier <= later <= 2 * earlier + 1
+        assert set(offers) == {0, 50}
+        assert OrmQ.objects.count() == 50 * 5

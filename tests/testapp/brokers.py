@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django_q.brokers import Broker
 from django_q.brokers.orm import ORM
 
 
@@ -12,3 +13,21 @@ class BrokerDown(ConnectionError):
 class DownBroker(ORM):
     def enqueue(self, task):  # type: ignore[no-untyped-def]
         raise BrokerDown("broker unreachable (test)")
+
+
+class OpaqueBroker(Broker):
+    """A broker whose queue cannot be read from outside (as SQS or IronMQ): it keeps its
+    messages in OrmQ through an inner ORM broker but is not one."""
+
+    def __init__(self, list_key: str | None = None) -> None:
+        self.inner = ORM(list_key=list_key)
+        super().__init__(list_key=list_key)
+
+    def enqueue(self, task):  # type: ignore[no-untyped-def]
+        return self.inner.enqueue(task)
+
+    def dequeue(self):  # type: ignore[no-untyped-def]
+        return self.inner.dequeue()
+
+    def queue_size(self) -> int:
+        return self.inner.queue_size()
