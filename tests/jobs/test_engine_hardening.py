@@ -3,6 +3,7 @@ clock, a hand-off that never raises, bounded re-offers, prompt retries. Real Pos
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -478,7 +479,7 @@ class TestItem6ReOffers:
         # ~40 minutes after it was due, give or take a tick) instead of every 5 minutes.
         minutes = [i + 1 for i, n in enumerate(offers) if n]
         assert minutes[0] * 60 == reoffer and len(minutes) == 4
-        for earlier, later in zip(minutes, minutes[1:], strict=False):
+        for earlier, later in itertools.pairwise(minutes):
             assert 2 * earlier <= later <= 2 * earlier + 1
         assert set(offers) == {0, 50}
         assert OrmQ.objects.count() == 50 * 5
