@@ -57,11 +57,19 @@ class Job(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            # Serves tick(): "claimable jobs whose run_after has passed".
+            # Serves tick() and run_due_jobs(): "claimable jobs whose run_after has passed",
+            # most urgent first (priority, then run_after).
             models.Index(
-                fields=["run_after"],
+                fields=["priority", "run_after"],
                 name="job_due_idx",
                 condition=Q(status__in=["queued", "retrying"]),
+            ),
+            # Serves the hand-off pump (jobs/pump.py), every second: "claimable jobs never
+            # offered to the broker" (retries, later jobs, failed hand-offs); a small index.
+            models.Index(
+                fields=["priority", "run_after"],
+                name="job_unoffered_idx",
+                condition=Q(status__in=["queued", "retrying"], offered_at__isnull=True),
             ),
             # Serves tick(): "running jobs whose lease has expired".
             models.Index(
