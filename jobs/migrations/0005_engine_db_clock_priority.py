@@ -6,28 +6,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0004_job_priority'),
+        ("jobs", "0004_job_priority"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='job',
-            name='job_due_idx',
+            model_name="job",
+            name="job_due_idx",
         ),
         migrations.AlterField(
-            model_name='job',
-            name='run_after',
+            model_name="job",
+            name="run_after",
             field=models.DateTimeField(db_default=django.db.models.functions.datetime.Now()),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('status__in', ['queued', 'retrying'])), fields=['priority', 'run_after'], name='job_due_idx'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("status__in", ["queued", "retrying"])),
+                fields=["priority", "run_after"],
+                name="job_due_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('offered_at__isnull', True), ('status__in', ['queued', 'retrying'])), fields=['priority', 'run_after'], name='job_unoffered_idx'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(
+                    ("offered_at__isnull", True), ("status__in", ["queued", "retrying"])
+                ),
+                fields=["priority", "run_after"],
+                name="job_unoffered_idx",
+            ),
         ),
     ]

@@ -122,5 +122,3 @@ def _seconds(n: float):
     from datetime import timedelta
 
     return timedelta(seconds=n)
-
-

@@ -483,3 +483,22 @@ class TestItem6ReOffers:
             assert 2 * earlier <= later <= 2 * earlier + 1
         assert set(offers) == {0, 50}
         assert OrmQ.objects.count() == 50 * 5
+
+
+class TestItem8HandOffPump:
+    def test_item8_the_pump_offers_due_retries_once_and_nothing_early(self, user):
+        from django_q.models import OrmQ
+
+        from jobs.pump import offer_due_unoffered
+
+        due = enqueue("record", user=user, payload={"fail_transient_times": 1})
+        later = enqueue("record", user=user, payload={"fail_transient_times": 1, "retry_after": 60})
+        for job in (due, later):
+            assert run_job(job.pk) == "retrying"
+        Job.objects.filter(pk=due.pk).update(run_after=db_now())
+        before = OrmQ.objects.count()
+        assert offer_due_unoffered() == 1
+        assert offer_due_unoffered() == 0  # offered once
+        assert OrmQ.objects.count() == before + 1
+        assert {m.task["args"][0] for m in OrmQ.objects.order_by("-id")[:1]} == {due.pk}
+        assert Job.objects.get(pk=later.pk).offered_at is None
