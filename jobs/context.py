@@ -26,12 +26,43 @@ class Metrics:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def metrics_line(
+    metrics: Metrics,
+    *,
+    user_id: int,
+    batch_id: uuid.UUID,
+    duration_ms: int,
+    timed_out: bool = False,
+    job: Job | None = None,
+    status: str | None = None,
+    with_details: bool = False,
+) -> dict[str, Any]:
+    """The run-metrics line (the one builder): itemsFetched, itemsInserted, itemsSkipped,
+    durationMs, userId, batchId, timedOut, then jobId, kind, attempt for a job, status when
+    given, and the kind-specific details when asked."""
+    line: dict[str, Any] = {
+        "itemsFetched": metrics.items_fetched,
+        "itemsInserted": metrics.items_inserted,
+        "itemsSkipped": metrics.items_skipped,
+        "durationMs": duration_ms,
+        "userId": user_id,
+        "batchId": str(batch_id),
+        "timedOut": bool(timed_out or metrics.timed_out),
+    }
+    if job is not None:
+        line.update(jobId=job.pk, kind=job.kind, attempt=job.attempts)
+    if status is not None:
+        line["status"] = status
+    if with_details and metrics.details:
+        line["details"] = metrics.details
+    return line
+
+
 @dataclass(frozen=True, slots=True)
 class FollowUp:
     kind: str
     payload: dict[str, Any]
     dedupe_key: str | None
-    continuation: bool
 
 
 @dataclass(slots=True)
@@ -60,9 +91,6 @@ class JobContext:
     @property
     def batch_id(self) -> uuid.UUID:
         return self.job.batch_id
-
-    def time_left(self) -> float:
-        return self.deadline - time.monotonic()
 
     def deadline_reached(self) -> bool:
         return time.monotonic() >= self.deadline
@@ -124,7 +152,7 @@ class JobContext:
 
     def continue_with(self, payload: Payload | dict[str, Any]) -> None:
         """Enqueue the same kind again (same lane, same batch) once this run succeeds."""
-        self._follow(self.job.kind, payload, self.job.dedupe_key, continuation=True)
+        self._follow(self.job.kind, payload, self.job.dedupe_key)
 
     def enqueue_next(
         self,
@@ -134,15 +162,13 @@ class JobContext:
         dedupe_key: str | None = None,
     ) -> None:
         """Start the next stage (by kind name) for this batch once this run succeeds."""
-        self._follow(kind, payload or {}, dedupe_key, continuation=False)
+        self._follow(kind, payload or {}, dedupe_key)
 
     def _follow(
         self,
         kind: str,
         payload: Payload | dict[str, Any],
         dedupe_key: str | None,
-        *,
-        continuation: bool,
     ) -> None:
         data = payload.to_dict() if isinstance(payload, Payload) else dict(payload)
-        self.followups.append(FollowUp(kind, data, dedupe_key, continuation))
+        self.followups.append(FollowUp(kind, data, dedupe_key))

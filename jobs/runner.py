@@ -29,7 +29,7 @@ from django.db.models.functions import Least, Now
 
 from jobs.broker import held_job_ids, offer
 from jobs.config import PipelineConfig, get_config
-from jobs.context import JobContext, Metrics
+from jobs.context import JobContext, Metrics, metrics_line
 from jobs.dispatcher import get_processor
 from jobs.errors import (
     DeadlineExceeded,
@@ -172,24 +172,6 @@ def _retry_or_fail(
     return _Outcome(JobStatus.RETRYING, error=error, delay_s=delay)
 
 
-def metrics_line(
-    job: Job, metrics: Metrics, *, status: str, duration_ms: int, timed_out: bool
-) -> dict[str, Any]:
-    return {
-        "itemsFetched": metrics.items_fetched,
-        "itemsInserted": metrics.items_inserted,
-        "itemsSkipped": metrics.items_skipped,
-        "durationMs": duration_ms,
-        "userId": job.user_id,
-        "batchId": str(job.batch_id),
-        "timedOut": bool(timed_out or metrics.timed_out),
-        "jobId": job.pk,
-        "kind": job.kind,
-        "attempt": job.attempts,
-        "status": status,
-    }
-
-
 # The outcome write. One statement (autocommitted when there are no follow-ups) that only the
 # lease holder can win, and that reads `cancel_requested` on the row it updates: a cancel that
 # landed at any moment before it turns whatever the run ended with into `cancelled` (row locks
@@ -223,7 +205,13 @@ def _finish(
 
     metrics = outcome.metrics or Metrics()
     line = metrics_line(
-        job, metrics, status=outcome.status, duration_ms=duration_ms, timed_out=outcome.timed_out
+        metrics,
+        user_id=job.user_id,
+        batch_id=job.batch_id,
+        duration_ms=duration_ms,
+        timed_out=outcome.timed_out,
+        job=job,
+        status=outcome.status,
     )
     if outcome.status == LEASE_LOST:
         # The run stopped at its fence: another attempt owns the job; nothing is recorded.
@@ -233,8 +221,7 @@ def _finish(
     if metrics.details:
         stored["details"] = metrics.details
     followups = ctx.followups if ctx is not None and outcome.status == JobStatus.SUCCEEDED else []
-    params = {
-        "table": Job._meta.db_table,
+    params: dict[str, str | int | float] = {
         "status": outcome.status,
         "cancelled": JobStatus.CANCELLED,
         "retrying": JobStatus.RETRYING,
@@ -248,7 +235,7 @@ def _finish(
     }
     # The outcome and the follow-ups commit together; a lone UPDATE needs no transaction.
     with transaction.atomic() if followups else nullcontext(), connection.cursor() as cursor:
-        cursor.execute(_FINISH_SQL.format(table=params.pop("table")), params)
+        cursor.execute(_FINISH_SQL.format(table=Job._meta.db_table), params)
         row = cursor.fetchone()
         if row is None:
             # tick() took the job back (lease expired): this late result is dropped and the

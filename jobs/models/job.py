@@ -100,7 +100,3 @@ class Job(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
