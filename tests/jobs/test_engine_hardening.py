@@ -502,3 +502,34 @@ class TestItem8HandOffPump:
         assert OrmQ.objects.count() == before + 1
         assert {m.task["args"][0] for m in OrmQ.objects.order_by("-id")[:1]} == {due.pk}
         assert Job.objects.get(pk=later.pk).offered_at is None
+
+
+class TestPriorityOrder:
+    def prioritised(self, user) -> list[Job]:
+        now = db_now()
+        # (priority, seconds since due): a backfill due long ago, urgent ones due later
+        specs = [(5, 300), (0, 10), (9, 600), (0, 20), (5, 100)]
+        return [
+            Job.objects.create(
+                user=user, kind="record", priority=p, run_after=now - timedelta(seconds=age)
+            )
+            for p, age in specs
+        ]
+
+    def test_run_due_jobs_runs_by_priority_then_run_after(self, user):
+        jobs = self.prioritised(user)
+        run_due_jobs(until_empty=True)
+        ran = list(
+            Execution.objects.filter(phase="started")
+            .order_by("id")
+            .values_list("job_id", flat=True)
+        )
+        assert ran == [jobs[3].pk, jobs[1].pk, jobs[0].pk, jobs[4].pk, jobs[2].pk]
+
+    def test_tick_offers_by_priority_then_run_after(self, user):
+        from django_q.models import OrmQ
+
+        jobs = self.prioritised(user)
+        assert tick().offered == 5
+        offered = [m.task["args"][0] for m in OrmQ.objects.order_by("id")]
+        assert offered == [jobs[3].pk, jobs[1].pk, jobs[0].pk, jobs[4].pk, jobs[2].pk]
