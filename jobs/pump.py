@@ -32,8 +32,13 @@ PUMP_ERROR_PAUSE_S = 30.0
 
 
 def offer_due_unoffered(*, limit: int = PUMP_BATCH) -> int:
-    """Hand every due job that was never offered to the broker, most urgent first. Returns how
-    many were offered."""
+    """Hand up to `limit` due jobs that were never offered to the broker, most urgent first.
+    Returns how many were offered."""
+    return _offer_due(limit)[1]
+
+
+def _offer_due(limit: int) -> tuple[int, int]:
+    """(taken, offered): fewer offered than taken means the broker refused (see offer())."""
     from jobs.models import Job, JobStatus
 
     table = Job._meta.db_table
@@ -53,7 +58,7 @@ def offer_due_unoffered(*, limit: int = PUMP_BATCH) -> int:
             [JobStatus.QUEUED, JobStatus.RETRYING, limit],
         )
         rows = sorted(cursor.fetchall(), key=lambda row: (row[1], row[2], row[0]))
-    return offer([row[0] for row in rows])
+    return len(rows), offer([row[0] for row in rows])
 
 
 class HandOffPump(threading.Thread):
@@ -68,8 +73,13 @@ class HandOffPump(threading.Thread):
             pause = self.interval_s
             try:
                 close_old_connections()
-                while offer_due_unoffered() == PUMP_BATCH:
-                    pass  # a burst: keep going until the due ones are out
+                while True:
+                    taken, offered = _offer_due(PUMP_BATCH)
+                    if offered < taken:  # the broker is down (offer() logged it): wait
+                        pause = PUMP_ERROR_PAUSE_S
+                        break
+                    if taken < PUMP_BATCH:
+                        break  # else a burst: keep going until the due ones are out
             except Exception:
                 logger.exception("hand-off pump: offering due jobs failed; trying again later")
                 connection.close()

@@ -104,6 +104,7 @@ def run_job(job_id: int) -> str:
     worker = worker_name()
     job = claim(job_id, worker, config=config)
     if job is None:
+        _delivered_early(job_id)
         return "not-claimed"
     started = time.monotonic()
     ctx: JobContext | None = None
@@ -137,6 +138,15 @@ def run_job(job_id: int) -> str:
     line = _finish(job, worker, outcome, ctx, duration_ms)
     metrics_logger.info(json.dumps(line, separators=(",", ":")))
     return str(line["status"])
+
+
+def _delivered_early(job_id: int) -> None:
+    """A delivery that came before the job was due (a host's clock, an operator's change) is
+    forgotten: the job is marked not offered, so the hand-off pump offers it once it is due
+    instead of tick some minutes later. A duplicate delivery of a taken job changes nothing."""
+    Job.objects.filter(
+        pk=job_id, status__in=CLAIMABLE_STATUSES, run_after__gt=Now(), cancel_requested=False
+    ).update(offered_at=None)
 
 
 @dataclass

@@ -503,6 +503,18 @@ class TestItem8HandOffPump:
         assert {m.task["args"][0] for m in OrmQ.objects.order_by("-id")[:1]} == {due.pk}
         assert Job.objects.get(pk=later.pk).offered_at is None
 
+    def test_item8_a_delivery_before_the_job_is_due_leaves_it_to_the_pump(self, user):
+        from django.db.models.functions import Now
+
+        from jobs.pump import offer_due_unoffered
+
+        job = enqueue("record", user=user)  # offered at once
+        Job.objects.filter(pk=job.pk).update(run_after=Now() + timedelta(seconds=60))
+        assert run_job(job.pk) == "not-claimed"  # the broker delivered it early
+        assert Job.objects.get(pk=job.pk).offered_at is None
+        Job.objects.filter(pk=job.pk).update(run_after=Now())
+        assert offer_due_unoffered() == 1
+
 
 class TestPriorityOrder:
     def prioritised(self, user) -> list[Job]:
@@ -533,3 +545,20 @@ class TestPriorityOrder:
         assert tick().offered == 5
         offered = [m.task["args"][0] for m in OrmQ.objects.order_by("id")]
         assert offered == [jobs[3].pk, jobs[1].pk, jobs[0].pk, jobs[4].pk, jobs[2].pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_item8_the_pump_waits_while_the_broker_is_down(user, broker_down, caplog):
+    from jobs.pump import HandOffPump
+
+    Job.objects.create(user=user, kind="noop", run_after=timezone.now(), offered_at=None)
+    pump = HandOffPump(interval_s=0.05)
+    with caplog.at_level(logging.ERROR, logger="jobs.broker"):
+        pump.start()
+        time.sleep(1.0)
+        pump.stop()
+        pump.join(timeout=5)
+    assert not pump.is_alive()
+    failures = [r for r in caplog.records if r.name == "jobs.broker"]
+    assert len(failures) == 1  # one try, then a pause; not one a tick of the loop
+    assert Job.objects.get().offered_at is None  # left to the next try (or tick)
