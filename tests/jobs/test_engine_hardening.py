@@ -24,6 +24,7 @@ from jobs.models import GoogleAccount, Interaction, Job, JobStatus, RawEvent
 from jobs.runner import LEASE_EXPIRED, claim, run_due_jobs, run_job, tick
 from jobs.sync.convert import gmail_message_from_rfc822
 from tests.fixtures.emulator import ALIAS, OWNER
+from tests.jobs.test_cluster import REDIS_URL, redis_reachable
 from tests.testapp.models import Execution
 from tests.testapp.processors import GATES
 
@@ -462,6 +463,29 @@ class TestItem6ReOffers:
         assert OrmQ.objects.count() == 2000
         newest = OrmQ.objects.order_by("-id")[:10]
         assert {m.task["args"][0] for m in newest} == lost_ids <= set(ids)
+
+    @pytest.mark.skipif(not redis_reachable(), reason="no Redis server reachable at REDIS_URL")
+    def test_item6_the_redis_queue_does_not_grow_either(self, user, monkeypatch):
+        from django_q.brokers import get_broker
+        from django_q.conf import Conf
+
+        monkeypatch.setattr(Conf, "ORM", None)
+        monkeypatch.setattr(Conf, "REDIS", REDIS_URL)
+        monkeypatch.setattr(Conf, "CLUSTER_NAME", f"engine-test-{uuid.uuid4().hex[:8]}")
+        broker = get_broker()
+        try:
+            backlog(user, 300)
+            assert tick().offered == 300
+            for _ in range(3):
+                time_passes(get_config().reoffer_after_s + 1)
+                assert tick().offered == 0
+            assert broker.queue_size() == 300
+            broker.connection.lpop(broker.list_key, 5)  # five messages lost
+            time_passes(get_config().reoffer_after_s + 1)
+            assert tick().offered == 5
+            assert broker.queue_size() == 300
+        finally:
+            broker.delete_queue()
 
     def test_item6_a_broker_that_cannot_be_read_gets_exponential_re_offers(self, user, monkeypatch):
         from django_q.conf import Conf
