@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import (
+    BooleanField,
     DateTimeField,
     DurationField,
     ExpressionWrapper,
@@ -25,6 +26,7 @@ from django.db.models import (
     QuerySet,
     Value,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Least, Now
 
 from jobs.broker import held_job_ids, offer
@@ -313,10 +315,15 @@ def due_for_offer(config: PipelineConfig) -> QuerySet[Job]:
         status__in=CLAIMABLE_STATUSES, run_after__lte=Now(), cancel_requested=False
     ).order_by("priority", "run_after", "id")
     stale = Q(offered_at__lte=Now() - timedelta(seconds=config.reoffer_after_s))
-    held = _held_job_ids() if config.handoff != "none" else None
+    if config.handoff == "none" or not due.filter(stale).exists():
+        return due.filter(Q(offered_at__isnull=True) | stale)
+    held = _held_job_ids()
     if held is not None:
-        due = due.exclude(pk__in=held)
-    elif config.handoff != "none":
+        # one array parameter, however long the queue
+        due = due.alias(
+            held=RawSQL(f"{Job._meta.db_table}.id = ANY(%s)", (sorted(held),), BooleanField())
+        ).filter(held=False)
+    else:
         waited = ExpressionWrapper(
             Least(F("offered_at") - F("run_after"), Value(REOFFER_BACKOFF_CAP)),
             output_field=DurationField(),
