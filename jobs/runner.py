@@ -106,7 +106,7 @@ def run_job(job_id: int) -> str:
     worker = worker_name()
     job = claim(job_id, worker, config=config)
     if job is None:
-        _delivered_early(job_id)
+        _not_claimed(job_id)
         return "not-claimed"
     started = time.monotonic()
     ctx: JobContext | None = None
@@ -142,13 +142,30 @@ def run_job(job_id: int) -> str:
     return str(line["status"])
 
 
-def _delivered_early(job_id: int) -> None:
-    """A delivery that came before the job was due (a host's clock, an operator's change) is
-    forgotten: the job is marked not offered, so the hand-off pump offers it once it is due
-    instead of tick some minutes later. A duplicate delivery of a taken job changes nothing."""
-    Job.objects.filter(
-        pk=job_id, status__in=CLAIMABLE_STATUSES, run_after__gt=Now(), cancel_requested=False
-    ).update(offered_at=None)
+def _not_claimed(job_id: int) -> None:
+    """A delivery that found nothing to claim. A job still waiting with a cancel request is
+    finished as cancelled here (a row an older version left holding its lane); one delivered
+    before it was due (a host's clock, an operator's change) is marked not offered, so the
+    hand-off pump offers it once due rather than tick minutes later. A duplicate delivery of a
+    job already taken changes nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {Job._meta.db_table}
+               SET status = CASE WHEN cancel_requested THEN %(cancelled)s ELSE status END,
+                   finished_at = CASE WHEN cancel_requested THEN statement_timestamp()
+                                      ELSE finished_at END,
+                   offered_at = NULL, updated_at = statement_timestamp()
+             WHERE id = %(id)s AND status IN (%(queued)s, %(retrying)s)
+                   AND (cancel_requested OR run_after > statement_timestamp())
+            """,
+            {
+                "id": job_id,
+                "cancelled": JobStatus.CANCELLED,
+                "queued": JobStatus.QUEUED,
+                "retrying": JobStatus.RETRYING,
+            },
+        )
 
 
 @dataclass

@@ -83,7 +83,7 @@ class TestItem1CancelWinsOverEveryOutcome:
         assert "asked to fail after storing" in job.last_error  # what happened is kept
         assert run_due_jobs(until_empty=True).ran == 0
 
-    @pytest.mark.parametrize("runner", ["tick", "run_due_jobs"])
+    @pytest.mark.parametrize("runner", ["tick", "run_due_jobs", "a delivery"])
     def test_item1_rows_stuck_retrying_with_a_cancel_are_finished_as_cancelled(self, user, runner):
         # As an older version left them: retrying, cancel requested, holding the lane.
         stuck = enqueue("partial", user=user)
@@ -91,7 +91,12 @@ class TestItem1CancelWinsOverEveryOutcome:
             status=JobStatus.RETRYING, attempts=1, cancel_requested=True
         )
         assert enqueue("partial", user=user).deduplicated  # the lane is dead
-        tick() if runner == "tick" else run_due_jobs(until_empty=True)
+        if runner == "tick":
+            tick()
+        elif runner == "run_due_jobs":
+            run_due_jobs(until_empty=True)
+        else:
+            assert run_job(stuck.pk) == "not-claimed"
         stuck.refresh_from_db()
         assert stuck.status == JobStatus.CANCELLED and stuck.finished_at is not None
         assert not enqueue("partial", user=user).deduplicated
