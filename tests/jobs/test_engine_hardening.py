@@ -120,6 +120,36 @@ class TestItem2CancelStopsTheChain:
         assert Job.objects.filter(parent=job, kind="partial").exists()
         assert Job.objects.filter(parent=job, kind="noop").exists()
 
+    def test_item2_a_normalization_cancelled_as_it_reaches_its_deadline_starts_nothing(
+        self, user, account, messages, pipeline_config
+    ):
+        pipeline_config(normalize_chunk_size=10, job_wall_clock_cap_s=0.3)
+        batch = store(user, messages[:25])
+        job = enqueue(
+            "normalize_gmail", user=user, payload={"account_id": account.pk}, batch_id=batch
+        )
+        # The operator's cancel lands while the first chunk is written, and that chunk takes
+        # the run past its deadline: the loop stops at deadline_reached() and never reaches
+        # checkpoint(), as it does in production.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                CREATE FUNCTION test_cancel_midchunk() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                  UPDATE {Job._meta.db_table} SET cancel_requested = true WHERE id = {job.pk};
+                  PERFORM pg_sleep(0.35);
+                  RETURN NULL;
+                END $$;
+                CREATE TRIGGER test_cancel_midchunk AFTER INSERT ON {Interaction._meta.db_table}
+                    FOR EACH STATEMENT EXECUTE FUNCTION test_cancel_midchunk();
+                """
+            )
+        assert run_job(job.pk) == "cancelled"
+        assert Interaction.objects.filter(user=user).count() == 10  # the chunk it finished
+        assert list(Job.objects.values_list("pk", flat=True)) == [job.pk]  # no continuation
+        job.refresh_from_db()
+        assert job.metrics["itemsInserted"] == 10 and job.metrics["timedOut"] is True
+
 
 class TestItem9FailedAttemptsCountTheirWork:
     @pytest.mark.parametrize(
