@@ -19,5 +19,9 @@ class JobsConfig(AppConfig):
         checks.register(check_pipeline_config)
         checks.register(check_qcluster_command)
         autodiscover()
+        # Each django-q2 worker process runs the hand-off pump (retries on time: jobs/pump.py).
+        from jobs.pump import connect_pump
+
+        connect_pump()
         # Schedules are rows; writing them belongs after migrate, not at import time.
         post_migrate.connect(ensure_schedules, sender=self, dispatch_uid="jobs.ensure_schedules")

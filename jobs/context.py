@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobs.errors import DeadlineExceeded, JobCancelled
+from jobs.errors import DeadlineExceeded, JobCancelled, LeaseLost
 from jobs.payloads import Payload
 
 if TYPE_CHECKING:
@@ -26,12 +26,43 @@ class Metrics:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def metrics_line(
+    metrics: Metrics,
+    *,
+    user_id: int,
+    batch_id: uuid.UUID,
+    duration_ms: int,
+    timed_out: bool = False,
+    job: Job | None = None,
+    status: str | None = None,
+    with_details: bool = False,
+) -> dict[str, Any]:
+    """The run-metrics line (the one builder): itemsFetched, itemsInserted, itemsSkipped,
+    durationMs, userId, batchId, timedOut, then jobId, kind, attempt for a job, status when
+    given, and the kind-specific details when asked."""
+    line: dict[str, Any] = {
+        "itemsFetched": metrics.items_fetched,
+        "itemsInserted": metrics.items_inserted,
+        "itemsSkipped": metrics.items_skipped,
+        "durationMs": duration_ms,
+        "userId": user_id,
+        "batchId": str(batch_id),
+        "timedOut": bool(timed_out or metrics.timed_out),
+    }
+    if job is not None:
+        line.update(jobId=job.pk, kind=job.kind, attempt=job.attempts)
+    if status is not None:
+        line["status"] = status
+    if with_details and metrics.details:
+        line["details"] = metrics.details
+    return line
+
+
 @dataclass(frozen=True, slots=True)
 class FollowUp:
     kind: str
     payload: dict[str, Any]
     dedupe_key: str | None
-    continuation: bool
 
 
 @dataclass(slots=True)
@@ -61,9 +92,6 @@ class JobContext:
     def batch_id(self) -> uuid.UUID:
         return self.job.batch_id
 
-    def time_left(self) -> float:
-        return self.deadline - time.monotonic()
-
     def deadline_reached(self) -> bool:
         return time.monotonic() >= self.deadline
 
@@ -85,23 +113,46 @@ class JobContext:
 
     def fence(self) -> None:
         """Call inside the transaction of every write that moves a cursor (a chunk of raw
-        events with its SyncState, a chunk of normalization results), before it commits.
+        events with its SyncState, a chunk of normalization results), before the writes.
 
         Raises LeaseLost when this worker no longer holds the job's lease, so a late worker
         whose job tick() handed on changes nothing; while it holds the lease, the job row stays
-        locked until that transaction ends, so tick() cannot take the job mid-write.
+        locked (FOR SHARE) until that transaction ends, so tick() cannot take the job mid-write
+        (its UPDATE waits, then returns the job once the chunk is committed whole).
         """
-        # Interface stub: the engine's implementation follows.
-        return None
+        from django.db import connection
+
+        from jobs.models import Job, JobStatus
+
+        if not connection.in_atomic_block:
+            raise RuntimeError("JobContext.fence() must be called inside transaction.atomic()")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT 1 FROM {Job._meta.db_table}
+                 WHERE id = %s AND status = %s AND locked_by = %s AND attempts = %s
+                   FOR SHARE
+                """,
+                [self.job.pk, JobStatus.RUNNING, self.job.locked_by, self.job.attempts],
+            )
+            if cursor.fetchone() is None:
+                raise LeaseLost(
+                    f"job {self.job.pk} attempt {self.job.attempts} no longer holds its lease"
+                )
 
     def track(self, progress: Callable[[], Metrics]) -> None:
         """Tell the runner how to read this run's work so far. The runner records it in the
-        attempt's metrics whatever the outcome (success, retry, failure, cancel, deadline)."""
+        attempt's metrics whatever the outcome (success, retry, failure, cancel, deadline);
+        Metrics a processor returns take its place on success."""
         self._progress = progress
+
+    def progress(self) -> Metrics | None:
+        """The tracked work so far (see track()), or None when nothing is tracked."""
+        return self._progress() if self._progress is not None else None
 
     def continue_with(self, payload: Payload | dict[str, Any]) -> None:
         """Enqueue the same kind again (same lane, same batch) once this run succeeds."""
-        self._follow(self.job.kind, payload, self.job.dedupe_key, continuation=True)
+        self._follow(self.job.kind, payload, self.job.dedupe_key)
 
     def enqueue_next(
         self,
@@ -111,15 +162,13 @@ class JobContext:
         dedupe_key: str | None = None,
     ) -> None:
         """Start the next stage (by kind name) for this batch once this run succeeds."""
-        self._follow(kind, payload or {}, dedupe_key, continuation=False)
+        self._follow(kind, payload or {}, dedupe_key)
 
     def _follow(
         self,
         kind: str,
         payload: Payload | dict[str, Any],
         dedupe_key: str | None,
-        *,
-        continuation: bool,
     ) -> None:
         data = payload.to_dict() if isinstance(payload, Payload) else dict(payload)
-        self.followups.append(FollowUp(kind, data, dedupe_key, continuation))
+        self.followups.append(FollowUp(kind, data, dedupe_key))

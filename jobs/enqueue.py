@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobs.broker import offer_on_commit
@@ -43,23 +44,26 @@ def enqueue(
     user_id = user if isinstance(user, int) else user.pk
     if dedupe_key is None:
         dedupe_key = spec.lane_key(user_id=user_id, payload=data)
-    now = timezone.now()
-    due = run_after is None or run_after <= now
+    # Without run_after the job is due at the database's clock (run_after's db_default), the
+    # clock claim() compares it with; a given run_after is the caller's.
+    due = run_after is None or run_after <= timezone.now()
+    handed_off = due and config.handoff != "none"
     job = Job(
         user_id=user_id,
         kind=kind,
         payload=data,
-        run_after=run_after or now,
         batch_id=batch_id or (parent.batch_id if parent else uuid.uuid4()),
         dedupe_key=dedupe_key,
         parent=parent,
         max_attempts=max_attempts or spec.max_attempts or config.job_max_attempts,
         priority=priority if priority is not None else (parent.priority if parent else 0),
         # Left unset when nothing is handed off, so tick() offers the job once it is due.
-        offered_at=now if due and config.handoff != "none" else None,
+        offered_at=Now() if handed_off else None,
     )
+    if run_after is not None:
+        job.run_after = run_after
     if dedupe_key is None:
-        job.save(force_insert=True)
+        _insert(job, handed_off=handed_off, defaulted=run_after is None)
         job.deduplicated = False  # type: ignore[attr-defined]
         if due:
             offer_on_commit(job.pk)
@@ -67,7 +71,7 @@ def enqueue(
     try:
         # A savepoint only where the lane's unique index can refuse the row.
         with transaction.atomic():
-            job.save(force_insert=True)
+            _insert(job, handed_off=handed_off, defaulted=run_after is None)
     except IntegrityError:
         existing = Job.objects.filter(dedupe_key=dedupe_key, status__in=ACTIVE_STATUSES).first()
         if existing is None:
@@ -78,3 +82,14 @@ def enqueue(
     if due:
         offer_on_commit(job.pk)
     return job
+
+
+def _insert(job: Job, *, handed_off: bool, defaulted: bool) -> None:
+    """Insert the row; run_after (when `defaulted`) and offered_at get the database's clock."""
+    job.save(force_insert=True)
+    if handed_off:
+        # offered_at was written as Now(), the same statement_timestamp() as a defaulted run_after
+        if defaulted:
+            job.offered_at = job.run_after
+        else:
+            job.refresh_from_db(fields=["offered_at"])

@@ -12,23 +12,42 @@ import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.utils import timezone
+from django.db.models import (
+    BooleanField,
+    DateTimeField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Value,
+)
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Least, Now
 
-from jobs.broker import offer
+from jobs.broker import held_job_ids, offer
 from jobs.config import PipelineConfig, get_config
-from jobs.context import JobContext, Metrics
+from jobs.context import JobContext, Metrics, metrics_line
 from jobs.dispatcher import get_processor
-from jobs.errors import DeadlineExceeded, JobCancelled, PermanentError, TransientError
+from jobs.errors import (
+    DeadlineExceeded,
+    JobCancelled,
+    LeaseLost,
+    PermanentError,
+    TransientError,
+)
 from jobs.models import Job, JobStatus
+from jobs.models.job import CLAIMABLE_STATUSES
 
 logger = logging.getLogger("jobs.runner")
 metrics_logger = logging.getLogger("jobs.metrics")
 
 ERROR_TEXT_LIMIT = 4000
+LEASE_LOST = "lease-lost"  # a run's status when another attempt took its job
 LEASE_EXPIRED = "lease expired: the worker stopped without recording an outcome"
 
 
@@ -49,31 +68,32 @@ def backoff_delay(
 
 
 def claim(job_id: int, worker: str, *, config: PipelineConfig) -> Job | None:
-    """Atomically move a due job to `running` under a lease; None if someone else has it."""
+    """Atomically move a due job to `running` under a lease; None if someone else has it.
+
+    Every time is the database's (statement_timestamp(): the same for every host, and not
+    frozen at the start of a caller's transaction), so a worker whose clock is off neither
+    claims early nor writes a lease that ends early or late.
+    """
     lease_s = config.job_wall_clock_cap_s + config.lease_grace_s
-    # Python's clock, not now(): now() is frozen at transaction start, and run_after is
-    # written from Python too.
-    now = timezone.now()
     rows = list(
         Job.objects.raw(
             f"""
             UPDATE {Job._meta.db_table}
                SET status = %s, attempts = attempts + 1, locked_by = %s,
-                   lease_expires_at = %s, started_at = %s, finished_at = NULL, updated_at = %s
-             WHERE id = %s AND status IN (%s, %s) AND run_after <= %s
+                   lease_expires_at = statement_timestamp() + make_interval(secs => %s),
+                   started_at = statement_timestamp(), finished_at = NULL,
+                   updated_at = statement_timestamp()
+             WHERE id = %s AND status IN (%s, %s) AND run_after <= statement_timestamp()
                    AND NOT cancel_requested
             RETURNING *
             """,
             [
                 JobStatus.RUNNING,
                 worker,
-                now + timedelta(seconds=lease_s),
-                now,
-                now,
+                lease_s,
                 job_id,
                 JobStatus.QUEUED,
                 JobStatus.RETRYING,
-                now,
             ],
         )
     )
@@ -86,6 +106,7 @@ def run_job(job_id: int) -> str:
     worker = worker_name()
     job = claim(job_id, worker, config=config)
     if job is None:
+        _not_claimed(job_id)
         return "not-claimed"
     started = time.monotonic()
     ctx: JobContext | None = None
@@ -100,21 +121,51 @@ def run_job(job_id: int) -> str:
             cancel_check_interval_s=config.cancel_check_interval_s,
         )
         metrics = spec.func(job, ctx)
-        outcome = _Outcome(JobStatus.SUCCEEDED, metrics=metrics or Metrics())
+        outcome = _Outcome(JobStatus.SUCCEEDED, metrics=metrics or _tracked(job, ctx))
+    except LeaseLost:
+        outcome = _Outcome(LEASE_LOST, metrics=_tracked(job, ctx))
     except JobCancelled as exc:
-        outcome = _Outcome(JobStatus.CANCELLED, error=str(exc))
+        outcome = _Outcome(JobStatus.CANCELLED, error=str(exc), metrics=_tracked(job, ctx))
     except PermanentError as exc:
-        outcome = _Outcome(JobStatus.FAILED, error=_describe(exc))
+        outcome = _Outcome(JobStatus.FAILED, error=_describe(exc), metrics=_tracked(job, ctx))
     except TransientError as exc:
         outcome = _retry_or_fail(job, _describe(exc), exc.retry_after, config)
         outcome.timed_out = isinstance(exc, DeadlineExceeded)
+        outcome.metrics = _tracked(job, ctx)
     except Exception as exc:  # unknown errors are transient, recorded with their traceback
         outcome = _retry_or_fail(job, traceback.format_exc(limit=20), None, config)
+        outcome.metrics = _tracked(job, ctx)
         logger.exception("job %s (%s) raised %s", job.pk, job.kind, type(exc).__name__)
     duration_ms = int((time.monotonic() - started) * 1000)
     line = _finish(job, worker, outcome, ctx, duration_ms)
     metrics_logger.info(json.dumps(line, separators=(",", ":")))
-    return str(outcome.status)
+    return str(line["status"])
+
+
+def _not_claimed(job_id: int) -> None:
+    """A delivery that found nothing to claim. A job still waiting with a cancel request is
+    finished as cancelled here (a row an older version left holding its lane); one delivered
+    before it was due (a host's clock, an operator's change) is marked not offered, so the
+    hand-off pump offers it once due rather than tick minutes later. A duplicate delivery of a
+    job already taken changes nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {Job._meta.db_table}
+               SET status = CASE WHEN cancel_requested THEN %(cancelled)s ELSE status END,
+                   finished_at = CASE WHEN cancel_requested THEN statement_timestamp()
+                                      ELSE finished_at END,
+                   offered_at = NULL, updated_at = statement_timestamp()
+             WHERE id = %(id)s AND status IN (%(queued)s, %(retrying)s)
+                   AND (cancel_requested OR run_after > statement_timestamp())
+            """,
+            {
+                "id": job_id,
+                "cancelled": JobStatus.CANCELLED,
+                "queued": JobStatus.QUEUED,
+                "retrying": JobStatus.RETRYING,
+            },
+        )
 
 
 @dataclass
@@ -122,8 +173,19 @@ class _Outcome:
     status: str
     metrics: Metrics | None = None
     error: str = ""
-    run_after: datetime | None = None
+    delay_s: float = 0.0  # before the next attempt, when retrying
     timed_out: bool = False
+
+
+def _tracked(job: Job, ctx: JobContext | None) -> Metrics | None:
+    """The work the run registered with ctx.track(), read whatever the outcome."""
+    if ctx is None:
+        return None
+    try:
+        return ctx.progress()
+    except Exception:  # a broken progress reader must not lose the outcome
+        logger.exception("job %s (%s): reading its tracked metrics failed", job.pk, job.kind)
+        return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -136,27 +198,33 @@ def _retry_or_fail(
     if job.attempts >= job.max_attempts:
         return _Outcome(JobStatus.FAILED, error=f"attempts exhausted; last error: {error}")
     delay = backoff_delay(job.attempts, config=config, retry_after=retry_after)
-    return _Outcome(
-        JobStatus.RETRYING, error=error, run_after=timezone.now() + timedelta(seconds=delay)
-    )
+    return _Outcome(JobStatus.RETRYING, error=error, delay_s=delay)
 
 
-def metrics_line(
-    job: Job, metrics: Metrics, *, status: str, duration_ms: int, timed_out: bool
-) -> dict[str, Any]:
-    return {
-        "itemsFetched": metrics.items_fetched,
-        "itemsInserted": metrics.items_inserted,
-        "itemsSkipped": metrics.items_skipped,
-        "durationMs": duration_ms,
-        "userId": job.user_id,
-        "batchId": str(job.batch_id),
-        "timedOut": bool(timed_out or metrics.timed_out),
-        "jobId": job.pk,
-        "kind": job.kind,
-        "attempt": job.attempts,
-        "status": status,
-    }
+# The outcome write. One statement (autocommitted when there are no follow-ups) that only the
+# lease holder can win, and that reads `cancel_requested` on the row it updates: a cancel that
+# landed at any moment before it turns whatever the run ended with into `cancelled` (row locks
+# order it against job_cancel's UPDATE). Times come from the database's clock.
+_FINAL_STATUS = "CASE WHEN cancel_requested THEN %(cancelled)s ELSE %(status)s END"
+_FINISH_SQL = f"""
+UPDATE {{table}}
+   SET status = {_FINAL_STATUS},
+       metrics = jsonb_set(%(metrics)s::jsonb, '{{{{status}}}}', to_jsonb({_FINAL_STATUS}::text)),
+       errors = CASE WHEN %(error)s = '' THEN errors
+                     ELSE errors || jsonb_build_array(jsonb_build_object(
+                          'attempt', attempts, 'at', statement_timestamp(), 'error', %(error)s))
+                END,
+       last_error = CASE WHEN %(error)s = '' THEN last_error ELSE %(error)s END,
+       run_after = CASE WHEN {_FINAL_STATUS} = %(retrying)s
+                        THEN statement_timestamp() + make_interval(secs => %(delay)s)
+                        ELSE run_after END,
+       finished_at = CASE WHEN {_FINAL_STATUS} = %(retrying)s THEN NULL
+                          ELSE statement_timestamp() END,
+       lease_expires_at = NULL, locked_by = '', offered_at = NULL,
+       updated_at = statement_timestamp()
+ WHERE id = %(id)s AND status = %(running)s AND locked_by = %(worker)s AND attempts = %(attempt)s
+RETURNING status, run_after
+"""
 
 
 def _finish(
@@ -166,43 +234,48 @@ def _finish(
 
     metrics = outcome.metrics or Metrics()
     line = metrics_line(
-        job, metrics, status=outcome.status, duration_ms=duration_ms, timed_out=outcome.timed_out
+        metrics,
+        user_id=job.user_id,
+        batch_id=job.batch_id,
+        duration_ms=duration_ms,
+        timed_out=outcome.timed_out,
+        job=job,
+        status=outcome.status,
     )
+    if outcome.status == LEASE_LOST:
+        # The run stopped at its fence: another attempt owns the job; nothing is recorded.
+        logger.warning("job %s lost its lease during the run; nothing recorded", job.pk)
+        return line
     stored = dict(line)
     if metrics.details:
         stored["details"] = metrics.details
-    now = timezone.now()
-    errors = list(job.errors)
-    if outcome.error:
-        errors.append(
-            {
-                "attempt": job.attempts,
-                "at": now.isoformat(),
-                "error": outcome.error[:ERROR_TEXT_LIMIT],
-            }
-        )
     followups = ctx.followups if ctx is not None and outcome.status == JobStatus.SUCCEEDED else []
+    params: dict[str, str | int | float] = {
+        "status": outcome.status,
+        "cancelled": JobStatus.CANCELLED,
+        "retrying": JobStatus.RETRYING,
+        "running": JobStatus.RUNNING,
+        "metrics": json.dumps(stored),
+        "error": outcome.error[:ERROR_TEXT_LIMIT],
+        "delay": outcome.delay_s,
+        "id": job.pk,
+        "worker": worker,
+        "attempt": job.attempts,
+    }
     # The outcome and the follow-ups commit together; a lone UPDATE needs no transaction.
-    with transaction.atomic() if followups else nullcontext():
-        # Only the holder of the lease may record an outcome: if tick() took the job back
-        # (lease expired), this late result is dropped and the newer attempt wins.
-        updated = Job.objects.filter(
-            pk=job.pk, status=JobStatus.RUNNING, locked_by=worker, attempts=job.attempts
-        ).update(
-            status=outcome.status,
-            metrics=stored,
-            errors=errors,
-            last_error=outcome.error[:ERROR_TEXT_LIMIT] if outcome.error else job.last_error,
-            run_after=outcome.run_after or job.run_after,
-            finished_at=None if outcome.status == JobStatus.RETRYING else now,
-            lease_expires_at=None,
-            locked_by="",
-            offered_at=None,
-            updated_at=now,
-        )
-        if not updated:
+    with transaction.atomic() if followups else nullcontext(), connection.cursor() as cursor:
+        cursor.execute(_FINISH_SQL.format(table=Job._meta.db_table), params)
+        row = cursor.fetchone()
+        if row is None:
+            # tick() took the job back (lease expired): this late result is dropped and the
+            # newer attempt wins.
             logger.warning("job %s lost its lease before finishing; outcome dropped", job.pk)
-            line["status"] = "lease-lost"
+            line["status"] = LEASE_LOST
+            return line
+        line["status"] = row[0]
+        if row[0] != JobStatus.SUCCEEDED:
+            # A pending cancel (or any other outcome) starts nothing: no continuation, no
+            # next stage.
             return line
         for follow in followups:
             enqueue(
@@ -223,32 +296,88 @@ class TickResult:
 
 
 def tick() -> TickResult:
-    """Return jobs whose lease expired (their worker died) and re-offer due jobs.
+    """Return jobs whose lease expired (their worker died) and offer due jobs the broker does
+    not deliver: never offered, or offered long ago and no longer held by the broker.
 
-    Registered as a django-q2 Schedule; `runjobs` calls it too. Idempotent and cheap: both
+    Registered as a django-q2 Schedule; `runjobs` calls it too. Idempotent and cheap: the
     queries use partial indexes (job_lease_idx, job_due_idx).
     """
     config = get_config()
+    finish_cancel_requested()
     expired = return_expired_leases()
-    stale = timezone.now() - timedelta(seconds=config.reoffer_after_s)
-    due_ids = list(
-        Job.objects.filter(
-            status__in=[JobStatus.QUEUED, JobStatus.RETRYING],
-            run_after__lte=timezone.now(),
-            cancel_requested=False,
-        )
-        .exclude(offered_at__gt=stale)
-        .values_list("pk", flat=True)[:1000]
-    )
+    due_ids = list(due_for_offer(config).values_list("pk", flat=True)[:TICK_OFFER_LIMIT])
     if due_ids:
-        Job.objects.filter(pk__in=due_ids).update(offered_at=timezone.now())
+        Job.objects.filter(pk__in=due_ids).update(offered_at=Now())
     offered = offer(due_ids)
     return TickResult(leases_expired=expired, offered=offered)
 
 
+TICK_OFFER_LIMIT = 1000
+# The longest a job waits between two re-offers when the broker cannot be read.
+REOFFER_BACKOFF_CAP = timedelta(hours=1)
+
+
+def due_for_offer(config: PipelineConfig) -> QuerySet[Job]:
+    """Due jobs to hand to the broker, most urgent first (priority, then run_after).
+
+    A job offered less than `reoffer_after_s` ago is left alone (its message may be on its way
+    to a worker). Past that, it is offered again only when the broker no longer holds its
+    message (lost with a restarted broker, or delivered before it was due); under a backlog
+    the waiting messages are not duplicated, so the queue does not grow. A broker that cannot
+    be read gets an exponential back-off per job instead: a job is offered again once it has
+    waited as long again as it had when last offered (at least `reoffer_after_s`, at most an
+    hour).
+    """
+    due = Job.objects.filter(
+        status__in=CLAIMABLE_STATUSES, run_after__lte=Now(), cancel_requested=False
+    ).order_by("priority", "run_after", "id")
+    stale = Q(offered_at__lte=Now() - timedelta(seconds=config.reoffer_after_s))
+    if config.handoff == "none" or not due.filter(stale).exists():
+        return due.filter(Q(offered_at__isnull=True) | stale)
+    held = _held_job_ids()
+    if held is not None:
+        # one array parameter, however long the queue
+        due = due.alias(
+            held=RawSQL(f"{Job._meta.db_table}.id = ANY(%s)", (sorted(held),), BooleanField())
+        ).filter(held=False)
+    else:
+        waited = ExpressionWrapper(
+            Least(F("offered_at") - F("run_after"), Value(REOFFER_BACKOFF_CAP)),
+            output_field=DurationField(),
+        )
+        stale &= Q(offered_at__lte=ExpressionWrapper(Now() - waited, output_field=DateTimeField()))
+    return due.filter(Q(offered_at__isnull=True) | stale)
+
+
+def _held_job_ids() -> set[int] | None:
+    try:
+        return held_job_ids()
+    except Exception:  # an unreachable broker: offer() will say so; back off meanwhile
+        logger.exception("could not read the broker's queue; re-offers back off instead")
+        return None
+
+
+def finish_cancel_requested() -> int:
+    """Finish as `cancelled` every waiting job that carries a cancel request.
+
+    Such rows are never claimed, and their lane stays taken; the outcome write no longer leaves
+    any (a pending cancel wins over every outcome), but a database written by an older version
+    may hold some, stuck `retrying`.
+    """
+    return Job.objects.filter(status__in=CLAIMABLE_STATUSES, cancel_requested=True).update(
+        status=JobStatus.CANCELLED,
+        finished_at=Now(),
+        lease_expires_at=None,
+        locked_by="",
+        offered_at=None,
+        updated_at=Now(),
+    )
+
+
 def return_expired_leases() -> int:
+    """Return every running job whose lease expired (by the database's clock) to `retrying`, or
+    `failed` when its attempts are used up, `cancelled` when a cancel was pending."""
     table = Job._meta.db_table
-    now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -257,13 +386,13 @@ def return_expired_leases() -> int:
                                  WHEN attempts >= max_attempts THEN %(failed)s
                                  ELSE %(retrying)s END,
                    finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts
-                                      THEN %(now)s END,
-                   errors = errors || jsonb_build_array(
-                       %(error)s::jsonb || jsonb_build_object('attempt', attempts, 'at', %(now)s)),
+                                      THEN statement_timestamp() END,
+                   errors = errors || jsonb_build_array(%(error)s::jsonb || jsonb_build_object(
+                       'attempt', attempts, 'at', statement_timestamp())),
                    last_error = %(message)s,
                    locked_by = '', lease_expires_at = NULL, offered_at = NULL,
-                   run_after = %(now)s, updated_at = %(now)s
-             WHERE status = %(running)s AND lease_expires_at < %(now)s
+                   run_after = statement_timestamp(), updated_at = statement_timestamp()
+             WHERE status = %(running)s AND lease_expires_at < statement_timestamp()
             """,
             {
                 "cancelled": JobStatus.CANCELLED,
@@ -272,7 +401,6 @@ def return_expired_leases() -> int:
                 "running": JobStatus.RUNNING,
                 "error": json.dumps({"error": LEASE_EXPIRED}),
                 "message": LEASE_EXPIRED,
-                "now": now,
             },
         )
         return cursor.rowcount
@@ -295,12 +423,13 @@ def run_due_jobs(
     is due (jobs waiting out a backoff are not due)."""
     report = RunReport()
     while max_jobs is None or report.ran < max_jobs:
+        finish_cancel_requested()
         return_expired_leases()
         due = Job.objects.filter(
             status__in=[JobStatus.QUEUED, JobStatus.RETRYING],
-            run_after__lte=timezone.now(),
+            run_after__lte=Now(),
             cancel_requested=False,
-        ).order_by("run_after", "id")
+        ).order_by("priority", "run_after", "id")
         if kinds:
             due = due.filter(kind__in=kinds)
         limit = 100 if max_jobs is None else max_jobs - report.ran

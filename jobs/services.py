@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from jobs.broker import offer
 from jobs.enqueue import enqueue
@@ -26,7 +26,7 @@ def job_retry(*, job_ids: Iterable[int]) -> int:
     )
     lane_busy = Job.objects.filter(dedupe_key=OuterRef("dedupe_key"), status__in=ACTIVE_STATUSES)
     newest_in_lane = candidates.filter(dedupe_key=OuterRef("dedupe_key")).order_by("-id")
-    now = timezone.now()
+    now = Now()  # the database's clock, as claim() reads it
     with transaction.atomic():
         retried = list(
             candidates.exclude(Exists(lane_busy))
@@ -74,7 +74,7 @@ def job_cancel(*, job_ids: Iterable[int]) -> tuple[int, int]:
     Returns (cancelled now, asked to stop).
     """
     ids = list(job_ids)
-    now = timezone.now()
+    now = Now()
     with transaction.atomic():
         cancelled = Job.objects.filter(
             pk__in=ids, status__in=[JobStatus.QUEUED, JobStatus.RETRYING]

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 
 class JobStatus(models.TextChoices):
@@ -34,7 +35,8 @@ class Job(models.Model):
     # 0 runs first, 9 last (Oban's convention): backfills run below incremental syncs. A job's
     # follow-ups (continuations, later stages) inherit it.
     priority = models.PositiveSmallIntegerField(default=0)
-    run_after = models.DateTimeField()
+    # The database's clock by default (claim and tick compare with it), never a host's.
+    run_after = models.DateTimeField(db_default=Now())
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     locked_by = models.CharField(max_length=128, blank=True)
     cancel_requested = models.BooleanField(default=False)
@@ -55,11 +57,19 @@ class Job(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            # Serves tick(): "claimable jobs whose run_after has passed".
+            # Serves tick() and run_due_jobs(): "claimable jobs whose run_after has passed",
+            # most urgent first (priority, then run_after).
             models.Index(
-                fields=["run_after"],
+                fields=["priority", "run_after"],
                 name="job_due_idx",
                 condition=Q(status__in=["queued", "retrying"]),
+            ),
+            # Serves the hand-off pump (jobs/pump.py), every second: "claimable jobs never
+            # offered to the broker" (retries, later jobs, failed hand-offs); a small index.
+            models.Index(
+                fields=["priority", "run_after"],
+                name="job_unoffered_idx",
+                condition=Q(status__in=["queued", "retrying"], offered_at__isnull=True),
             ),
             # Serves tick(): "running jobs whose lease has expired".
             models.Index(
@@ -90,7 +100,3 @@ class Job(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES

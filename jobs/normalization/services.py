@@ -137,12 +137,15 @@ def raw_events_normalize(
     chunk_size: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_chunk: Callable[[NormalizationReport], None] | None = None,
+    fence: Callable[[], None] | None = None,
 ) -> NormalizationReport:
     """Normalize the user's pending raw events of `provider` (of `batch_id` only, when given).
 
     Works chunk by chunk, each chunk claimed and written in its own transaction, until none is
-    left; `should_stop` is asked between chunks (the job's deadline). Rows another normalizer
-    holds are skipped, not waited for.
+    left; `should_stop` is asked between chunks (the job's deadline), `on_chunk` gets each
+    committed chunk's counts. `fence` (a job's `ctx.fence`) runs first in every chunk's
+    transaction: it raises `LeaseLost` when the job is no longer this worker's, and nothing of
+    that chunk is written. Rows another normalizer holds are skipped, not waited for.
     """
     chunk_size = chunk_size or get_config().normalize_chunk_size
     addresses = account_addresses(user_id=user_id)
@@ -155,6 +158,7 @@ def raw_events_normalize(
             account_id=account_id,
             chunk_size=chunk_size,
             addresses=addresses,
+            fence=fence,
         )
         if not chunk.fetched:
             return report
@@ -176,10 +180,12 @@ def raw_events_normalize_chunk(
     account_id: int | None = None,
     chunk_size: int,
     addresses: dict[int, frozenset[str]] | None = None,
+    fence: Callable[[], None] | None = None,
 ) -> NormalizationReport:
     """Claim up to `chunk_size` pending raw events (FOR UPDATE SKIP LOCKED), parse and write them.
 
-    Two statements whatever the chunk size. A payload the parser rejects (any exception) is
+    Two statements whatever the chunk size (three with a `fence`, called first in the
+    transaction: see raw_events_normalize). A payload the parser rejects (any exception) is
     marked failed with its error and never stops the others.
     """
     if provider not in Provider.values:
@@ -192,6 +198,8 @@ def raw_events_normalize_chunk(
     max_body_chars = get_config().max_body_chars
     parse = _PARSERS[provider]
     with transaction.atomic(), _cursor() as cursor:
+        if fence is not None:
+            fence()
         cursor.execute(
             _CLAIM_BATCH_SQL if batch_id else _CLAIM_ANY_SQL,
             {"user_id": user_id, "provider": provider, "batch_id": batch_id, "limit": chunk_size},

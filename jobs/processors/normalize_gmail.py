@@ -18,7 +18,7 @@ from typing import cast
 from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.models import Job, Provider
-from jobs.normalization.services import raw_events_normalize
+from jobs.normalization.services import NormalizationReport, raw_events_normalize
 from jobs.payloads import Payload
 from jobs.pipeline import next_stage
 
@@ -32,6 +32,8 @@ class NormalizePayload(Payload):
 def normalize_stage(job: Job, ctx: JobContext, *, provider: str) -> Metrics:
     """The body of both normalize processors (they differ only in the provider)."""
     payload = cast(NormalizePayload, ctx.payload)
+    done = NormalizationReport()  # every committed chunk, read by the runner on any outcome
+    ctx.track(lambda: _metrics(done))
 
     def should_stop() -> bool:
         if ctx.deadline_reached():
@@ -45,11 +47,17 @@ def normalize_stage(job: Job, ctx: JobContext, *, provider: str) -> Metrics:
         batch_id=ctx.batch_id if payload.only_batch else None,
         account_id=payload.account_id,
         should_stop=should_stop,
+        on_chunk=done.add,
+        fence=ctx.fence,
     )
     if report.stopped:
         ctx.continue_with(payload)
     elif following := next_stage(job.kind):
         ctx.enqueue_next(following, dedupe_key=f"{following}:{ctx.user_id}:{ctx.batch_id}")
+    return _metrics(report)
+
+
+def _metrics(report: NormalizationReport) -> Metrics:
     return Metrics(
         items_fetched=report.fetched,
         items_inserted=report.inserted,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import get_config
+from jobs.context import Metrics, metrics_line
 from jobs.enqueue import enqueue
 from jobs.models import GoogleAccount, Job, Provider
 from jobs.normalization.gmail import OCCURRED_AT_ESTIMATED_KEY
@@ -96,17 +97,14 @@ class ImportResult:
             self.rejections.append(Rejection(item=self.fetched, line=line, reason=reason))
 
     def metrics_line(self) -> dict[str, Any]:
-        """The engine's run-metrics keys (jobs.runner.metrics_line), for the import as a run."""
-        return {
-            "itemsFetched": self.fetched,
-            "itemsInserted": self.counts.inserted,
-            "itemsSkipped": self.fetched - self.counts.inserted - self.counts.updated,
-            "durationMs": self.duration_ms,
-            "userId": self.user_id,
-            "batchId": str(self.batch_id),
-            "timedOut": False,
-            "details": {
-                "itemsUpdated": self.counts.updated,
+        """The engine's run-metrics line (jobs.context.metrics_line), for the import as a run."""
+        updated = self.counts.updated
+        metrics = Metrics(
+            items_fetched=self.fetched,
+            items_inserted=self.counts.inserted,
+            items_skipped=self.fetched - self.counts.inserted - updated,
+            details={
+                "itemsUpdated": updated,
                 "itemsUnchanged": self.unchanged,
                 "itemsExcluded": self.excluded,
                 "itemsRejected": self.rejected,
@@ -115,7 +113,14 @@ class ImportResult:
                 "bytesRead": self.bytes_read,
                 "nextJobId": self.next_job.pk if self.next_job else None,
             },
-        }
+        )
+        return metrics_line(
+            metrics,
+            user_id=self.user_id,
+            batch_id=self.batch_id,
+            duration_ms=self.duration_ms,
+            with_details=True,
+        )
 
 
 ProgressCallback = Callable[[ImportProgress], None]

@@ -100,17 +100,19 @@ def test_a_cluster_on_the_redis_broker_runs_each_job_exactly_once(user, pipeline
     # offers them to the Redis broker, which the cluster (also on Redis) consumes.
     pipeline_config(handoff="none")
     jobs = [enqueue("record", user=user) for _ in range(50)]
+    # tick() runs before the cluster starts: the cluster's hand-off pump would offer the jobs
+    # itself otherwise, and this checks what tick offers.
+    env = subprocess_env(REDIS_URL=REDIS_URL)
+    offered = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", "from jobs.runner import tick; print(tick())"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "offered=50" in offered.stdout, offered.stdout + offered.stderr
     with qcluster(redis=True):
-        env = subprocess_env(REDIS_URL=REDIS_URL)
-        offered = subprocess.run(
-            [PYTHON, "manage.py", "shell", "-c", "from jobs.runner import tick; print(tick())"],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert "offered=50" in offered.stdout, offered.stdout + offered.stderr
         wait_until(
             lambda: Job.objects.filter(status=JobStatus.SUCCEEDED).count() == 50,
             timeout=60,

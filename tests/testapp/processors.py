@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 
+from django.db import transaction
+
 from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
-from jobs.errors import PermanentError, TransientError
+from jobs.errors import DeadlineExceeded, JobCancelled, PermanentError, TransientError
 from jobs.models import Job
 from jobs.payloads import Payload
+from jobs.services import job_cancel
 from tests.testapp.models import Execution
 
 
@@ -84,3 +88,68 @@ def crash(job: Job, ctx: JobContext) -> Metrics:
 @processor("laned", lane="laned:{user_id}")
 def laned(job: Job, ctx: JobContext) -> Metrics:
     return Metrics()
+
+
+@dataclass(frozen=True)
+class PartialPayload(Payload):
+    items: int = 0  # rows stored (Execution "effect" rows) before the run ends
+    ends: str = "success"  # success | transient | permanent | crash | deadline | cancel
+    cancel_midrun: bool = False  # an operator's cancel lands after the rows, between checkpoints
+    follow: bool = False  # on success: a continuation and a next stage
+
+
+@processor("partial", payload=PartialPayload, lane="partial:{user_id}")
+def partial(job: Job, ctx: JobContext) -> Metrics | None:
+    """Stores rows one by one with ctx.track(), then ends as asked."""
+    p: PartialPayload = ctx.payload  # type: ignore[assignment]
+    done = Metrics()
+    ctx.track(lambda: done)
+    for _ in range(p.items):
+        Execution.objects.create(
+            job_id=job.pk, attempt=job.attempts, phase="effect", worker_pid=os.getpid()
+        )
+        done.items_fetched += 1
+        done.items_inserted += 1
+    if p.cancel_midrun:
+        job_cancel(job_ids=[job.pk])
+    if p.ends == "transient":
+        raise TransientError("asked to fail after storing")
+    if p.ends == "permanent":
+        raise PermanentError("asked to fail permanently after storing")
+    if p.ends == "crash":
+        raise RuntimeError("crashed after storing")
+    if p.ends == "deadline":
+        raise DeadlineExceeded("job passed its wall-clock deadline")
+    if p.ends == "cancel":
+        raise JobCancelled("cancelled by an operator")
+    if p.follow:
+        ctx.continue_with(PartialPayload())
+        ctx.enqueue_next("noop")
+    return None
+
+
+# Gates a test opens to let a "fenced" run go on: job id -> (entered, release).
+GATES: dict[int, tuple[threading.Event, threading.Event]] = {}
+
+
+@dataclass(frozen=True)
+class FencedPayload(Payload):
+    rows: int = 3
+
+
+@processor("fenced", payload=FencedPayload)
+def fenced(job: Job, ctx: JobContext) -> Metrics:
+    """Waits at its gate (when the test set one), then writes its rows under the lease fence."""
+    p: FencedPayload = ctx.payload  # type: ignore[assignment]
+    gate = GATES.get(job.pk)
+    if gate is not None:
+        entered, release = gate
+        entered.set()
+        release.wait(timeout=30)
+    with transaction.atomic():
+        ctx.fence()
+        for _ in range(p.rows):
+            Execution.objects.create(
+                job_id=job.pk, attempt=job.attempts, phase="effect", worker_pid=os.getpid()
+            )
+    return Metrics(items_fetched=p.rows, items_inserted=p.rows)

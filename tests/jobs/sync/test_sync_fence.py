@@ -159,14 +159,6 @@ def test_item9_a_run_that_fails_after_storing_reports_what_it_stored(
 # -- with the engine's own JobContext.fence() and runner (once the engine work has landed) -------
 
 
-def engine_fences() -> bool:
-    """Whether JobContext.fence() is the engine's lease check (not the interface stub)."""
-    from jobs.context import JobContext
-
-    return "LeaseLost" in JobContext.fence.__code__.co_names
-
-
-@pytest.mark.skipif(not engine_fences(), reason="JobContext.fence() is still the interface stub")
 @pytest.mark.parametrize(
     ("kind", "run"), [("gmail_sync", gmail_sync), ("calendar_sync", calendar_sync)]
 )
@@ -188,9 +180,6 @@ def test_item3_a_late_worker_with_the_engines_job_context_changes_nothing(
     assert not RawEvent.objects.exists() and not SyncState.objects.exists()
 
 
-@pytest.mark.skipif(
-    not hasattr(runner, "_tracked"), reason="the runner does not record tracked metrics yet"
-)
 def test_item9_a_failed_attempt_records_the_raw_events_it_stored(
     google_account, emulator: GoogleEmulator, pipeline_config
 ):
