@@ -106,9 +106,9 @@ class Accounts:
         """An offline grant for the account (created if absent); returns its refresh token."""
         with self._lock:
             self.ensure(email)
-            grant = Grant(email.lower(), client_id, scope, _token("1//"))
-            self._refresh[grant.refresh_token] = grant
-            return grant.refresh_token
+            token = _token("1//")
+            self._refresh[token] = Grant(email.lower(), client_id, scope, token)
+            return token
 
     def issue_code(
         self,

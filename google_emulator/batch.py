@@ -37,7 +37,7 @@ def parse_batch(content_type: str, body: bytes) -> list[BatchPart]:
     parts = envelope.get_payload()
     if not isinstance(parts, list):
         raise errors.invalid_argument("Malformed multipart body")
-    return [_part(part) for part in parts]
+    return [_part(part) for part in parts if isinstance(part, Message)]
 
 
 def _part(part: Message) -> BatchPart:

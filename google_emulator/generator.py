@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parseaddr
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -89,7 +90,7 @@ _COMPANIES = [
 _FREEMAIL = ["gmail.com", "outlook.com", "yahoo.co.jp"]
 
 # (display form, ASCII form for the address) where the address cannot be derived by folding.
-_GIVEN = {
+_GIVEN: dict[str, list[Any]] = {
     "en": ["James", "Emily", "Michael", "Sarah", "David", "Olivia", "Daniel", "Grace", "Ryan"],
     "es": ["José", "María", "Sofía", "Javier", "Lucía", "Andrés", "Begoña"],
     "fr": ["François", "Zoë", "Hélène", "Étienne", "Chloé", "Noël", "Anaïs"],
@@ -99,7 +100,7 @@ _GIVEN = {
     "ja": [("太郎", "taro"), ("花子", "hanako"), ("健", "ken"), ("由美", "yumi"), ("翔", "sho")],
     "ru": [("Олег", "oleg"), ("Анна", "anna"), ("Дмитрий", "dmitry")],
 }
-_FAMILY = {
+_FAMILY: dict[str, list[Any]] = {
     "en": ["Smith", "Johnson", "Brown", "Taylor", "Doe", "O'Brien", "Walker", "Clark"],
     "es": ["García", "Martínez", "Núñez", "Fernández", "Peña", "López"],
     "fr": ["Dubois", "Lefèvre", "Moreau", "Bérénger", "Fauré"],
@@ -485,6 +486,7 @@ def _charset_for(rng: random.Random, locale: str) -> str:
 def _make_people(rng: random.Random, count: int, owner_email: str) -> list[Person]:
     people: dict[str, Person] = {}
     while len(people) < count:
+        company: str | None
         company, domain, tz, locale = rng.choice(_COMPANIES)
         display, given, family = _pick_name(rng, locale)
         if rng.random() < 0.08:
@@ -914,10 +916,10 @@ def _base_event(ctx: _Context, calendar: GeneratedCalendar, summary: str) -> dic
 
 
 def _attendees(ctx: _Context, calendar: GeneratedCalendar, organizer: dict) -> list[dict]:
-    owner = {"email": ctx.owner_email, "self": True, "responseStatus": "accepted"}
+    owner: dict[str, Any] = {"email": ctx.owner_email, "self": True, "responseStatus": "accepted"}
     if not organizer.get("self"):
         owner["responseStatus"] = ctx.rng.choice(_RESPONSES)
-    guests = [
+    guests: list[dict[str, Any]] = [
         {"email": p.email, "displayName": p.name, "responseStatus": ctx.rng.choice(_RESPONSES)}
         for p in ctx.rng.sample(ctx.people, ctx.rng.randint(1, 4))
     ]

@@ -81,7 +81,7 @@ def _term(
     ):
         raise invalid_argument(f"The emulator does not support this search: {operator or value}")
     if operator in ("after", "before"):
-        bound_ms = _epoch_seconds(value) * 1000
+        bound_ms: float = _epoch_seconds(value) * 1000
         if operator == "after":
             return lambda message: message.internal_date_ms >= bound_ms
         return lambda message: message.internal_date_ms < bound_ms

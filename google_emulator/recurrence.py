@@ -49,7 +49,7 @@ def expand(
     first = instant(master["start"], tz).astimezone(tz)
     duration = instant(master["end"], tz) - instant(master["start"], tz)
     horizon = time_max or datetime.now(UTC) + EXPANSION_HORIZON
-    instances = []
+    instances: list[dict] = []
     for start in _occurrences(master["recurrence"], first, all_day, tz):
         if start >= horizon or len(instances) >= MAX_INSTANCES:
             break

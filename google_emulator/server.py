@@ -124,7 +124,8 @@ class GoogleEmulator:
         )
         self._thread.start()
         bound_host, bound_port = self._server.server_address[:2]
-        shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+        host = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
+        shown = f"[{host}]" if ":" in host else host
         self._url = f"http://{shown}:{bound_port}/"
         return self._url
 
@@ -305,12 +306,14 @@ class _Server(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         super().__init__(address, _RequestHandler)
 
-    def process_request(self, request: socket.socket, client_address: object) -> None:
+    def process_request(  # type: ignore[override]
+        self, request: socket.socket, client_address: object
+    ) -> None:
         with self._connections_lock:
             self._connections.add(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request: socket.socket) -> None:
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
