@@ -19,12 +19,13 @@ from jobs.normalization.text import (
     decode_words,
     parse_date_header,
 )
-from jobs.normalization.types import NormalizationError, ParsedInteraction
+from jobs.normalization.types import (
+    OCCURRED_AT_ESTIMATED_KEY,
+    NormalizationError,
+    ParsedInteraction,
+)
 
 MAX_BODY_CHARS = 100_000
-# A key of ours in a payload (jobs.sync.convert sets it on imported mail whose date nothing
-# tells): its internalDate is a placeholder, so the interaction's date is an estimate.
-OCCURRED_AT_ESTIMATED_KEY = "_occurredAtEstimated"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_DEPTH = 32
 # one entry of a plain address list: "Quoted, Name" <addr>, Name <addr> or a bare addr

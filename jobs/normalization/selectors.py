@@ -15,15 +15,22 @@ def account_addresses(*, user_id: int) -> dict[int, frozenset[str]]:
     return {account.pk: account.own_addresses for account in accounts}
 
 
-def pending_raw_events_exist(
-    *, user_id: int, provider: str, batch_id: uuid.UUID | None = None
+def raw_events_pending_exist(
+    *,
+    user_id: int,
+    provider: str,
+    batch_id: uuid.UUID | None = None,
+    account_id: int | None = None,
 ) -> bool:
-    """Whether raw events of `provider` (of `batch_id`, when given) still wait for normalization."""
+    """Whether raw events of `provider` still wait for normalization: of `batch_id` and of
+    `account_id` when given (served by raw_event_pending_idx)."""
     pending = RawEvent.objects.filter(
         user_id=user_id, provider=provider, status=NormalizationStatus.PENDING
     )
     if batch_id is not None:
         pending = pending.filter(batch_id=batch_id)
+    if account_id is not None:
+        pending = pending.filter(account_id=account_id)
     return pending.exists()
 
 

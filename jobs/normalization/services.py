@@ -19,17 +19,17 @@ from jobs.config import get_config
 from jobs.models import Interaction, NormalizationStatus, Provider, RawEvent
 from jobs.normalization.calendar import parse_calendar_event
 from jobs.normalization.gmail import parse_gmail_message
-from jobs.normalization.selectors import account_addresses, pending_raw_events_exist
+from jobs.normalization.selectors import account_addresses, raw_events_pending_exist
 from jobs.normalization.text import db_safe
-from jobs.normalization.types import NormalizationError, ParsedInteraction
+from jobs.normalization.types import (
+    CALENDAR_ID_KEY,
+    CALENDAR_TIME_ZONE_KEY,
+    DELETED_KEY,
+    NormalizationError,
+    ParsedInteraction,
+)
 
 ERROR_TEXT_LIMIT = 2000
-# Keys the sync stage adds to raw payloads (jobs.sync): the calendar an event came from, the
-# calendar's time zone (all-day events start at its local midnight; UTC midnight without it),
-# and the mark of a message deleted at Gmail.
-CALENDAR_ID_KEY = "_calendarId"
-CALENDAR_TIME_ZONE_KEY = "_calendarTimeZone"
-DELETED_KEY = "_deleted"
 
 _INTERACTION = Interaction._meta.db_table
 _RAW_EVENT = RawEvent._meta.db_table
@@ -166,7 +166,7 @@ def raw_events_normalize(
         if on_chunk is not None:
             on_chunk(chunk)
         if should_stop is not None and should_stop():
-            report.stopped = pending_raw_events_exist(
+            report.stopped = raw_events_pending_exist(
                 user_id=user_id, provider=provider, batch_id=batch_id
             )
             return report

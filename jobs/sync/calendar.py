@@ -41,6 +41,7 @@ from jobs.errors import PermanentError
 from jobs.google.client import calendar_service, execute
 from jobs.google.errors import CursorExpired
 from jobs.models import GoogleAccount, Provider, SyncState
+from jobs.normalization.types import CALENDAR_ID_KEY, CALENDAR_TIME_ZONE_KEY
 from jobs.sync.common import (
     NoDeadline,
     RunControl,
@@ -63,8 +64,6 @@ logger = logging.getLogger(__name__)
 
 EVENTS_PAGE_SIZE = 250
 CALENDAR_LIST_PAGE_SIZE = 250
-CALENDAR_ID_KEY = "_calendarId"
-CALENDAR_TIME_ZONE_KEY = "_calendarTimeZone"
 
 
 def calendar_sync(

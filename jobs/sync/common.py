@@ -14,9 +14,10 @@ from jobs.config import PipelineConfig
 from jobs.context import JobContext, Metrics
 from jobs.errors import PermanentError
 from jobs.models import GoogleAccount, GoogleAccountStatus, Job
+from jobs.normalization.selectors import raw_events_pending_exist
 from jobs.payloads import Payload
 from jobs.pipeline import next_stage
-from jobs.sync.raw_events import UpsertCounts, raw_events_pending_exist
+from jobs.sync.raw_events import UpsertCounts
 
 
 class RunControl(Protocol):

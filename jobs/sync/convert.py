@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 import icalendar
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
-from jobs.normalization.gmail import OCCURRED_AT_ESTIMATED_KEY
 from jobs.normalization.html import html_to_text
 from jobs.normalization.text import (
     collapse_whitespace,
@@ -31,6 +30,7 @@ from jobs.normalization.text import (
     parse_date_header,
     unfold,
 )
+from jobs.normalization.types import OCCURRED_AT_ESTIMATED_KEY
 
 SNIPPET_CHARS = 200
 _MSGID_TOKEN = re.compile(r"<[^<>\s]+>")

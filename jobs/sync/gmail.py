@@ -56,6 +56,7 @@ from jobs.google.client import (
 )
 from jobs.google.errors import CursorExpired
 from jobs.models import GoogleAccount, Provider, SyncState
+from jobs.normalization.types import DELETED_KEY
 from jobs.sync.common import (
     NoDeadline,
     RunControl,
@@ -84,7 +85,7 @@ _QUERY_EXCLUSIONS = {
     "DRAFT": "in:drafts",
     "CHAT": "in:chats",
 }
-DELETED_MARK = {"_deleted": True}
+DELETED_MARK = {DELETED_KEY: True}
 
 
 def gmail_sync(

@@ -25,7 +25,8 @@ from jobs.config import get_config
 from jobs.context import Metrics, metrics_line
 from jobs.enqueue import enqueue
 from jobs.models import GoogleAccount, Job, Provider
-from jobs.normalization.gmail import OCCURRED_AT_ESTIMATED_KEY
+from jobs.normalization.selectors import raw_events_pending_exist
+from jobs.normalization.types import OCCURRED_AT_ESTIMATED_KEY
 from jobs.pipeline import next_stage
 from jobs.sync.calendar import calendar_events_store, event_item
 from jobs.sync.convert import (
@@ -37,7 +38,7 @@ from jobs.sync.convert import (
     rfc822_problem,
 )
 from jobs.sync.gmail import excluded_label_ids, message_item
-from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_pending_exist, raw_events_upsert
+from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_upsert
 
 IMPORT_CHUNK_SIZE = 500
 # rejected items kept on the result (with their reason) to show the user; the rest are counted

@@ -140,22 +140,6 @@ def raw_events_update_existing(
         return cursor.rowcount
 
 
-def raw_events_pending_exist(
-    *, user_id: int, provider: str, batch_id: uuid.UUID, account_id: int | None = None
-) -> bool:
-    """Whether the batch left anything for normalization (served by raw_event_pending_idx),
-    of one account when `account_id` is given."""
-    rows = RawEvent.objects.filter(
-        user_id=user_id,
-        provider=provider,
-        batch_id=batch_id,
-        status=NormalizationStatus.PENDING,
-    )
-    if account_id is not None:
-        rows = rows.filter(account_id=account_id)
-    return rows.exists()
-
-
 def raw_events_latest_occurred_at(
     *, user_id: int, provider: str, account_id: int | None = None
 ) -> datetime | None:

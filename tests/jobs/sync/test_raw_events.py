@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jobs.models import RawEvent
+from jobs.normalization.selectors import raw_events_pending_exist
 from jobs.sync.raw_events import (
     RawItem,
     raw_events_latest_occurred_at,
-    raw_events_pending_exist,
     raw_events_update_existing,
     raw_events_upsert,
 )
