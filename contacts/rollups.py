@@ -147,9 +147,7 @@ def contact_rollups_refresh(
     if not ids:
         return 0
     with connection.cursor() as cursor:
-        cursor.execute(
-            _REFRESH_SQL, {"user_id": user_id, "ids": ids, "now": now or timezone.now()}
-        )
+        cursor.execute(_REFRESH_SQL, {"user_id": user_id, "ids": ids, "now": now or timezone.now()})
         return len(cursor.fetchall())
 
 

@@ -14,9 +14,7 @@ class TimelineConfig(AppConfig):
         from timeline.services import MERGE_HOOK, timeline_events_move, timeline_events_restore
 
         # A contact merge moves the source's timeline events to the target (and back on undo).
-        merge_hooks.register(
-            MERGE_HOOK, move=timeline_events_move, restore=timeline_events_restore
-        )
+        merge_hooks.register(MERGE_HOOK, move=timeline_events_move, restore=timeline_events_restore)
         # The nightly rollups refresh (counts over 30/90/365 days decay). Its own handler:
         # jobs.schedules belongs to the jobs app.
         post_migrate.connect(

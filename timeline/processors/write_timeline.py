@@ -38,7 +38,11 @@ def _metrics(report: TimelineReport, *, timed_out: bool = False) -> Metrics:
         items_inserted=report.inserted,
         items_skipped=report.unchanged,
         timed_out=timed_out,
-        details={"itemsUpdated": report.updated, "deleted": report.deleted, "chunks": report.chunks},
+        details={
+            "itemsUpdated": report.updated,
+            "deleted": report.deleted,
+            "chunks": report.chunks,
+        },
     )
 
 
