@@ -65,7 +65,7 @@ _FIELDS = (
 # gets zeros.
 _REFRESH_SQL = f"""
 WITH target AS (
-    SELECT id FROM {_CONTACT} WHERE user_id = %(user_id)s AND id = ANY(%(ids)s)
+    SELECT id FROM {_CONTACT} WHERE user_id = %(user_id)s AND id = ANY(%(ids)s::int8[])
 ), parts AS (
     SELECT DISTINCT p.contact_id, i.id AS interaction_id, i.occurred_at, i.kind,
            left(i.subject, {SUBJECT_CHARS}) AS subject
@@ -134,7 +134,7 @@ RETURNING c.id
 _TOUCHED_SQL = f"""
 SELECT DISTINCT unnest(ARRAY[c.id, c.merged_into_id])
   FROM {_PARTICIPANT} p JOIN {_CONTACT} c ON c.id = p.contact_id
- WHERE p.user_id = %(user_id)s AND p.interaction_id = ANY(%(ids)s)
+ WHERE p.user_id = %(user_id)s AND p.interaction_id = ANY(%(ids)s::int8[])
 """
 
 

@@ -48,7 +48,7 @@ WITH src AS (
                AS response
       FROM {_PARTICIPANT} p
       JOIN {_INTERACTION} i ON i.id = p.interaction_id AND i.user_id = %(user_id)s
-     WHERE p.user_id = %(user_id)s AND p.interaction_id = ANY(%(ids)s)
+     WHERE p.user_id = %(user_id)s AND p.interaction_id = ANY(%(ids)s::int8[])
        AND NOT EXISTS (SELECT 1 FROM {_DUPLICATE} d WHERE d.interaction_id = p.interaction_id)
      GROUP BY p.interaction_id, p.contact_id, i.id
 ), ev AS (
@@ -116,7 +116,7 @@ WITH src AS (
     RETURNING (xmax = 0) AS inserted
 ), removed AS (
     DELETE FROM {_EVENT} AS t
-     WHERE t.user_id = %(user_id)s AND t.interaction_id = ANY(%(ids)s)
+     WHERE t.user_id = %(user_id)s AND t.interaction_id = ANY(%(ids)s::int8[])
        AND EXISTS (SELECT 1 FROM {_DUPLICATE} d WHERE d.interaction_id = t.interaction_id)
     RETURNING 1
 )

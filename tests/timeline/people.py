@@ -7,6 +7,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from contacts.identity import matching_key
 from contacts.models import Contact, ContactIdentity, InteractionParticipant
 from jobs.models import Interaction, RawEvent
 
@@ -18,7 +19,7 @@ def person(user, email: str, name: str = "") -> Contact:
     contact = Contact.objects.create(
         user=user, display_name=name or email.split("@")[0].title(), primary_email=email
     )
-    ContactIdentity.objects.create(user=user, contact=contact, value=email, key=email)
+    ContactIdentity.objects.create(user=user, contact=contact, value=email, key=matching_key(email))
     return contact
 
 
