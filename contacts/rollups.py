@@ -62,19 +62,28 @@ _FIELDS = (
 
 # One statement per chunk of contacts: aggregate their participations and write the rollups of
 # those whose figures changed (RETURNING yields exactly them). A contact without participations
-# gets zeros.
+# gets zeros. Scoping: the contacts are the user's (c.user_id); participations and interactions
+# are reached through them only (a contact's rows are its user's). Filtering those on user_id as
+# well would let the planner scan all the user's rows through the user_id indexes whenever its
+# statistics are stale, once per chunk.
 _REFRESH_SQL = f"""
 WITH target AS (
-    SELECT id FROM {_CONTACT} WHERE user_id = %(user_id)s AND id = ANY(%(ids)s::int8[])
+    SELECT id FROM {_CONTACT} WHERE id = ANY(%(ids)s::int8[]) AND user_id = %(user_id)s
 ), parts AS (
-    SELECT DISTINCT p.contact_id, i.id AS interaction_id, i.occurred_at, i.kind,
-           left(i.subject, {SUBJECT_CHARS}) AS subject
-      FROM {_PARTICIPANT} p
-      JOIN {_INTERACTION} i ON i.id = p.interaction_id AND i.user_id = %(user_id)s
-     WHERE p.user_id = %(user_id)s AND p.contact_id IN (SELECT id FROM target)
-       AND i.occurred_at <= %(now)s
-       AND NOT (i.kind = 'meeting' AND i.metadata->>'cancelled' = 'true')
-       AND NOT EXISTS (SELECT 1 FROM {_DUPLICATE} d WHERE d.interaction_id = i.id)
+    SELECT DISTINCT t.id AS contact_id, x.*
+      FROM target t
+           -- per contact through the participant index (OFFSET 0 keeps the planner from
+           -- turning this into a scan of the whole table when its statistics are stale)
+           CROSS JOIN LATERAL (
+               SELECT i.id AS interaction_id, i.occurred_at, i.kind,
+                      left(i.subject, {SUBJECT_CHARS}) AS subject
+                 FROM {_PARTICIPANT} p
+                 JOIN {_INTERACTION} i ON i.id = p.interaction_id
+                WHERE p.contact_id = t.id
+                  AND i.occurred_at <= %(now)s
+                  AND NOT (i.kind = 'meeting' AND i.metadata->>'cancelled' = 'true')
+                  AND NOT EXISTS (SELECT 1 FROM {_DUPLICATE} d WHERE d.interaction_id = i.id)
+               OFFSET 0) x
 ), ordered AS (
     SELECT parts.*,
            extract(epoch FROM occurred_at - lag(occurred_at) OVER (
@@ -133,8 +142,11 @@ RETURNING c.id
 # The contacts the participants of some interactions belong to (and their live targets).
 _TOUCHED_SQL = f"""
 SELECT DISTINCT unnest(ARRAY[c.id, c.merged_into_id])
-  FROM {_PARTICIPANT} p JOIN {_CONTACT} c ON c.id = p.contact_id
- WHERE p.user_id = %(user_id)s AND p.interaction_id = ANY(%(ids)s::int8[])
+  FROM {_INTERACTION} i
+       CROSS JOIN LATERAL (SELECT q.contact_id FROM {_PARTICIPANT} q
+                            WHERE q.interaction_id = i.id OFFSET 0) p
+  JOIN {_CONTACT} c ON c.id = p.contact_id
+ WHERE i.id = ANY(%(ids)s::int8[]) AND i.user_id = %(user_id)s
 """
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Case, F, Value, When
 
 
 class TimelineEventType(models.TextChoices):
@@ -32,8 +33,17 @@ class TimelineEvent(models.Model):
 
     class Meta:
         constraints = [
+            # One event per (interaction, contact, type), where a meeting and its cancellation
+            # are the same event: a cancelled meeting updates its `meeting` event in place.
+            # write_timeline's upsert names this expression as its conflict target.
             models.UniqueConstraint(
-                fields=["interaction", "contact", "event_type"], name="timeline_event_uniq"
+                F("interaction"),
+                F("contact"),
+                Case(
+                    When(event_type=TimelineEventType.MEETING_CANCELLED, then=Value("meeting")),
+                    default=F("event_type"),
+                ),
+                name="timeline_event_uniq",
             )
         ]
         indexes = [

@@ -32,25 +32,41 @@ _PARTICIPANT = InteractionParticipant._meta.db_table
 _DUPLICATE = InteractionDuplicate._meta.db_table
 _INTERACTION = Interaction._meta.db_table
 _TITLE_MAX = TimelineEvent._meta.get_field("title").max_length
-_MEETINGS = f"('{TimelineEventType.MEETING}', '{TimelineEventType.MEETING_CANCELLED}')"
 
-# One statement per chunk of interactions. `src`: one row per (canonical interaction, contact)
-# with the contact's roles and response; `ev`: its event; `renamed`: a meeting whose
-# cancellation changed, re-typed in place; `written`: everything else upserted (an unchanged
-# event is not rewritten, so RETURNING yields exactly the inserted and updated rows; xmax = 0
-# tells a fresh insert); `removed`: events of interactions since linked as duplicates.
+# The conflict target of the upsert: the expression of the unique index timeline_event_uniq
+# (a meeting and its cancellation are one event), spelled as Django creates it.
+_SLOT = "(CASE WHEN event_type = 'meeting_cancelled' THEN 'meeting' ELSE event_type END)"
+
+# One statement per chunk of interactions. `chunk`: the user's interactions among the ids;
+# `src`: one row per (canonical interaction, contact) with the contact's roles and response;
+# `ev`: its event; `written`: the upsert (a meeting whose cancellation changed is re-typed in
+# place through the slot; an unchanged event is not rewritten, so RETURNING yields exactly the
+# inserted and updated rows; xmax = 0 tells a fresh insert); `removed`: events of interactions
+# since linked as duplicates.
+# Scoping: the interactions are the user's (i.user_id); participants, events and duplicate links
+# are reached through them only (an interaction's rows are its user's). Filtering those tables
+# on user_id as well would let the planner scan all the user's rows through their user_id
+# indexes whenever its statistics are stale (a new user, a fresh batch), once per chunk.
 _WRITE_SQL = f"""
-WITH src AS (
+WITH chunk AS (
+    SELECT i.id, i.occurred_at, i.kind, i.subject, i.thread_id, i.direction, i.metadata
+      FROM {_INTERACTION} i
+     WHERE i.id = ANY(%(ids)s::int8[]) AND i.user_id = %(user_id)s
+), src AS (
     SELECT p.interaction_id, p.contact_id, i.occurred_at, i.kind, i.subject, i.thread_id,
            i.direction, i.metadata,
            array_agg(DISTINCT p.role ORDER BY p.role) AS roles,
            max(p.response_status) FILTER (WHERE p.role = 'attendee' AND p.response_status <> '')
                AS response
-      FROM {_PARTICIPANT} p
-      JOIN {_INTERACTION} i ON i.id = p.interaction_id AND i.user_id = %(user_id)s
-     WHERE p.user_id = %(user_id)s AND p.interaction_id = ANY(%(ids)s::int8[])
-       AND NOT EXISTS (SELECT 1 FROM {_DUPLICATE} d WHERE d.interaction_id = p.interaction_id)
-     GROUP BY p.interaction_id, p.contact_id, i.id
+      FROM chunk i
+           -- per interaction through the participant index (OFFSET 0 keeps the planner from
+           -- turning this into a scan of the whole table when its statistics are stale)
+           CROSS JOIN LATERAL (SELECT q.interaction_id, q.contact_id, q.role, q.response_status
+                                 FROM {_PARTICIPANT} q
+                                WHERE q.interaction_id = i.id OFFSET 0) p
+     WHERE NOT EXISTS (SELECT 1 FROM {_DUPLICATE} d WHERE d.interaction_id = i.id)
+     GROUP BY p.interaction_id, p.contact_id, i.id, i.occurred_at, i.kind, i.subject,
+              i.thread_id, i.direction, i.metadata
 ), ev AS (
     SELECT interaction_id, contact_id, occurred_at, event_type,
            left(CASE event_type
@@ -88,16 +104,6 @@ WITH src AS (
                         WHEN kind = 'email_outbound' THEN '{TimelineEventType.EMAIL_SENT}'
                         ELSE '{TimelineEventType.EMAIL_RECEIVED}' END AS event_type
               FROM src) typed
-), renamed AS (
-    UPDATE {_EVENT} AS t
-       SET event_type = ev.event_type, occurred_at = ev.occurred_at, title = ev.title,
-           data = ev.data, updated_at = statement_timestamp()
-      FROM ev
-     WHERE t.user_id = %(user_id)s AND t.interaction_id = ev.interaction_id
-       AND t.contact_id = ev.contact_id
-       AND ev.event_type IN {_MEETINGS} AND t.event_type IN {_MEETINGS}
-       AND t.event_type <> ev.event_type
-    RETURNING t.interaction_id, t.contact_id
 ), written AS (
     INSERT INTO {_EVENT} AS t (
         user_id, contact_id, interaction_id, event_type, occurred_at, title, data,
@@ -105,24 +111,26 @@ WITH src AS (
     SELECT %(user_id)s, contact_id, interaction_id, event_type, occurred_at, title, data,
            statement_timestamp(), statement_timestamp()
       FROM ev
-     WHERE NOT EXISTS (SELECT 1 FROM renamed r
-                        WHERE r.interaction_id = ev.interaction_id
-                          AND r.contact_id = ev.contact_id)
-    ON CONFLICT (interaction_id, contact_id, event_type) DO UPDATE
-       SET occurred_at = EXCLUDED.occurred_at, title = EXCLUDED.title, data = EXCLUDED.data,
-           updated_at = EXCLUDED.updated_at
-     WHERE (t.occurred_at, t.title, t.data)
-           IS DISTINCT FROM (EXCLUDED.occurred_at, EXCLUDED.title, EXCLUDED.data)
+    ON CONFLICT (interaction_id, contact_id, {_SLOT}) DO UPDATE
+       SET event_type = EXCLUDED.event_type, occurred_at = EXCLUDED.occurred_at,
+           title = EXCLUDED.title, data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
+     WHERE (t.event_type, t.occurred_at, t.title, t.data)
+           IS DISTINCT FROM (EXCLUDED.event_type, EXCLUDED.occurred_at, EXCLUDED.title,
+                             EXCLUDED.data)
     RETURNING (xmax = 0) AS inserted
 ), removed AS (
     DELETE FROM {_EVENT} AS t
-     WHERE t.user_id = %(user_id)s AND t.interaction_id = ANY(%(ids)s::int8[])
-       AND EXISTS (SELECT 1 FROM {_DUPLICATE} d WHERE d.interaction_id = t.interaction_id)
+     WHERE t.id = ANY(ARRAY(
+               SELECT e.id
+                 FROM chunk i
+                 JOIN {_DUPLICATE} d ON d.interaction_id = i.id
+                      CROSS JOIN LATERAL (SELECT e.id FROM {_EVENT} e
+                                           WHERE e.interaction_id = d.interaction_id OFFSET 0) e))
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM src),
        (SELECT count(*) FILTER (WHERE inserted) FROM written),
-       (SELECT count(*) FILTER (WHERE NOT inserted) FROM written) + (SELECT count(*) FROM renamed),
+       (SELECT count(*) FILTER (WHERE NOT inserted) FROM written),
        (SELECT count(*) FROM removed)
 """
 
@@ -178,8 +186,9 @@ _MOVE_SQL = f"""
 UPDATE {_EVENT} AS t SET contact_id = %(target_id)s, updated_at = statement_timestamp()
  WHERE t.user_id = %(user_id)s AND t.contact_id = %(source_id)s
    AND NOT EXISTS (SELECT 1 FROM {_EVENT} o
-                    WHERE o.contact_id = %(target_id)s AND o.interaction_id = t.interaction_id
-                      AND o.event_type = t.event_type)
+                    WHERE o.interaction_id = t.interaction_id AND o.contact_id = %(target_id)s
+                      AND {_SLOT.replace("event_type", "o.event_type")}
+                          = {_SLOT.replace("event_type", "t.event_type")})
 RETURNING t.id
 """
 
