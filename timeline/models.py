@@ -17,12 +17,16 @@ class TimelineEventType(models.TextChoices):
 class TimelineEvent(models.Model):
     """One thing that happened with a contact: one per (interaction, contact, type)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No single-column indexes on user and interaction: the indexes below lead with them
+    # (fewer indexes to maintain on every write_timeline insert).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     contact = models.ForeignKey(
         "contacts.Contact", on_delete=models.CASCADE, related_name="timeline_events"
     )
     interaction = models.ForeignKey(
-        "jobs.Interaction", on_delete=models.CASCADE, related_name="timeline_events"
+        "jobs.Interaction", on_delete=models.CASCADE, related_name="timeline_events", db_index=False
     )
     event_type = models.CharField(max_length=32, choices=TimelineEventType.choices)
     occurred_at = models.DateTimeField()
