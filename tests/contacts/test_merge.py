@@ -186,7 +186,6 @@ def test_merge_recomputes_rollups_of_both_contacts(user, pair, monkeypatch):
 
 
 def test_reject_is_remembered(user, pair):
-    big, small = pair
     suggestion = MergeSuggestion.objects.get(user=user)
     merge_suggestion_reject(user=user, suggestion=suggestion)
     # the smaller contact is renamed by new mail, so it is compared again: no new suggestion
