@@ -44,7 +44,9 @@ def staff_member(user):
     user.is_staff = True
     user.save()
     user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="contacts", codename__regex="^(view|change)_")
+        *Permission.objects.filter(
+            content_type__app_label="contacts", codename__regex="^(view|change)_"
+        )
     )
     return user
 
@@ -67,7 +69,9 @@ def test_superuser_searches_by_name_email_and_domain(staff_client, people):
         assert len(response.context["cl"].result_list) == expected, term
 
 
-def test_contact_page_shows_identities_rollups_timeline_and_interactions(staff_client, user, people):
+def test_contact_page_shows_identities_rollups_timeline_and_interactions(
+    staff_client, user, people
+):
     contact = Contact.objects.get(user=user, primary_email="kj@nasa.example")
     interaction = Interaction.objects.get(user=user, subject="Orbit")
     TimelineEvent.objects.create(

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db
 def test_two_users_who_mail_the_same_person_have_two_separate_contacts(user, other_user):
     account_for(user, email="ada@example.com", aliases=())
     account_for(other_user, email="bob@example.com", aliases=())
+
     def mails(to):
         return [
             gmail(frm="Jane Doe <jane@acme.example>", to=[to], message_id="<s@a>"),
