@@ -258,16 +258,6 @@ def run(count: int, chunk_size: int) -> dict:
         f"excluded {dict(extract.excluded)}"
     )
 
-    if os.environ.get("BENCH_EXPLAIN"):
-        from timeline.services import _WRITE_SQL
-
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "EXPLAIN (ANALYZE, BUFFERS) " + _WRITE_SQL,
-                {"user_id": user.pk, "ids": ids[-chunk_size:]},
-            )
-            say("\n".join(r[0] for r in cursor.fetchall()))
-            transaction.set_rollback(True)
     started = time.perf_counter()
     timeline = TimelineReport()
     for start in range(0, len(ids), chunk_size):

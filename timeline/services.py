@@ -53,20 +53,21 @@ WITH chunk AS (
       FROM {_INTERACTION} i
      WHERE i.id = ANY(%(ids)s::int8[]) AND i.user_id = %(user_id)s
 ), src AS (
-    SELECT p.interaction_id, p.contact_id, i.occurred_at, i.kind, i.subject, i.thread_id,
-           i.direction, i.metadata,
-           array_agg(DISTINCT p.role ORDER BY p.role) AS roles,
-           max(p.response_status) FILTER (WHERE p.role = 'attendee' AND p.response_status <> '')
-               AS response
+    SELECT i.id AS interaction_id, p.contact_id, i.occurred_at, i.kind, i.subject, i.thread_id,
+           i.direction, i.metadata, p.roles, p.response
       FROM chunk i
            -- per interaction through the participant index (OFFSET 0 keeps the planner from
            -- turning this into a scan of the whole table when its statistics are stale)
-           CROSS JOIN LATERAL (SELECT q.interaction_id, q.contact_id, q.role, q.response_status
-                                 FROM {_PARTICIPANT} q
-                                WHERE q.interaction_id = i.id OFFSET 0) p
+           CROSS JOIN LATERAL (
+               SELECT q.contact_id, array_agg(DISTINCT q.role ORDER BY q.role) AS roles,
+                      max(q.response_status)
+                          FILTER (WHERE q.role = 'attendee' AND q.response_status <> '')
+                          AS response
+                 FROM {_PARTICIPANT} q
+                WHERE q.interaction_id = i.id
+                GROUP BY q.contact_id
+               OFFSET 0) p
      WHERE NOT EXISTS (SELECT 1 FROM {_DUPLICATE} d WHERE d.interaction_id = i.id)
-     GROUP BY p.interaction_id, p.contact_id, i.id, i.occurred_at, i.kind, i.subject,
-              i.thread_id, i.direction, i.metadata
 ), ev AS (
     SELECT interaction_id, contact_id, occurred_at, event_type,
            left(CASE event_type
