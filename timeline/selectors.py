@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from contacts.identity import matching_key
 from contacts.models import Contact, ContactIdentity
@@ -66,7 +66,10 @@ def contact_timeline(
     events = TimelineEvent.objects.filter(user_id=user.pk, contact_id=contact_id)
     if before:
         at, pk = _parse_cursor(before)
-        events = events.filter(Q(occurred_at__lt=at) | Q(occurred_at=at, id__lt=pk))
+        # occurred_at <= at lets the index seek straight to the cursor; the OR breaks ties
+        events = events.filter(occurred_at__lte=at).filter(
+            Q(occurred_at__lt=at) | Q(occurred_at=at, id__lt=pk)
+        )
     page = list(events.order_by("-occurred_at", "-id")[: limit + 1])
     more = len(page) > limit
     page = page[:limit]
@@ -97,3 +100,14 @@ def timeline_contact_find(*, user: AbstractBaseUser, identifier: str) -> Contact
         seen.add(contact.merged_into_id)
         contact = Contact.objects.get(user_id=user.pk, pk=contact.merged_into_id)
     return contact
+
+
+def timeline_summary(*, user_id: int) -> dict[str, object]:
+    """The user's timeline events: how many, and how many of each type (for the demo summary)."""
+    by_type = dict(
+        TimelineEvent.objects.filter(user_id=user_id)
+        .values_list("event_type")
+        .annotate(n=Count("id"))
+        .order_by("event_type")
+    )
+    return {"timelineEvents": sum(by_type.values()), "timelineEventsByType": by_type}

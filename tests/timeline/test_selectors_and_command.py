@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from tests.timeline.people import NOW, email, meeting, person, take_part
 from timeline.models import TimelineEvent
-from timeline.selectors import BadCursor, contact_timeline
+from timeline.selectors import BadCursor, contact_timeline, timeline_summary
 from timeline.services import timeline_events_write
 
 pytestmark = pytest.mark.django_db
@@ -135,3 +135,16 @@ def test_item8_timeline_admin_is_read_only_and_filters_by_type(staff_client, use
     assert posted.status_code == 403
     event.refresh_from_db()
     assert event.title != "changed"
+
+
+def test_item10_timeline_summary_counts_the_users_events_by_type(user, other_user, jane):
+    theirs = person(other_user, "jane.doe@gmail.com")
+    mail = email(other_user)
+    take_part(mail, theirs, "from")
+    timeline_events_write(user_id=other_user.pk, interaction_ids=[mail.pk])
+
+    assert timeline_summary(user_id=user.pk) == {
+        "timelineEvents": 9,
+        "timelineEventsByType": {"email_received": 8, "meeting": 1},
+    }
+    assert timeline_summary(user_id=other_user.pk)["timelineEvents"] == 1
