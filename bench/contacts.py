@@ -3,9 +3,15 @@
     DEBUG=1 .venv/bin/python bench/contacts.py [--interactions 50000] [--chunk-size 500]
 
 Runs in a throwaway database (bench_contacts_<pid>, created and migrated on the configured
-server, dropped at the end). Prints progress per phase and, as the last line, one JSON object:
-{"interactions", "participants", "timeline_events", "participants_per_s", "copy_per_s",
-"ratio", "statements_per_chunk", "seconds"}.
+server, dropped at the end). Ours: the three stages' services over generated interactions
+(about 4 other people each), chunk by chunk, each chunk in its own transaction, as their jobs
+run them. Baseline: COPY of the participant and timeline rows ours wrote into empty tables
+with the same indexes, best of three. participants_per_s = participants / ours' total time,
+copy_per_s = participants / the COPY time of both tables. Prints progress per phase and, as
+the last line, one JSON object: {"interactions", "participants", "contacts",
+"timeline_events", "participants_per_s", "copy_per_s", "ratio", "statements_per_chunk",
+"seconds"}; statements_per_chunk lists the distinct counts seen per stage, BEGIN and COMMIT
+included.
 """
 
 from __future__ import annotations
@@ -110,6 +116,7 @@ SYLLABLES = [
     "tin",
     "sen",
 ]
+COPY_RUNS = 3
 PARTICIPANT_COPY = "bench_participant_copy"
 TIMELINE_COPY = "bench_timeline_copy"
 PARTICIPANT_COLUMNS = (
@@ -297,7 +304,8 @@ def run(count: int, chunk_size: int) -> dict:
         raise SystemExit("counts do not match the tables")
 
     # (b) baseline: COPY the participant and timeline rows ours produced into empty copies of
-    # their tables (same indexes and unique constraints)
+    # their tables (same indexes and unique constraints; no foreign keys), best of COPY_RUNS:
+    # the machine is shared, and the fastest COPY is the strictest baseline
     copy_s = 0.0
     for table, model, columns in (
         (PARTICIPANT_COPY, InteractionParticipant, PARTICIPANT_COLUMNS),
@@ -310,19 +318,27 @@ def run(count: int, chunk_size: int) -> dict:
                 [user.pk],
             )
             rows = cursor.fetchall()
-            cursor.execute(f"CREATE TABLE {table} (LIKE {model._meta.db_table} INCLUDING ALL)")
-        raw_connection: psycopg.Connection = connection.connection
-        started = time.perf_counter()
-        with (
-            raw_connection.transaction(),
-            psycopg.Cursor(raw_connection) as copy_cursor,
-            copy_cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-        seconds = time.perf_counter() - started
-        copy_s += seconds
-        say(f"copy {model.__name__}: {len(rows)} rows in {seconds:.2f} s")
+        runs = []
+        for _ in range(COPY_RUNS):
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE IF EXISTS {table}")
+                cursor.execute(f"CREATE TABLE {table} (LIKE {model._meta.db_table} INCLUDING ALL)")
+            raw_connection: psycopg.Connection = connection.connection
+            started = time.perf_counter()
+            with (
+                raw_connection.transaction(),
+                psycopg.Cursor(raw_connection) as copy_cursor,
+                copy_cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+            runs.append(time.perf_counter() - started)
+        copy_s += min(runs)
+        say(
+            f"copy {model.__name__}: {len(rows)} rows in "
+            + ", ".join(f"{seconds:.2f}" for seconds in runs)
+            + f" s (best {min(runs):.2f} s)"
+        )
 
     participants_per_s = participants / ours_s
     copy_per_s = participants / copy_s

@@ -193,9 +193,14 @@ def rollups_nightly() -> int:
     from jobs.enqueue import enqueue
 
     today = timezone.now().date().isoformat()
-    users = Contact.objects.filter(merged_into__isnull=True).values_list("user_id", flat=True)
+    users = (
+        Contact.objects.filter(merged_into__isnull=True)
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
     count = 0
-    for user_id in sorted(set(users)):
+    for user_id in users:
         job = enqueue(
             "update_rollups",
             user=user_id,
