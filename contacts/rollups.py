@@ -62,28 +62,36 @@ _FIELDS = (
 
 # One statement per chunk of contacts: aggregate their participations and write the rollups of
 # those whose figures changed (RETURNING yields exactly them). A contact without participations
-# gets zeros. Scoping: the contacts are the user's (c.user_id); participations and interactions
-# are reached through them only (a contact's rows are its user's). Filtering those on user_id as
-# well would let the planner scan all the user's rows through the user_id indexes whenever its
-# statistics are stale, once per chunk.
+# gets zeros. Scoping: the contacts must be the user's, and so must the interactions counted.
+# Plans: every row is reached by key, one contact or interaction at a time (`LATERAL (...
+# WHERE id = outer OFFSET 0)`, the user checked outside it): freshly written tables have no
+# statistics, and a plain `user_id = ...` condition then made the planner read all the user's
+# rows through the user_id index once per contact or per chunk (timeline/services.py).
 _REFRESH_SQL = f"""
 WITH target AS (
-    SELECT id FROM {_CONTACT} WHERE id = ANY(%(ids)s::int8[]) AND user_id = %(user_id)s
-), parts AS (
-    SELECT DISTINCT t.id AS contact_id, x.*
-      FROM target t
-           -- per contact through the participant index (OFFSET 0 keeps the planner from
-           -- turning this into a scan of the whole table when its statistics are stale)
+    SELECT c.*
+      FROM unnest(%(ids)s::int8[]) AS x(id)
            CROSS JOIN LATERAL (
-               SELECT i.id AS interaction_id, i.occurred_at, i.kind,
+               SELECT c.id, c.user_id FROM {_CONTACT} c WHERE c.id = x.id OFFSET 0) c
+     WHERE c.user_id = %(user_id)s
+), parts AS (
+    SELECT DISTINCT t.id AS contact_id, x.interaction_id, x.occurred_at, x.kind, x.subject
+      FROM target t
+           CROSS JOIN LATERAL (
+               SELECT i.id AS interaction_id, i.user_id, i.occurred_at, i.kind,
                       left(i.subject, {SUBJECT_CHARS}) AS subject
                  FROM {_PARTICIPANT} p
-                 JOIN {_INTERACTION} i ON i.id = p.interaction_id
+                      CROSS JOIN LATERAL (
+                          SELECT i.id, i.user_id, i.occurred_at, i.kind, i.subject,
+                                 i.kind = 'meeting' AND i.metadata->>'cancelled' = 'true'
+                                     AS cancelled
+                            FROM {_INTERACTION} i WHERE i.id = p.interaction_id OFFSET 0) i
                 WHERE p.contact_id = t.id
                   AND i.occurred_at <= %(now)s
-                  AND NOT (i.kind = 'meeting' AND i.metadata->>'cancelled' = 'true')
+                  AND NOT i.cancelled
                   AND NOT EXISTS (SELECT 1 FROM {_DUPLICATE} d WHERE d.interaction_id = i.id)
                OFFSET 0) x
+     WHERE x.user_id = t.user_id
 ), ordered AS (
     SELECT parts.*,
            extract(epoch FROM occurred_at - lag(occurred_at) OVER (
@@ -139,14 +147,19 @@ UPDATE {_CONTACT} AS c
 RETURNING c.id
 """
 
-# The contacts the participants of some interactions belong to (and their live targets).
+# The contacts the participants of some interactions belong to (and their live targets); rows
+# reached by key as in _REFRESH_SQL.
 _TOUCHED_SQL = f"""
 SELECT DISTINCT unnest(ARRAY[c.id, c.merged_into_id])
-  FROM {_INTERACTION} i
-       CROSS JOIN LATERAL (SELECT q.contact_id FROM {_PARTICIPANT} q
-                            WHERE q.interaction_id = i.id OFFSET 0) p
-  JOIN {_CONTACT} c ON c.id = p.contact_id
- WHERE i.id = ANY(%(ids)s::int8[]) AND i.user_id = %(user_id)s
+  FROM unnest(%(ids)s::int8[]) AS x(id)
+       CROSS JOIN LATERAL (
+           SELECT i.id, i.user_id FROM {_INTERACTION} i WHERE i.id = x.id OFFSET 0) i
+       CROSS JOIN LATERAL (
+           SELECT q.contact_id FROM {_PARTICIPANT} q WHERE q.interaction_id = i.id OFFSET 0) p
+       CROSS JOIN LATERAL (
+           SELECT c.id, c.user_id, c.merged_into_id
+             FROM {_CONTACT} c WHERE c.id = p.contact_id OFFSET 0) c
+ WHERE i.user_id = %(user_id)s AND c.user_id = i.user_id
 """
 
 
