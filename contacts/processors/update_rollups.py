@@ -13,6 +13,7 @@ updated in place), itemsSkipped = contacts whose figures had not changed, detail
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -57,6 +58,7 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     payload = cast(UpdateRollupsPayload, ctx.payload)
     progress = _Progress()
     ctx.track(progress.metrics)
+    chunks: Iterator[list[int]]
     if payload.all_contacts:
         chunks = _all_contacts(ctx.user_id, payload.after_id)
     else:
@@ -64,14 +66,14 @@ def run(job: Job, ctx: JobContext) -> Metrics:
         contacts = touched_contact_ids(user_id=ctx.user_id, interaction_ids=interactions)
         contacts = [pk for pk in contacts if pk > payload.after_id]
         chunks = iter([contacts[i : i + CHUNK_SIZE] for i in range(0, len(contacts), CHUNK_SIZE)])
-    chunk = next(chunks, [])
+    chunk: list[int] = next(chunks, [])
     while chunk:
         with transaction.atomic():
             ctx.fence()
             progress.updated += contact_rollups_refresh(user_id=ctx.user_id, contact_ids=chunk)
         progress.contacts += len(chunk)
         progress.chunks += 1
-        following = next(chunks, [])
+        following: list[int] = next(chunks, [])
         if following and ctx.deadline_reached():
             ctx.continue_with(
                 UpdateRollupsPayload(all_contacts=payload.all_contacts, after_id=chunk[-1])
@@ -81,7 +83,7 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     return progress.metrics()
 
 
-def _all_contacts(user_id: int, after_id: int):
+def _all_contacts(user_id: int, after_id: int) -> Iterator[list[int]]:
     """Chunks of the user's live contacts by id, read one chunk ahead (one query a chunk)."""
     while chunk := live_contact_ids(user_id=user_id, after_id=after_id, limit=CHUNK_SIZE):
         yield chunk

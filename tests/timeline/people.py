@@ -19,7 +19,9 @@ def person(user, email: str, name: str = "") -> Contact:
     contact = Contact.objects.create(
         user=user, display_name=name or email.split("@")[0].title(), primary_email=email
     )
-    ContactIdentity.objects.create(user=user, contact=contact, value=email, key=matching_key(email))
+    ContactIdentity.objects.create(
+        user=user, contact=contact, value=email, key=matching_key(email) or email
+    )
     return contact
 
 

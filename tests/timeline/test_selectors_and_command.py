@@ -123,7 +123,7 @@ def test_item8_timeline_admin_is_read_only_and_filters_by_type(staff_client, use
     assert [e.event_type for e in meetings.context["cl"].result_list] == ["meeting"]
     assert "Add timeline event" not in meetings.content.decode()
 
-    event = TimelineEvent.objects.filter(contact=jane).first()
+    event = TimelineEvent.objects.filter(contact=jane).earliest("id")
     page = staff_client.get(reverse("admin:timeline_timelineevent_change", args=[event.pk]))
     assert page.status_code == 200
     body = page.content.decode()
