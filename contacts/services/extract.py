@@ -53,7 +53,8 @@ EXCLUDED_REPEATED = "repeated"
 DUPLICATE_REASON = "same RFC Message-ID"
 # pg_advisory_xact_lock(namespace, user_id): one extract chunk per user at a time.
 _LOCK_NAMESPACE = 7_319_001
-_LOCK_SQL = "SELECT pg_advisory_xact_lock(%(ns)s, %(user_id)s::int4)"
+# (any user id fits: a collision only makes two users' chunks wait for each other)
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(%(ns)s, (%(user_id)s::int8 %% 2147483647)::int4)"
 
 _I = Interaction._meta.db_table
 _R = RawEvent._meta.db_table
