@@ -381,10 +381,7 @@ def contacts_extract_chunk(
         if in_transaction is not None:
             in_transaction()
         db = _Statements(raw_cursor)
-        db.run(
-            "SELECT pg_advisory_xact_lock(%(ns)s, %(user_id)s)",
-            {"ns": _LOCK_NAMESPACE, "user_id": user_id},
-        )
+        db.run(_LOCK_SQL, {"ns": _LOCK_NAMESPACE, "user_id": user_id})
         rows = db.run(_LOAD_SQL, {"user_id": user_id, "ids": interaction_ids})
         report.interactions = len(rows)
         chunk_ids = [row[0] for row in rows]
