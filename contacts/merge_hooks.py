@@ -43,7 +43,7 @@ def register(name: str, move: MoveFn | Callable[..., list[int]], restore: Restor
     """Add (or replace, by name: ready() may run twice in tests) what a merge moves."""
     if not name or not callable(move) or not callable(restore):
         raise ValueError("a merge hook needs a name, a move and a restore function")
-    _HOOKS[name] = MergeHook(name, move, restore)  # type: ignore[arg-type]
+    _HOOKS[name] = MergeHook(name, move, restore)
 
 
 def unregister(name: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
@@ -30,7 +31,7 @@ def batch_interaction_ids(*, user_id: int, batch_id: uuid.UUID | str) -> list[in
     )
 
 
-ORDERINGS = {
+ORDERINGS: dict[str, tuple[Any, ...]] = {
     "-last_interaction_at": (F("last_interaction_at").desc(nulls_last=True), "-id"),
     "last_interaction_at": (F("last_interaction_at").asc(nulls_last=True), "id"),
     "-first_interaction_at": (F("first_interaction_at").desc(nulls_last=True), "-id"),

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from django.db import connection, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 from rapidfuzz.utils import default_process
 
 from contacts.conf import ContactsConfig, get_config
@@ -53,7 +53,8 @@ EXCLUDED_REPEATED = "repeated"
 DUPLICATE_REASON = "same RFC Message-ID"
 # pg_advisory_xact_lock(namespace, user_id): one extract chunk per user at a time.
 _LOCK_NAMESPACE = 7_319_001
-_LOCK_SQL = "SELECT pg_advisory_xact_lock(%(ns)s, %(user_id)s::int4)"
+# (any user id fits: a collision only makes two users' chunks wait for each other)
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(%(ns)s, (%(user_id)s::int8 %% 2147483647)::int4)"
 
 _I = Interaction._meta.db_table
 _R = RawEvent._meta.db_table
@@ -215,6 +216,7 @@ ON CONFLICT (user_id, contact_a_id, contact_b_id) DO NOTHING
 RETURNING id
 """
 
+_UNSET = object()
 _EMAIL_ROLES = (
     ("from", ParticipantRole.FROM),
     ("to", ParticipantRole.TO),
@@ -379,10 +381,7 @@ def contacts_extract_chunk(
         if in_transaction is not None:
             in_transaction()
         db = _Statements(raw_cursor)
-        db.run(
-            "SELECT pg_advisory_xact_lock(%(ns)s, %(user_id)s)",
-            {"ns": _LOCK_NAMESPACE, "user_id": user_id},
-        )
+        db.run(_LOCK_SQL, {"ns": _LOCK_NAMESPACE, "user_id": user_id})
         rows = db.run(_LOAD_SQL, {"user_id": user_id, "ids": interaction_ids})
         report.interactions = len(rows)
         chunk_ids = [row[0] for row in rows]
@@ -573,6 +572,7 @@ def _read_entries(
     bulk_entries: list[_Entry] = []
     written: set[str] = set()
     patterns = config.automated_patterns
+    reasons: dict[tuple[str, bool, bool], Any] = {}  # the same addresses recur in a chunk
     for interaction_id, source, kind, occurred_at, metadata_text, _mid, bulk, resources in rows:
         metadata = json.loads(metadata_text)
         raw = list(_addresses(source, metadata, frozenset(resources or ())))
@@ -587,9 +587,12 @@ def _read_entries(
             if key is None:
                 report.excluded[EXCLUDED_INVALID] += 1
                 continue
-            reason = exclusion_reason(
-                key, own_keys=own, patterns=patterns, resource=is_resource, own=is_own
-            )
+            memo = (key, is_own, is_resource)
+            reason = reasons.get(memo, _UNSET)
+            if reason is _UNSET:
+                reason = reasons[memo] = exclusion_reason(
+                    key, own_keys=own, patterns=patterns, resource=is_resource, own=is_own
+                )
             if reason is not None:
                 report.excluded[reason] += 1
                 continue
@@ -667,16 +670,26 @@ def _suggest(db: _Statements, user_id: int, subjects: set[int], config: Contacts
             by_domain[domain].append((cid, name))
         by_name[default_process(name)].append((cid, domain))
     pairs: dict[tuple[int, int], tuple[float, str]] = {}
+    choices_of: dict[str, dict[int, str]] = {}
     for cid, (name, domain) in info.items():
         processed = default_process(name) if name else ""
         if not processed:
             continue
         if domain:
-            for other, other_name in by_domain[domain]:
-                if other == cid or not other_name:
-                    continue
-                score = fuzz.token_sort_ratio(name, other_name, processor=default_process)
-                if score >= config.fuzzy_threshold:
+            choices = choices_of.get(domain)
+            if choices is None:
+                choices = choices_of[domain] = {
+                    other: default_process(other_name) for other, other_name in by_domain[domain]
+                }
+            for _, score, other in process.extract(
+                processed,
+                choices,
+                scorer=fuzz.token_sort_ratio,
+                processor=None,
+                score_cutoff=config.fuzzy_threshold,
+                limit=None,
+            ):
+                if other != cid:
                     pair = (min(cid, other), max(cid, other))
                     pairs.setdefault(pair, (round(score, 1), f"similar name at {domain}"))
         for other, other_domain in by_name[processed]:

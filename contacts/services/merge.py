@@ -63,8 +63,8 @@ def _restore(table: str) -> Callable[..., None]:
 
 # contacts' own steps run first; registered hooks (other apps) after them.
 _BUILTIN = (
-    merge_hooks.MergeHook(IDENTITIES, _move(_ID), _restore(_ID)),  # type: ignore[arg-type]
-    merge_hooks.MergeHook(PARTICIPANTS, _move(_P), _restore(_P)),  # type: ignore[arg-type]
+    merge_hooks.MergeHook(IDENTITIES, _move(_ID), _restore(_ID)),
+    merge_hooks.MergeHook(PARTICIPANTS, _move(_P), _restore(_P)),
 )
 
 
@@ -79,10 +79,10 @@ def refresh_rollups(*, user_id: int, contact_ids: list[int]) -> bool:
     """Recompute the rollups of `contact_ids` (contacts.rollups, written by the rollups stage);
     False when that module is not installed yet."""
     try:
-        from contacts.rollups import contact_rollups_refresh  # type: ignore[import-not-found]
+        from contacts.rollups import contact_rollups_refresh
     except ImportError:
         try:
-            from contacts.services.rollups import (  # type: ignore[import-not-found]
+            from contacts.services.rollups import (
                 contact_rollups_refresh,
             )
         except ImportError:
@@ -139,9 +139,10 @@ def contact_unmerge(*, merge: ContactMerge, user=None) -> ContactMerge:
     """
     with transaction.atomic():
         filters = Q(pk=merge.pk) if user is None else Q(pk=merge.pk, user_id=_user_id(user))
-        merge = ContactMerge.objects.select_for_update().filter(filters).first()
-        if merge is None:
+        locked = ContactMerge.objects.select_for_update().filter(filters).first()
+        if locked is None:
             raise MergeError("no such merge for this user")
+        merge = locked
         if merge.undone_at is not None:
             raise MergeError("this merge was already undone")
         user_id = merge.user_id

@@ -274,32 +274,55 @@ def test_fuzzy_threshold_is_configurable(user, settings):
     assert extract(user, batch).suggestions_created == 0
 
 
-def _mails(n: int) -> list[dict]:
-    return [
+def _mails(n: int, *, name: str = "Person") -> list[dict]:
+    """n mails with every case a chunk handles: new and known people, similar names at one
+    company, personal domains, bulk mail, a Message-ID seen twice, the user's own addresses."""
+    similar = [
+        gmail(frm=f"{name} Katherine Johnson <kj1@nasa.example>", to=[OWN]),
+        gmail(frm=f"{name} Katherine Johnsen <kj2@nasa.example>", to=[OWN]),
+    ]
+    return similar + [
         gmail(
-            frm=f"Person {i} <p{i}@c{i % 7}.example>",
+            frm=f"{name} {i} <p{i}@c{i % 7}.example>",
             to=[OWN, f"q{i}@c{i % 5}.example"],
-            cc=[f"r{i % 11}@gmail.com"],
+            cc=[f"Friend {i % 11} <r{i % 11}@gmail.com>"],
             headers={"List-Unsubscribe": "<mailto:x@y>"} if i % 9 == 0 else None,
-            message_id=f"<dup{i // 2}@x.example>" if i % 13 == 0 else None,
+            message_id=f"<dup-{name}-{i // 2}@x.example>" if i % 4 < 2 else None,
         )
-        for i in range(n)
+        for i in range(n - 2)
     ]
 
 
-@pytest.mark.parametrize("size", [10, 500])
-def test_statements_per_chunk_same_for_10_and_500(user, size, django_assert_max_num_queries):
-    account_for(user)
-    batch = ingest(user, mails=_mails(size))
-    ids = batch_interaction_ids(user_id=user.pk, batch_id=batch)
+def _statements(django_user_model, size: int) -> tuple[int, int, int, int]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     from contacts.services.extract import contacts_extract_chunk, user_own_keys
 
+    user = django_user_model.objects.create_user(f"u{size}", email=f"u{size}@example.com")
+    account_for(user)
     own = user_own_keys(user_id=user.pk)
-    # one chunk of either size: the same bound (savepoint + the chunk's statements)
-    with django_assert_max_num_queries(17):
-        report = contacts_extract_chunk(user_id=user.pk, interaction_ids=ids, own=own)
-    assert report.statements_per_chunk <= 15
-    assert report.inserted > size  # real work was done
-    with django_assert_max_num_queries(17):
+    counts = []
+    for name in ("Person", "Persona"):  # the second batch renames every sender
+        ids = batch_interaction_ids(
+            user_id=user.pk, batch_id=ingest(user, mails=_mails(size, name=name))
+        )
+        with CaptureQueriesContext(connection) as queries:
+            report = contacts_extract_chunk(user_id=user.pk, interaction_ids=ids, own=own)
+        counts.append(len(queries))
+        assert report.inserted > size and report.duplicates_linked > 0  # real work was done
+        assert report.excluded["bulk"] > 0
+        if name == "Person":
+            assert report.suggestions_created > 0
+    assert report.contacts_renamed > 0
+    with CaptureQueriesContext(connection) as queries:
         again = contacts_extract_chunk(user_id=user.pk, interaction_ids=ids, own=own)
     assert again.inserted == 0
+    return (*counts, len(queries), report.statements_per_chunk)
+
+
+def test_statements_per_chunk_same_for_10_and_500(django_user_model):
+    small = _statements(django_user_model, 10)
+    large = _statements(django_user_model, 500)
+    assert small == large, (small, large)
+    assert small[0] <= 17  # a savepoint pair and at most 15 statements

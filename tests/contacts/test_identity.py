@@ -127,3 +127,14 @@ def test_identity_rules_config_defaults_and_validation(settings):
     ]:
         with pytest.raises(ImproperlyConfigured, match=word):
             build_config(bad)
+
+
+def test_identity_rules_a_bad_config_is_reported_at_start_up(settings):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.CRM_PIPELINE_CONTACTS = {"fuzzy_threshold": 5}
+    with pytest.raises(SystemCheckError, match=r"contacts.E001.*fuzzy_threshold"):
+        call_command("check")
+    settings.CRM_PIPELINE_CONTACTS = {}
+    call_command("check")
