@@ -13,7 +13,10 @@ One event per (interaction, contact, type):
 
 Only canonical interactions get events: an interaction linked as a duplicate
 (``InteractionDuplicate``: the same Message-ID from Takeout and from the API) gets none, and an
-event written before the link was made is deleted by the next write of that interaction.
+event written before the link was made is deleted by the next write of that interaction. So is
+the event of a contact that no longer takes part (an attendee removed from a meeting), unless
+the contact is merged: a merge leaves on its source the events the target already had, and
+they must stay for the unmerge.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ _SLOT = "(CASE WHEN event_type = 'meeting_cancelled' THEN 'meeting' ELSE event_t
 # `ev`: its event; `written`: the upsert (a meeting whose cancellation changed is re-typed in
 # place through the slot; an unchanged event is not rewritten, so RETURNING yields exactly the
 # inserted and updated rows; xmax = 0 tells a fresh insert); `removed`: events of interactions
-# since linked as duplicates.
+# since linked as duplicates, and of live contacts that no longer take part.
 # Scoping: the interactions must be the user's, and so must each participant's contact.
 # Plans: every row is reached by key, one interaction or contact at a time (`LATERAL (...
 # WHERE id = outer OFFSET 0)`, the user checked outside it). Freshly written tables have no
@@ -133,9 +136,17 @@ WITH chunk AS (
      WHERE t.id = ANY(ARRAY(
                SELECT e.id
                  FROM chunk i
-                 JOIN {_DUPLICATE} d ON d.interaction_id = i.id
-                      CROSS JOIN LATERAL (SELECT e.id FROM {_EVENT} e
-                                           WHERE e.interaction_id = d.interaction_id OFFSET 0) e))
+                      CROSS JOIN LATERAL (
+                          SELECT e.id, e.contact_id FROM {_EVENT} e
+                           WHERE e.interaction_id = i.id OFFSET 0) e
+                      CROSS JOIN LATERAL (
+                          SELECT c.merged_into_id FROM {_CONTACT} c
+                           WHERE c.id = e.contact_id OFFSET 0) c
+                WHERE EXISTS (SELECT 1 FROM {_DUPLICATE} d WHERE d.interaction_id = i.id)
+                   OR (c.merged_into_id IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM {_PARTICIPANT} q
+                                        WHERE q.interaction_id = i.id
+                                          AND q.contact_id = e.contact_id))))
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM src),

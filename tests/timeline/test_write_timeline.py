@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from contacts import merge_hooks
-from contacts.models import InteractionDuplicate
+from contacts.models import Contact, InteractionDuplicate
 from jobs.enqueue import enqueue
 from jobs.models import Job
 from jobs.runner import run_due_jobs
@@ -208,3 +208,28 @@ def test_item4_past_its_deadline_it_continues_in_the_same_batch(user, pipeline_c
     assert [j.metrics["itemsFetched"] for j in jobs] == [10, 10, 5]
     assert [j.metrics["timedOut"] for j in jobs] == [True, True, False]
     assert TimelineEvent.objects.filter(user=user).count() == 25
+
+
+def test_item4_a_contact_no_longer_taking_part_loses_its_event_a_merged_one_keeps_it(user):
+    jane, joe = person(user, "jane@acme.example"), person(user, "joe@acme.example")
+    call = meeting(user)
+    take_part(call, jane, "attendee", "accepted")
+    dropped = take_part(call, joe, "attendee", "needsAction")
+    timeline_events_write(user_id=user.pk, interaction_ids=[call.pk])
+
+    dropped.delete()  # joe was removed from the meeting
+    report = timeline_events_write(user_id=user.pk, interaction_ids=[call.pk])
+
+    assert (report.inserted, report.updated, report.deleted) == (0, 0, 1)
+    assert list(TimelineEvent.objects.values_list("contact_id", flat=True)) == [jane.pk]
+
+    # a merge leaves the source's conflicting event in place, and a rewrite keeps it there
+    source = person(user, "j.doe@acme.example")
+    take_part(call, source, "attendee", "accepted")
+    timeline_events_write(user_id=user.pk, interaction_ids=[call.pk])
+    assert timeline_events_move(user_id=user.pk, source_id=source.pk, target_id=jane.pk) == []
+    source.participations.update(contact=jane)
+    Contact.objects.filter(pk=source.pk).update(merged_into=jane)
+    again = timeline_events_write(user_id=user.pk, interaction_ids=[call.pk])
+    assert again.deleted == 0
+    assert TimelineEvent.objects.filter(contact=source).count() == 1
