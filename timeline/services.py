@@ -159,7 +159,8 @@ SELECT (SELECT count(*) FROM src),
 @dataclass(slots=True)
 class TimelineReport:
     """What a write did: events due (one per canonical interaction and contact), inserted,
-    updated (changed in place, cancellations included), unchanged, deleted (duplicates)."""
+    updated (changed in place, cancellations included), unchanged, deleted (events of duplicates
+    and of contacts no longer taking part)."""
 
     interactions: int = 0
     events: int = 0
