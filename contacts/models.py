@@ -69,8 +69,13 @@ class IdentityKind(models.TextChoices):
 class ContactIdentity(models.Model):
     """An address that leads to a contact: the value as seen, and the key it matches on."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="identities")
+    # identity_user_key_uniq (user first) and identity_contact_idx serve user and contact.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="identities", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=IdentityKind.choices, default=IdentityKind.EMAIL)
     # As first seen (for display), e.g. "J.Doe+crm@GMail.com".
     value = models.CharField(max_length=320)
@@ -104,11 +109,17 @@ class ParticipantRole(models.TextChoices):
 class InteractionParticipant(models.Model):
     """A contact's part in a (canonical) interaction."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    interaction = models.ForeignKey(
-        "jobs.Interaction", on_delete=models.CASCADE, related_name="participants"
+    # No single-column indexes on user, interaction, contact: participant_uniq (interaction first)
+    # and participant_contact_idx (contact first) serve them; fewer indexes, faster bulk writes.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="participations")
+    interaction = models.ForeignKey(
+        "jobs.Interaction", on_delete=models.CASCADE, related_name="participants", db_index=False
+    )
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="participations", db_index=False
+    )
     identity = models.ForeignKey(
         ContactIdentity, on_delete=models.CASCADE, related_name="participations"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Case, F, Value, When
 
 
 class TimelineEventType(models.TextChoices):
@@ -16,12 +17,16 @@ class TimelineEventType(models.TextChoices):
 class TimelineEvent(models.Model):
     """One thing that happened with a contact: one per (interaction, contact, type)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No single-column indexes on user and interaction: the indexes below lead with them
+    # (fewer indexes to maintain on every write_timeline insert).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     contact = models.ForeignKey(
         "contacts.Contact", on_delete=models.CASCADE, related_name="timeline_events"
     )
     interaction = models.ForeignKey(
-        "jobs.Interaction", on_delete=models.CASCADE, related_name="timeline_events"
+        "jobs.Interaction", on_delete=models.CASCADE, related_name="timeline_events", db_index=False
     )
     event_type = models.CharField(max_length=32, choices=TimelineEventType.choices)
     occurred_at = models.DateTimeField()
@@ -32,8 +37,17 @@ class TimelineEvent(models.Model):
 
     class Meta:
         constraints = [
+            # One event per (interaction, contact, type), where a meeting and its cancellation
+            # are the same event: a cancelled meeting updates its `meeting` event in place.
+            # write_timeline's upsert names this expression as its conflict target.
             models.UniqueConstraint(
-                fields=["interaction", "contact", "event_type"], name="timeline_event_uniq"
+                F("interaction"),
+                F("contact"),
+                Case(
+                    When(event_type=TimelineEventType.MEETING_CANCELLED, then=Value("meeting")),
+                    default=F("event_type"),
+                ),
+                name="timeline_event_uniq",
             )
         ]
         indexes = [

@@ -20,7 +20,7 @@ from jobs.dispatcher import processor
 from jobs.models import Job, Provider
 from jobs.normalization.services import NormalizationReport, raw_events_normalize
 from jobs.payloads import Payload
-from jobs.pipeline import next_stage
+from jobs.pipeline import next_stages
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,10 @@ def normalize_stage(job: Job, ctx: JobContext, *, provider: str) -> Metrics:
     )
     if report.stopped:
         ctx.continue_with(payload)
-    elif following := next_stage(job.kind):
-        ctx.enqueue_next(following, dedupe_key=f"{following}:{ctx.user_id}:{ctx.batch_id}")
+    else:
+        # The stage graph fans out here (extract_contacts, later embed): each for this batch.
+        for following in next_stages(job.kind):
+            ctx.enqueue_next(following, dedupe_key=f"{following}:{ctx.user_id}:{ctx.batch_id}")
     return _metrics(report)
 
 

@@ -25,7 +25,7 @@ from jobs.config import get_config
 from jobs.enqueue import enqueue
 from jobs.models import Job, NormalizationStatus, Provider, RawEvent
 from jobs.models.job import ACTIVE_STATUSES
-from jobs.pipeline import NEXT_STAGE
+from jobs.pipeline import STAGES
 from jobs.sync.enqueue import SYNC_KINDS
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 def normalize_kind(provider: str) -> str:
     """The normalization kind that follows the provider's sync (normalize_gmail, ...)."""
-    return NEXT_STAGE[SYNC_KINDS[provider]]
+    return STAGES[SYNC_KINDS[provider]][0]
 
 
 def raw_events_stale_pending(

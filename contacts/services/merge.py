@@ -1,0 +1,217 @@
+"""Merges: one contact into another, undoably; merge suggestions accepted or rejected.
+
+A merge moves the source's identities and participations to the target, then whatever other
+apps registered in contacts.merge_hooks (timeline events, ...), marks the source
+``merged_into`` the target (it stays, hidden from lists) and records exactly which rows each
+step moved in ContactMerge.moved. ``contact_unmerge`` moves exactly those rows back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import connection, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from contacts import merge_hooks
+from contacts.models import (
+    Contact,
+    ContactIdentity,
+    ContactMerge,
+    InteractionParticipant,
+    MergeSuggestion,
+    SuggestionStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+IDENTITIES = "identities"
+PARTICIPANTS = "participants"
+_ID = ContactIdentity._meta.db_table
+_P = InteractionParticipant._meta.db_table
+
+
+class MergeError(ValueError):
+    """A merge, unmerge or suggestion decision that cannot be done; the message says why."""
+
+
+def _move(table: str) -> Callable[..., list[int]]:
+    def move(*, user_id: int, source_id: int, target_id: int) -> list[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET contact_id = %s WHERE user_id = %s AND contact_id = %s "
+                "RETURNING id",
+                [target_id, user_id, source_id],
+            )
+            return sorted(row[0] for row in cursor.fetchall())
+
+    return move
+
+
+def _restore(table: str) -> Callable[..., None]:
+    def restore(*, user_id: int, source_id: int, ids: list[int]) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET contact_id = %s WHERE user_id = %s AND id = ANY(%s::int8[])",
+                [source_id, user_id, list(ids)],
+            )
+
+    return restore
+
+
+# contacts' own steps run first; registered hooks (other apps) after them.
+_BUILTIN = (
+    merge_hooks.MergeHook(IDENTITIES, _move(_ID), _restore(_ID)),
+    merge_hooks.MergeHook(PARTICIPANTS, _move(_P), _restore(_P)),
+)
+
+
+def _steps() -> list[merge_hooks.MergeHook]:
+    return [
+        *_BUILTIN,
+        *(h for h in merge_hooks.hooks() if h.name not in (IDENTITIES, PARTICIPANTS)),
+    ]
+
+
+def refresh_rollups(*, user_id: int, contact_ids: list[int]) -> bool:
+    """Recompute the rollups of `contact_ids` (contacts.rollups, written by the rollups stage);
+    False when that module is not installed yet."""
+    try:
+        from contacts.rollups import contact_rollups_refresh
+    except ImportError:
+        try:
+            from contacts.services.rollups import (
+                contact_rollups_refresh,
+            )
+        except ImportError:
+            logger.warning("contacts.rollups is not installed: rollups not recomputed")
+            return False
+    contact_rollups_refresh(user_id=user_id, contact_ids=contact_ids)
+    return True
+
+
+def _user_id(user) -> int:
+    return user if isinstance(user, int) else user.pk
+
+
+def contact_merge(
+    *, user, source: Contact, target: Contact, suggestion: MergeSuggestion | None = None
+) -> ContactMerge:
+    """Merge `source` into `target` (both the user's live contacts); undo with contact_unmerge."""
+    user_id = _user_id(user)
+    if source.pk == target.pk:
+        raise MergeError("a contact cannot be merged into itself")
+    with transaction.atomic():
+        locked = {
+            c.pk: c
+            for c in Contact.objects.select_for_update()
+            .filter(user_id=user_id, pk__in=[source.pk, target.pk])
+            .order_by("pk")
+        }
+        if len(locked) != 2:
+            raise MergeError("both contacts must belong to the user")
+        source, target = locked[source.pk], locked[target.pk]
+        for contact in (source, target):
+            if contact.merged_into_id is not None:
+                raise MergeError(f"contact {contact} is already merged into another contact")
+        moved: dict[str, list[int]] = {}
+        for step in _steps():
+            moved[step.name] = list(
+                step.move(user_id=user_id, source_id=source.pk, target_id=target.pk)
+            )
+        source.merged_into = target
+        source.save(update_fields=["merged_into", "updated_at"])
+        merge = ContactMerge.objects.create(
+            user_id=user_id, source=source, target=target, moved=moved, suggestion=suggestion
+        )
+        refresh_rollups(user_id=user_id, contact_ids=[source.pk, target.pk])
+    return merge
+
+
+def contact_unmerge(*, merge: ContactMerge, user=None) -> ContactMerge:
+    """Undo `merge`: exactly the rows it moved go back to the source, which is live again.
+
+    Participations created after the merge for an identity that goes back follow it, so a
+    participation's contact is always its identity's. A merge that came from a suggestion
+    leaves the suggestion rejected (the user said they are two people).
+    """
+    with transaction.atomic():
+        filters = Q(pk=merge.pk) if user is None else Q(pk=merge.pk, user_id=_user_id(user))
+        locked = ContactMerge.objects.select_for_update().filter(filters).first()
+        if locked is None:
+            raise MergeError("no such merge for this user")
+        merge = locked
+        if merge.undone_at is not None:
+            raise MergeError("this merge was already undone")
+        user_id = merge.user_id
+        source = Contact.objects.select_for_update().get(pk=merge.source_id, user_id=user_id)
+        steps = _steps()
+        missing = sorted(set(merge.moved) - {step.name for step in steps})
+        if missing:
+            raise MergeError(f"cannot undo: merge steps {missing} are no longer installed")
+        # jsonb does not keep key order: undo in the reverse of the steps' own order
+        for step in reversed(steps):
+            if step.name in merge.moved:
+                ids = list(merge.moved[step.name])
+                step.restore(user_id=user_id, source_id=source.pk, ids=ids)
+        identity_ids = merge.moved.get(IDENTITIES) or []
+        if identity_ids:
+            InteractionParticipant.objects.filter(
+                user_id=user_id, identity_id__in=identity_ids
+            ).exclude(contact_id=source.pk).update(contact_id=source.pk)
+        source.merged_into = None
+        source.save(update_fields=["merged_into", "updated_at"])
+        merge.undone_at = timezone.now()
+        merge.save(update_fields=["undone_at"])
+        if merge.suggestion_id is not None:
+            MergeSuggestion.objects.filter(pk=merge.suggestion_id).update(
+                status=SuggestionStatus.REJECTED, decided_at=merge.undone_at
+            )
+        refresh_rollups(user_id=user_id, contact_ids=[source.pk, merge.target_id])
+    return merge
+
+
+def _pending(user_id: int, suggestion: MergeSuggestion) -> MergeSuggestion:
+    locked = (
+        MergeSuggestion.objects.select_for_update()
+        .filter(pk=suggestion.pk, user_id=user_id)
+        .first()
+    )
+    if locked is None:
+        raise MergeError("no such merge suggestion for this user")
+    if locked.status != SuggestionStatus.PENDING:
+        raise MergeError(f"this suggestion was already {locked.status}")
+    return locked
+
+
+def merge_suggestion_accept(*, user, suggestion: MergeSuggestion) -> ContactMerge:
+    """Merge the pair: into the contact with more participations (the older one on a tie)."""
+    user_id = _user_id(user)
+    with transaction.atomic():
+        suggestion = _pending(user_id, suggestion)
+        pair = list(
+            Contact.objects.filter(
+                user_id=user_id, pk__in=[suggestion.contact_a_id, suggestion.contact_b_id]
+            ).annotate(n=Count("participations"))
+        )
+        if len(pair) != 2:
+            raise MergeError("one of the suggested contacts no longer exists")
+        target, source = sorted(pair, key=lambda c: (-c.n, c.pk))
+        merge = contact_merge(user=user_id, source=source, target=target, suggestion=suggestion)
+        suggestion.status = SuggestionStatus.ACCEPTED
+        suggestion.decided_at = timezone.now()
+        suggestion.save(update_fields=["status", "decided_at"])
+    return merge
+
+
+def merge_suggestion_reject(*, user, suggestion: MergeSuggestion) -> MergeSuggestion:
+    """Keep the two apart; the pair is never suggested again (its row stays, rejected)."""
+    user_id = _user_id(user)
+    with transaction.atomic():
+        suggestion = _pending(user_id, suggestion)
+        suggestion.status = SuggestionStatus.REJECTED
+        suggestion.decided_at = timezone.now()
+        suggestion.save(update_fields=["status", "decided_at"])
+    return suggestion
