@@ -75,21 +75,12 @@ def _steps() -> list[merge_hooks.MergeHook]:
     ]
 
 
-def refresh_rollups(*, user_id: int, contact_ids: list[int]) -> bool:
-    """Recompute the rollups of `contact_ids` (contacts.rollups, written by the rollups stage);
-    False when that module is not installed yet."""
-    try:
-        from contacts.rollups import contact_rollups_refresh
-    except ImportError:
-        try:
-            from contacts.services.rollups import (
-                contact_rollups_refresh,
-            )
-        except ImportError:
-            logger.warning("contacts.rollups is not installed: rollups not recomputed")
-            return False
+def refresh_rollups(*, user_id: int, contact_ids: list[int]) -> None:
+    """Recompute the rollups of `contact_ids` (contacts.rollups, imported here: it reads the
+    participations this module moves)."""
+    from contacts.rollups import contact_rollups_refresh
+
     contact_rollups_refresh(user_id=user_id, contact_ids=contact_ids)
-    return True
 
 
 def _user_id(user) -> int:
