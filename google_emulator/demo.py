@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from contacts.models import Contact, InteractionParticipant, MergeSuggestion, SuggestionStatus
 from crm_pipeline.embedded_db import database_url
 from google_emulator.generator import generate_mailbox
 from google_emulator.server import GoogleEmulator
@@ -36,6 +37,7 @@ from jobs.models.job import ACTIVE_STATUSES
 from jobs.normalization.selectors import normalization_summary
 from jobs.runner import run_due_jobs
 from jobs.sync.enqueue import sync_enqueue
+from timeline.selectors import timeline_summary
 
 DEMO_USERNAME = "demo"
 DEMO_EMAIL = "demo.owner@pipeline.example"
@@ -76,6 +78,9 @@ def demo_run(*, options: DemoOptions, say: Say) -> dict[str, Any]:
         aliases=(DEMO_ALIAS,),
     )
     before = _counts(user.pk)
+    # Every job the demo starts comes after this one: the sync chains, their later stages and
+    # the backfill chains (a batch of their own each).
+    first_job = (Job.objects.order_by("-id").values_list("id", flat=True).first() or 0) + 1
     with GoogleEmulator(require_token=True) as emulator:
         emulator.add_mailbox(DEMO_EMAIL, mailbox)
         settings.GOOGLE_API_ROOT = emulator.url
@@ -94,8 +99,8 @@ def demo_run(*, options: DemoOptions, say: Say) -> dict[str, Any]:
             state = "enqueued" if item.created else "already active"
             say(f"{item.kind}: job #{item.job.pk} {state}, batch {batch_id}")
         with _workers(options.workers, emulator.url, say):
-            _follow(batch_id, options, say)
-    return _summary(user.pk, batch_id, before, started)
+            _follow(user.pk, first_job, options, say)
+    return _summary(user.pk, first_job, batch_id, before, started)
 
 
 @contextmanager
@@ -127,15 +132,20 @@ def _workers(mode: str, api_root: str, say: Say) -> Iterator[None]:
         say("cluster stopped")
 
 
-def _follow(batch_id: uuid.UUID, options: DemoOptions, say: Say) -> None:
-    """Wait for every job of the batch (and the stages it starts) to finish, showing progress."""
+def _demo_jobs(user_id: int, first_job: int) -> Any:
+    return Job.objects.filter(user_id=user_id, id__gte=first_job)
+
+
+def _follow(user_id: int, first_job: int, options: DemoOptions, say: Say) -> None:
+    """Wait for every job the demo started (the syncs, the stages they start, the backfills) to
+    finish, showing progress per stage."""
     deadline = time.monotonic() + options.timeout_s
     last = ""
     while True:
         if options.workers == "inline":
             run_due_jobs(until_empty=True)
-        jobs = list(Job.objects.filter(batch_id=batch_id).values_list("kind", "status"))
-        line = _progress_line(jobs, batch_id)
+        jobs = list(_demo_jobs(user_id, first_job).values_list("kind", "status"))
+        line = _progress_line(jobs, user_id)
         if line != last:
             say(line)
             last = line
@@ -146,7 +156,7 @@ def _follow(batch_id: uuid.UUID, options: DemoOptions, say: Say) -> None:
         time.sleep(0.5)
 
 
-def _progress_line(jobs: list[tuple[str, str]], batch_id: uuid.UUID) -> str:
+def _progress_line(jobs: list[tuple[str, str]], user_id: int) -> str:
     per_kind: dict[str, Counter[str]] = {}
     for kind, status in jobs:
         per_kind.setdefault(kind, Counter())[status] += 1
@@ -154,22 +164,26 @@ def _progress_line(jobs: list[tuple[str, str]], batch_id: uuid.UUID) -> str:
         f"{kind}: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         for kind, counts in per_kind.items()
     )
-    raw = RawEvent.objects.filter(batch_id=batch_id).count()
-    return f"  {stages} | raw events in batch: {raw}"
+    counts = _counts(user_id)
+    return (
+        f"  {stages} | raw events: {counts['rawEvents']}, interactions: "
+        f"{counts['interactions']}, contacts: {counts['contacts']}"
+    )
 
 
 def _counts(user_id: int) -> dict[str, int]:
     return {
         "rawEvents": RawEvent.objects.filter(user_id=user_id).count(),
         "interactions": Interaction.objects.filter(user_id=user_id).count(),
+        "contacts": Contact.objects.filter(user_id=user_id, merged_into__isnull=True).count(),
     }
 
 
 def _summary(
-    user_id: int, batch_id: uuid.UUID, before: dict[str, int], started: float
+    user_id: int, first_job: int, batch_id: uuid.UUID, before: dict[str, int], started: float
 ) -> dict[str, Any]:
     after = _counts(user_id)
-    statuses = Counter(Job.objects.filter(batch_id=batch_id).values_list("status", flat=True))
+    statuses = Counter(_demo_jobs(user_id, first_job).values_list("status", flat=True))
     normalized = normalization_summary(user_id=user_id)
     return {
         "rawEvents": after["rawEvents"],
@@ -178,6 +192,12 @@ def _summary(
         "pendingRawEvents": normalized["pendingRawEvents"],
         "rawEventsInserted": after["rawEvents"] - before["rawEvents"],
         "interactionsInserted": after["interactions"] - before["interactions"],
+        "contacts": after["contacts"],
+        "participants": InteractionParticipant.objects.filter(user_id=user_id).count(),
+        "mergeSuggestions": MergeSuggestion.objects.filter(
+            user_id=user_id, status=SuggestionStatus.PENDING
+        ).count(),
+        **timeline_summary(user_id=user_id),
         "jobsSucceeded": statuses.get(JobStatus.SUCCEEDED, 0),
         "jobsFailed": statuses.get(JobStatus.FAILED, 0),
         "batchId": str(batch_id),

@@ -6,9 +6,12 @@ import json
 import subprocess
 
 import pytest
+from django.utils import timezone
 
-from jobs.models import Interaction, RawEvent
+from contacts.models import Contact, InteractionParticipant
+from jobs.models import Interaction, Job, RawEvent
 from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
+from timeline.models import TimelineEvent
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -36,10 +39,26 @@ def test_the_demo_syncs_and_normalizes_on_a_real_cluster_then_reruns_idempotentl
     assert summary["jobsFailed"] == 0 and summary["jobsSucceeded"] >= 4
     assert summary["durationMs"] > 0
     assert not RawEvent.objects.exclude(status__in=["normalized", "failed"]).exists()
+    # The chain goes on past normalization on the same workers: people, timeline, rollups.
+    assert summary["contacts"] == Contact.objects.filter(merged_into__isnull=True).count() > 0
+    assert summary["participants"] == InteractionParticipant.objects.count() > 0
+    assert summary["timelineEvents"] == TimelineEvent.objects.count() > 0
+    assert set(summary["timelineEventsByType"]) == {"email_received", "email_sent", "meeting"}
+    live = Contact.objects.filter(merged_into__isnull=True)
+    # No contact without a participation; rollups count what has happened (not future meetings).
+    assert not live.filter(participations__isnull=True).exists()
+    assert not live.filter(
+        interaction_count=0, participations__occurred_at__lt=timezone.now()
+    ).exists()
+    done_kinds = set(Job.objects.filter(status="succeeded").values_list("kind", flat=True))
+    assert {"extract_contacts", "write_timeline", "update_rollups"} <= done_kinds
+    assert not Job.objects.filter(status__in=["queued", "running", "retrying"]).exists()
 
     lines, again = demo("--workers", "inline")
     assert again["rawEventsInserted"] == 0 and again["interactionsInserted"] == 0
     assert again["rawEvents"] == summary["rawEvents"]
+    assert again["timelineEvents"] == summary["timelineEvents"]
+    assert again["participants"] == summary["participants"]
     assert any("idempotent re-run" in line for line in lines)
 
 
