@@ -12,12 +12,17 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from jobs.checks import check_pipeline_config, check_qcluster_command
+        from jobs.checks import (
+            check_pipeline_config,
+            check_pipeline_timing,
+            check_qcluster_command,
+        )
         from jobs.dispatcher import autodiscover
         from jobs.schedules import ensure_schedules
 
         checks.register(check_pipeline_config)
         checks.register(check_qcluster_command)
+        checks.register(check_pipeline_timing)
         autodiscover()
         # Each django-q2 worker process runs the hand-off pump (retries on time: jobs/pump.py).
         from jobs.pump import connect_pump

@@ -35,3 +35,43 @@ def check_qcluster_command(app_configs: Any = None, **kwargs: Any) -> list[check
             )
         ]
     return []
+
+
+# Below these a valid configuration still works against itself in production: a run that stops
+# before its first chunk continues for ever without progress, and a lease that ends before
+# django-q2's hard kill (cap + 60 s) lets a second worker start a job the first still runs.
+MIN_USEFUL_CAP_S = 10.0
+MIN_SAFE_LEASE_GRACE_S = 60.0
+
+
+def check_pipeline_timing(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn about a job deadline too short for any work, or a lease shorter than the hard kill.
+
+    Warnings, not errors: tests and experiments use tiny values on purpose.
+    """
+    from jobs.config import get_config
+
+    if config_problems():
+        return []  # jobs.E001 reports those first
+    config = get_config()
+    found: list[checks.CheckMessage] = []
+    if config.job_wall_clock_cap_s < MIN_USEFUL_CAP_S:
+        found.append(
+            checks.Warning(
+                f"CRM_PIPELINE['job_wall_clock_cap_s'] is {config.job_wall_clock_cap_s:g} s: a "
+                "sync run stops before it can fetch a chunk and continues without progress.",
+                hint=f"Use at least {MIN_USEFUL_CAP_S:g} s (the default is 600).",
+                id="jobs.W002",
+            )
+        )
+    if config.lease_grace_s < MIN_SAFE_LEASE_GRACE_S:
+        found.append(
+            checks.Warning(
+                f"CRM_PIPELINE['lease_grace_s'] is {config.lease_grace_s:g} s: a lease may end "
+                "before django-q2's hard kill (60 s after the deadline), so tick can hand a job "
+                "that still runs to a second worker (its writes are fenced, its time is lost).",
+                hint=f"Use at least {MIN_SAFE_LEASE_GRACE_S:g} s (the default is 120).",
+                id="jobs.W002",
+            )
+        )
+    return found

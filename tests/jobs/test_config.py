@@ -170,3 +170,26 @@ def test_item7_an_optional_key_takes_null_and_still_checks_its_range():
     assert _convert(spec, 90) == (True, 90)
     assert _convert(spec, 0) == (False, None)
     assert _expected(spec) == "an integer between 1 and 36500 or null"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"job_wall_clock_cap_s": 0}, "continues without progress"),
+        ({"lease_grace_s": 5}, "before django-q2's hard kill"),
+    ],
+)
+def test_timing_that_works_against_itself_is_warned_about(settings, overrides, expected):
+    from jobs.checks import check_pipeline_timing
+
+    settings.CRM_PIPELINE = overrides
+    warnings = check_pipeline_timing()
+    assert [w.id for w in warnings] == ["jobs.W002"]
+    assert expected in warnings[0].msg
+
+
+def test_default_timing_is_not_warned_about(settings):
+    from jobs.checks import check_pipeline_timing
+
+    settings.CRM_PIPELINE = {}
+    assert check_pipeline_timing() == []
