@@ -152,7 +152,7 @@ def mbox_import(
     (see gmail_message_from_rfc822), so importing a file again changes nothing.
     """
     path = Path(path)
-    _require_file(path)
+    import_file_check(path)
     with path.open("rb") as handle:
         if handle.read(5) != b"From ":
             raise ImportFileError(f"'{path}' is not an mbox file (it must start with 'From ')")
@@ -228,7 +228,7 @@ def ics_import(
     ends inside an event imports the events before it and has `complete` False.
     """
     path = Path(path)
-    _require_file(path)
+    import_file_check(path)
     with path.open("rb") as handle:
         if b"BEGIN:VCALENDAR" not in handle.read(4096).upper():
             raise ImportFileError(f"'{path}' is not an iCalendar file (no BEGIN:VCALENDAR)")
@@ -254,7 +254,8 @@ def ics_import(
     return _finish(account, Provider.CALENDAR, "calendar_sync", result)
 
 
-def _require_file(path: Path) -> None:
+def import_file_check(path: Path) -> None:
+    """ImportFileError when `path` is missing or not a file (before anything is recorded)."""
     if not path.exists():
         raise ImportFileError(f"file '{path}' does not exist")
     if not path.is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -14,7 +15,7 @@ from django.core.validators import validate_email
 from jobs.google.accounts import google_account_record_offline
 from jobs.models import GoogleAccount, GoogleAccountStatus
 from jobs.selectors import UserNotFound, user_find
-from jobs.sync.imports import ImportFileError, ImportProgress, ImportResult
+from jobs.sync.imports import ImportFileError, ImportProgress, ImportResult, import_file_check
 
 
 def run_import(
@@ -30,6 +31,11 @@ def run_import(
     try:
         user = user_find(identifier=identifier)
     except UserNotFound as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        # Before the account: a mistyped path must not leave an offline account behind.
+        import_file_check(Path(options["path"]))
+    except ImportFileError as exc:
         raise CommandError(str(exc)) from None
     account = _import_account(user, identifier, options)
     progress = _Progress(command, unit=unit, verbosity=options["verbosity"])
@@ -87,6 +93,13 @@ def _import_account(user: Any, identifier: str, options: dict[str, Any]) -> Goog
         accounts = [a for a in accounts if a.email == wanted]
         if not accounts:
             raise CommandError(f"user '{identifier}' has no active account {options['account']}")
+    active = [a for a in accounts if a.status == GoogleAccountStatus.ACTIVE]
+    candidates = active or accounts
+    if len(candidates) > 1:
+        names = ", ".join(a.email for a in candidates)
+        raise CommandError(
+            f"user '{identifier}' has several Google accounts ({names}): name one with --account"
+        )
     if not accounts:
         others = GoogleAccount.objects.filter(user=user).order_by("email")
         states = ", ".join(f"{a.email} is {a.status}" for a in others)
@@ -96,7 +109,7 @@ def _import_account(user: Any, identifier: str, options: dict[str, Any]) -> Goog
             + ": connect one, or import without Google access with --address you@example.com "
             "(repeat it for aliases)"
         )
-    return accounts[0]
+    return candidates[0]
 
 
 def summary_lines(result: ImportResult, *, unit: str) -> list[str]:

@@ -471,6 +471,25 @@ def test_item21_a_connected_account_is_used_as_it_is(account, mbox):
     assert set(RawEvent.objects.values_list("account_id", flat=True)) == {account.pk}
 
 
+def test_a_user_with_several_accounts_must_name_one(account, mbox):
+    from jobs.google.accounts import google_account_connect
+
+    google_account_connect(user=account.user, email="ada@work.example", refresh_token="1//x")
+
+    with pytest.raises(CommandError, match=r"has several Google accounts .*--account"):
+        run("import_mbox", "ada", str(mbox))
+    assert not RawEvent.objects.exists()
+
+    run("import_mbox", "ada", str(mbox), "--account", "ada@work.example")
+    assert set(RawEvent.objects.values_list("account__email", flat=True)) == {"ada@work.example"}
+
+
+def test_a_mistyped_path_records_no_offline_account(user, tmp_path):
+    with pytest.raises(CommandError, match=r"does not exist"):
+        run("import_mbox", "ada", str(tmp_path / "nope.mbox"), "--address", "ada@example.com")
+    assert not GoogleAccount.objects.exists()
+
+
 def test_item21_a_bad_address_is_a_clear_error(user, mbox):
     with pytest.raises(CommandError, match=r"^--address 'ada' is not an e-mail address$"):
         run("import_mbox", "ada", str(mbox), "--address", "ada")
