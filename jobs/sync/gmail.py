@@ -195,9 +195,7 @@ class _GmailRun:
 
     def execute(self, *, full: bool) -> SyncResult:
         state = self.state
-        # Before anything is read or stored: is this the account's own mailbox?
-        self.profile = self._call(self.service.users().getProfile(userId="me"))
-        check_mailbox(self.account, opened=self.profile.get("emailAddress"), what="mailbox")
+        self._check_mailbox()
         if self._pass_open():
             mode = "resume"
         elif state.cursor and not full:
@@ -216,6 +214,20 @@ class _GmailRun:
                 # Where the first window begins: the backfill lists what lies before it.
                 self._set_backfill_boundary()
         self.result.extra["mode"] = mode
+        self._work_pass()
+        return self.result
+
+    # -- pass bookkeeping ---------------------------------------------------------------------
+
+    def _check_mailbox(self) -> None:
+        """Before anything is read or stored: is this the account's own mailbox?"""
+        self.profile = self._call(self.service.users().getProfile(userId="me"))
+        check_mailbox(self.account, opened=self.profile.get("emailAddress"), what="mailbox")
+
+    def _work_pass(self) -> None:
+        """List what the open pass still has to list, add the failed messages due for a retry,
+        fetch (unless out of time), then save the state with what is left (`more`)."""
+        state = self.state
         self._list_ids()
         self._queue_due_retries()
         if not self.result.timed_out:
@@ -227,9 +239,6 @@ class _GmailRun:
         with fenced(self.control):
             state.last_synced_at = timezone.now()
             self._save()
-        return self.result
-
-    # -- pass bookkeeping ---------------------------------------------------------------------
 
     def _save(self) -> None:
         """Save the run's fields of its state; call inside fenced()."""
@@ -594,8 +603,7 @@ class _GmailBackfillRun(_GmailRun):
 
     def execute(self, *, full: bool) -> SyncResult:
         state, main = self.state, self.main
-        self.profile = self._call(self.service.users().getProfile(userId="me"))
-        check_mailbox(self.account, opened=self.profile.get("emailAddress"), what="mailbox")
+        self._check_mailbox()
         now = timezone.now()
         horizon = backfill_horizon(now=now, config=self.config)
         self.oldest = main.backfill_until
@@ -622,17 +630,7 @@ class _GmailBackfillRun(_GmailRun):
                 )
                 state.page_token = ""
                 state.pending_ids = []
-        self._list_ids()
-        self._queue_due_retries()
-        if not self.result.timed_out:
-            self._fetch_pending()
-        self.result.more = self._pass_open()
-        self.result.extra["pendingIds"] = len(state.pending_ids)
-        if state.failures:
-            self.result.extra["failedItems"] = len(state.failures)
-        with fenced(self.control):
-            state.last_synced_at = timezone.now()
-            self._save()
+        self._work_pass()
         if not self.result.more and not retries_only:
             self._finish(horizon)
         self.result.extra["oldestReached"] = self.oldest.isoformat() if self.oldest else None
