@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.db import transaction
+from googleapiclient.discovery import Resource
 
 from jobs.config import PipelineConfig
 from jobs.context import JobContext, Metrics
 from jobs.errors import PermanentError
-from jobs.models import GoogleAccount, GoogleAccountStatus, Job
+from jobs.models import GoogleAccount, GoogleAccountStatus, Job, SyncState
 from jobs.normalization.selectors import raw_events_pending_exist
 from jobs.payloads import Payload
 from jobs.pipeline import next_stage
@@ -50,6 +51,34 @@ def fenced(control: RunControl) -> Iterator[None]:
     with transaction.atomic():
         control.fence()
         yield
+
+
+@contextmanager
+def service_for(
+    account: GoogleAccount,
+    service: Resource | None,
+    build: Callable[[GoogleAccount], Resource],
+) -> Iterator[Resource]:
+    """The caller's `service`, or one built for the account and closed on the way out (httplib2
+    would leave its sockets open)."""
+    if service is not None:
+        yield service
+        return
+    own = build(account)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+def sync_state(account: GoogleAccount, provider: str, resource_id: str = "") -> SyncState:
+    """The account's SyncState row for (provider, resource_id), or a new unsaved one: it is
+    saved (created) only by the run's fenced writes, so a late worker leaves no row behind."""
+    return SyncState.objects.filter(
+        account=account, provider=provider, resource_id=resource_id
+    ).first() or SyncState(
+        user_id=account.user_id, account=account, provider=provider, resource_id=resource_id
+    )
 
 
 @dataclass

@@ -65,6 +65,8 @@ from jobs.sync.common import (
     failure_record,
     failures_due,
     fenced,
+    service_for,
+    sync_state,
 )
 from jobs.sync.raw_events import RawItem, raw_events_update_existing, raw_events_upsert
 from jobs.sync.windows import (
@@ -99,28 +101,18 @@ def gmail_sync(
 ) -> SyncResult:
     """One Gmail sync run for `account`: continue the open pass, or start a window pass / a
     history increment; stop at the per-run cap or the deadline with `more` set."""
-    # Saved (created) only by the run's fenced writes: a late worker leaves no row behind.
-    state = SyncState.objects.filter(
-        account=account, provider=Provider.GMAIL, resource_id=""
-    ).first() or SyncState(
-        user_id=account.user_id, account=account, provider=Provider.GMAIL, resource_id=""
-    )
-    # A service made here is closed here: httplib2 would leave its sockets open.
-    own = None if service is not None else gmail_service(account)
-    run = _GmailRun(
-        account=account,
-        state=state,
-        batch_id=batch_id,
-        config=get_config(),
-        control=control or NoDeadline(),
-        service=service or own,
-        result=result,
-    )
-    try:
+    state = sync_state(account, Provider.GMAIL)
+    with service_for(account, service, gmail_service) as gmail:
+        run = _GmailRun(
+            account=account,
+            state=state,
+            batch_id=batch_id,
+            config=get_config(),
+            control=control or NoDeadline(),
+            service=gmail,
+            result=result,
+        )
         return run.execute(full=full)
-    finally:
-        if own is not None:
-            own.close()
 
 
 def excluded_label_ids(config: PipelineConfig) -> frozenset[str]:
@@ -534,35 +526,20 @@ def gmail_backfill(
     (resource_id "backfill"); its progress goes to the account's main Gmail row: backfill_until
     (the oldest date reached) and backfill_done_at. `more` while work is left.
     """
-    main = SyncState.objects.filter(
-        account=account, provider=Provider.GMAIL, resource_id=""
-    ).first() or SyncState(
-        user_id=account.user_id, account=account, provider=Provider.GMAIL, resource_id=""
-    )
-    state = SyncState.objects.filter(
-        account=account, provider=Provider.GMAIL, resource_id=BACKFILL_RESOURCE
-    ).first() or SyncState(
-        user_id=account.user_id,
-        account=account,
-        provider=Provider.GMAIL,
-        resource_id=BACKFILL_RESOURCE,
-    )
-    own = None if service is not None else gmail_service(account)
-    run = _GmailBackfillRun(
-        account=account,
-        state=state,
-        batch_id=batch_id,
-        config=get_config(),
-        control=control or NoDeadline(),
-        service=service or own,
-        result=result,
-    )
-    run.main = main
-    try:
+    main = sync_state(account, Provider.GMAIL)
+    state = sync_state(account, Provider.GMAIL, BACKFILL_RESOURCE)
+    with service_for(account, service, gmail_service) as gmail:
+        run = _GmailBackfillRun(
+            account=account,
+            state=state,
+            batch_id=batch_id,
+            config=get_config(),
+            control=control or NoDeadline(),
+            service=gmail,
+            result=result,
+        )
+        run.main = main
         return run.execute(full=False)
-    finally:
-        if own is not None:
-            own.close()
 
 
 def gmail_backfill_pending(account: GoogleAccount, *, config: PipelineConfig | None = None) -> bool:
