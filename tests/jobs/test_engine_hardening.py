@@ -23,8 +23,8 @@ from jobs.errors import LeaseLost
 from jobs.models import GoogleAccount, Interaction, Job, JobStatus, RawEvent
 from jobs.runner import LEASE_EXPIRED, claim, run_due_jobs, run_job, tick
 from jobs.sync.convert import gmail_message_from_rfc822
+from tests.cluster import REDIS_URL, redis_reachable
 from tests.fixtures.emulator import ALIAS, OWNER
-from tests.jobs.test_cluster import REDIS_URL, redis_reachable
 from tests.testapp.models import Execution
 from tests.testapp.processors import GATES
 
