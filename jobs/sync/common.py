@@ -207,3 +207,31 @@ def sync_follow_up(
             {"account_id": account.pk},
             dedupe_key=f"{following}:{account.pk}:{ctx.batch_id}",
         )
+
+
+def sync_job_run(
+    ctx: JobContext,
+    sync: Callable[..., SyncResult],
+    *,
+    account_id: int,
+    provider: str,
+    again: Payload,
+    backfill: tuple[str, Callable[[GoogleAccount], bool]] | None = None,
+    **options: Any,
+) -> Metrics:
+    """One run of a sync job: `sync(account=..., batch_id=..., control=ctx, result=...,
+    **options)` for the user's account, then its follow-up (`again` while work is left, else
+    the next stage). With `backfill` (kind, pending): once the chain is done, the backfill chain
+    of that kind starts if pending(account) says it has work."""
+    # Tracked from the start: a run that fails after storing still reports what it stored.
+    result = SyncResult()
+    ctx.track(result.metrics)
+    account = sync_account(account_id=account_id, user_id=ctx.user_id)
+    sync(account=account, batch_id=ctx.batch_id, control=ctx, result=result, **options)
+    sync_follow_up(ctx, result=result, account=account, provider=provider, again=again)
+    if backfill is not None and not result.more:
+        kind, pending = backfill
+        if pending(account):
+            # The recent window is in: the older items follow in a chain of their own.
+            sync_start_backfill(account=account, kind=kind)
+    return result.metrics()
