@@ -19,23 +19,11 @@ from jobs.sync.periodic import periodic_sync
 from jobs.sync.windows import gmail_window_start
 from tests.fixtures.accounts import CALENDAR_READONLY, GMAIL_READONLY
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wide_sync_config")]
 
 EXCLUDED = {"SPAM", "TRASH", "DRAFT", "CHAT"}
 FIRST = "first.account@pipeline.example"
 SECOND = "second.account@pipeline.example"
-
-
-@pytest.fixture(autouse=True)
-def sync_config(pipeline_config):
-    pipeline_config(
-        handoff="none",
-        initial_window_days=3650,
-        calendar_window_past_days=3650,
-        gmail_chunk_pause_s=0.0,
-        calendar_pause_s=0.0,
-        gmail_quota_units_per_user_per_minute=10_000_000,
-    )
 
 
 def eligible(generated: GeneratedMailbox) -> int:

@@ -21,17 +21,8 @@ SHARED = "c_839511c777138af419bf@group.calendar.google.com"
 
 
 @pytest.fixture(autouse=True)
-def sync_config(pipeline_config):
-    pipeline_config(
-        handoff="none",
-        initial_window_days=3650,
-        calendar_window_past_days=3650,
-        gmail_chunk_pause_s=0.0,
-        calendar_pause_s=0.0,
-        gmail_quota_units_per_user_per_minute=10_000_000,
-        sync_failed_retry_every_s=6 * 3600,
-        sync_failed_max_attempts=2,
-    )
+def sync_config(wide_sync_config):
+    wide_sync_config(sync_failed_retry_every_s=6 * 3600, sync_failed_max_attempts=2)
 
 
 def eligible(generated: GeneratedMailbox) -> int:
