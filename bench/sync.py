@@ -114,6 +114,18 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+# The figures of a side's run in the summary (as <figure>_<side>), in this order.
+FIGURES = (
+    "units_per_min",
+    "peak_units_per_min",
+    "quota_429",
+    "requests",
+    "seconds",
+    "messages_per_s",
+)
+OURS_FIGURES = (FIGURES[0], "limit_share", *FIGURES[1:], "stored")
+
+
 def summary(args: argparse.Namespace, limit: int, results: dict[str, dict]) -> dict:
     out: dict = {
         "messages": args.messages,
@@ -126,27 +138,11 @@ def summary(args: argparse.Namespace, limit: int, results: dict[str, dict]) -> d
     competent = results.get("competent")
     sequential = results.get("sequential")
     if ours:
-        out |= {
-            "units_per_min_ours": ours["units_per_min"],
-            "limit_share_ours": (
-                round(ours["units_per_min"] / limit, 3) if ours["units_per_min"] else None
-            ),
-            "peak_units_per_min_ours": ours["peak_units_per_min"],
-            "quota_429_ours": ours["quota_429"],
-            "requests_ours": ours["requests"],
-            "seconds_ours": ours["seconds"],
-            "messages_per_s_ours": ours["messages_per_s"],
-            "stored_ours": ours["stored"],
-        }
-    if competent:
-        out |= {
-            "units_per_min_competent": competent["units_per_min"],
-            "peak_units_per_min_competent": competent["peak_units_per_min"],
-            "quota_429_competent": competent["quota_429"],
-            "requests_competent": competent["requests"],
-            "seconds_competent": competent["seconds"],
-            "messages_per_s_competent": competent["messages_per_s"],
-        }
+        share = round(ours["units_per_min"] / limit, 3) if ours["units_per_min"] else None
+        ours = {**ours, "limit_share": share}
+    for side, run, figures in (("ours", ours, OURS_FIGURES), ("competent", competent, FIGURES)):
+        if run:
+            out |= {f"{figure}_{side}": run[figure] for figure in figures}
     if sequential:
         out |= {
             "requests_sequential": sequential["requests_extrapolated"],

@@ -14,7 +14,7 @@ from jobs.dispatcher import processor
 from jobs.models import Job, Provider
 from jobs.payloads import Payload
 from jobs.sync.calendar import calendar_backfill
-from jobs.sync.common import SyncResult, sync_account, sync_follow_up
+from jobs.sync.common import sync_job_run
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,10 @@ class CalendarBackfillPayload(Payload):
 )
 def run(job: Job, ctx: JobContext) -> Metrics:
     payload: CalendarBackfillPayload = ctx.payload  # type: ignore[assignment]
-    result = SyncResult()
-    ctx.track(result.metrics)
-    account = sync_account(account_id=payload.account_id, user_id=ctx.user_id)
-    calendar_backfill(account=account, batch_id=ctx.batch_id, control=ctx, result=result)
-    sync_follow_up(ctx, result=result, account=account, provider=Provider.CALENDAR, again=payload)
-    return result.metrics()
+    return sync_job_run(
+        ctx,
+        calendar_backfill,
+        account_id=payload.account_id,
+        provider=Provider.CALENDAR,
+        again=payload,
+    )

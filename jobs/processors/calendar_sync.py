@@ -9,7 +9,7 @@ from jobs.dispatcher import processor
 from jobs.models import Job, Provider
 from jobs.payloads import Payload
 from jobs.sync.calendar import calendar_backfill_pending, calendar_sync
-from jobs.sync.common import SyncResult, sync_account, sync_follow_up, sync_start_backfill
+from jobs.sync.common import sync_job_run
 
 
 @dataclass(frozen=True)
@@ -21,17 +21,14 @@ class CalendarSyncPayload(Payload):
 @processor("calendar_sync", payload=CalendarSyncPayload, lane="calendar_sync:{account_id}")
 def run(job: Job, ctx: JobContext) -> Metrics:
     payload: CalendarSyncPayload = ctx.payload  # type: ignore[assignment]
-    # Tracked from the start: a run that fails after storing still reports what it stored.
-    result = SyncResult()
-    ctx.track(result.metrics)
-    account = sync_account(account_id=payload.account_id, user_id=ctx.user_id)
-    calendar_sync(
-        account=account, batch_id=ctx.batch_id, full=payload.full, control=ctx, result=result
+    # Once done, older events follow in a backfill chain of their own, at low priority.
+    return sync_job_run(
+        ctx,
+        calendar_sync,
+        account_id=payload.account_id,
+        provider=Provider.CALENDAR,
+        # `full` already reset the calendars' cursors; the continuation must not reset them again.
+        again=CalendarSyncPayload(account_id=payload.account_id),
+        backfill=("calendar_backfill", calendar_backfill_pending),
+        full=payload.full,
     )
-    # `full` already reset the calendars' cursors; the continuation must not reset them again.
-    again = CalendarSyncPayload(account_id=account.pk)
-    sync_follow_up(ctx, result=result, account=account, provider=Provider.CALENDAR, again=again)
-    if not result.more and calendar_backfill_pending(account):
-        # The window is in: older events follow in a chain of their own, at low priority.
-        sync_start_backfill(account=account, kind="calendar_backfill")
-    return result.metrics()

@@ -14,7 +14,7 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.models import Job, Provider
 from jobs.payloads import Payload
-from jobs.sync.common import SyncResult, sync_account, sync_follow_up
+from jobs.sync.common import sync_job_run
 from jobs.sync.gmail import gmail_backfill
 
 
@@ -26,9 +26,6 @@ class GmailBackfillPayload(Payload):
 @processor("gmail_backfill", payload=GmailBackfillPayload, lane="gmail_backfill:{account_id}")
 def run(job: Job, ctx: JobContext) -> Metrics:
     payload: GmailBackfillPayload = ctx.payload  # type: ignore[assignment]
-    result = SyncResult()
-    ctx.track(result.metrics)
-    account = sync_account(account_id=payload.account_id, user_id=ctx.user_id)
-    gmail_backfill(account=account, batch_id=ctx.batch_id, control=ctx, result=result)
-    sync_follow_up(ctx, result=result, account=account, provider=Provider.GMAIL, again=payload)
-    return result.metrics()
+    return sync_job_run(
+        ctx, gmail_backfill, account_id=payload.account_id, provider=Provider.GMAIL, again=payload
+    )

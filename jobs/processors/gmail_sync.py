@@ -8,7 +8,7 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.models import Job, Provider
 from jobs.payloads import Payload
-from jobs.sync.common import SyncResult, sync_account, sync_follow_up, sync_start_backfill
+from jobs.sync.common import sync_job_run
 from jobs.sync.gmail import gmail_backfill_pending, gmail_sync
 
 
@@ -21,15 +21,13 @@ class GmailSyncPayload(Payload):
 @processor("gmail_sync", payload=GmailSyncPayload, lane="gmail_sync:{account_id}")
 def run(job: Job, ctx: JobContext) -> Metrics:
     payload: GmailSyncPayload = ctx.payload  # type: ignore[assignment]
-    # Tracked from the start: a run that fails after storing still reports what it stored.
-    result = SyncResult()
-    ctx.track(result.metrics)
-    account = sync_account(account_id=payload.account_id, user_id=ctx.user_id)
-    gmail_sync(
-        account=account, batch_id=ctx.batch_id, full=payload.full, control=ctx, result=result
+    # Once done, older mail follows in a backfill chain of its own, at low priority.
+    return sync_job_run(
+        ctx,
+        gmail_sync,
+        account_id=payload.account_id,
+        provider=Provider.GMAIL,
+        again=payload,
+        backfill=("gmail_backfill", gmail_backfill_pending),
+        full=payload.full,
     )
-    sync_follow_up(ctx, result=result, account=account, provider=Provider.GMAIL, again=payload)
-    if not result.more and gmail_backfill_pending(account):
-        # The recent window is in: older mail follows in a chain of its own, at low priority.
-        sync_start_backfill(account=account, kind="gmail_backfill")
-    return result.metrics()

@@ -50,6 +50,7 @@ from jobs.sync.common import (
     failure_due,
     failure_record,
     fenced,
+    service_for,
 )
 from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_upsert
 from jobs.sync.windows import (
@@ -80,22 +81,32 @@ def calendar_sync(
     `full` forgets every calendar's syncToken and unfinished listing first, so this run and its
     continuations (which pass full=False) relist the window like a first sync.
     """
-    # A service made here is closed here: httplib2 would leave its sockets open.
-    own = None if service is not None else calendar_service(account)
-    run = _CalendarRun(
-        account=account,
-        batch_id=batch_id,
-        config=get_config(),
-        control=control or NoDeadline(),
-        service=service or own,
-        result=result,
-        full=full,
-    )
-    try:
+    return _calendar_run(account, batch_id, control, service, result, full=full)
+
+
+def _calendar_run(
+    account: GoogleAccount,
+    batch_id: uuid.UUID,
+    control: RunControl | None,
+    service: Resource | None,
+    result: SyncResult | None,
+    *,
+    full: bool = False,
+    backfill: bool = False,
+) -> SyncResult:
+    """One _CalendarRun under the configuration in force, on the caller's service or its own."""
+    with service_for(account, service, calendar_service) as calendar:
+        run = _CalendarRun(
+            account=account,
+            batch_id=batch_id,
+            config=get_config(),
+            control=control or NoDeadline(),
+            service=calendar,
+            result=result,
+            full=full,
+            backfill=backfill,
+        )
         return run.execute()
-    finally:
-        if own is not None:
-            own.close()
 
 
 BACKFILL_PREFIX = "backfill:"
@@ -116,21 +127,7 @@ def calendar_backfill(
     Each calendar's backfill has its own SyncState row (resource_id "backfill:<calendar id>"):
     its listing, its failures, and once done backfill_until (the horizon) and backfill_done_at.
     """
-    own = None if service is not None else calendar_service(account)
-    run = _CalendarRun(
-        account=account,
-        batch_id=batch_id,
-        config=get_config(),
-        control=control or NoDeadline(),
-        service=service or own,
-        result=result,
-        backfill=True,
-    )
-    try:
-        return run.execute()
-    finally:
-        if own is not None:
-            own.close()
+    return _calendar_run(account, batch_id, control, service, result, backfill=True)
 
 
 def calendar_backfill_pending(

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.db import transaction
+from googleapiclient.discovery import Resource
 
 from jobs.config import PipelineConfig
 from jobs.context import JobContext, Metrics
 from jobs.errors import PermanentError
-from jobs.models import GoogleAccount, GoogleAccountStatus, Job
+from jobs.models import GoogleAccount, GoogleAccountStatus, Job, SyncState
 from jobs.normalization.selectors import raw_events_pending_exist
 from jobs.payloads import Payload
 from jobs.pipeline import next_stage
@@ -50,6 +51,34 @@ def fenced(control: RunControl) -> Iterator[None]:
     with transaction.atomic():
         control.fence()
         yield
+
+
+@contextmanager
+def service_for(
+    account: GoogleAccount,
+    service: Resource | None,
+    build: Callable[[GoogleAccount], Resource],
+) -> Iterator[Resource]:
+    """The caller's `service`, or one built for the account and closed on the way out (httplib2
+    would leave its sockets open)."""
+    if service is not None:
+        yield service
+        return
+    own = build(account)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+def sync_state(account: GoogleAccount, provider: str, resource_id: str = "") -> SyncState:
+    """The account's SyncState row for (provider, resource_id), or a new unsaved one: it is
+    saved (created) only by the run's fenced writes, so a late worker leaves no row behind."""
+    return SyncState.objects.filter(
+        account=account, provider=provider, resource_id=resource_id
+    ).first() or SyncState(
+        user_id=account.user_id, account=account, provider=provider, resource_id=resource_id
+    )
 
 
 @dataclass
@@ -178,3 +207,31 @@ def sync_follow_up(
             {"account_id": account.pk},
             dedupe_key=f"{following}:{account.pk}:{ctx.batch_id}",
         )
+
+
+def sync_job_run(
+    ctx: JobContext,
+    sync: Callable[..., SyncResult],
+    *,
+    account_id: int,
+    provider: str,
+    again: Payload,
+    backfill: tuple[str, Callable[[GoogleAccount], bool]] | None = None,
+    **options: Any,
+) -> Metrics:
+    """One run of a sync job: `sync(account=..., batch_id=..., control=ctx, result=...,
+    **options)` for the user's account, then its follow-up (`again` while work is left, else
+    the next stage). With `backfill` (kind, pending): once the chain is done, the backfill chain
+    of that kind starts if pending(account) says it has work."""
+    # Tracked from the start: a run that fails after storing still reports what it stored.
+    result = SyncResult()
+    ctx.track(result.metrics)
+    account = sync_account(account_id=account_id, user_id=ctx.user_id)
+    sync(account=account, batch_id=ctx.batch_id, control=ctx, result=result, **options)
+    sync_follow_up(ctx, result=result, account=account, provider=provider, again=again)
+    if backfill is not None and not result.more:
+        kind, pending = backfill
+        if pending(account):
+            # The recent window is in: the older items follow in a chain of their own.
+            sync_start_backfill(account=account, kind=kind)
+    return result.metrics()

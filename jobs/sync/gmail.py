@@ -65,6 +65,8 @@ from jobs.sync.common import (
     failure_record,
     failures_due,
     fenced,
+    service_for,
+    sync_state,
 )
 from jobs.sync.raw_events import RawItem, raw_events_update_existing, raw_events_upsert
 from jobs.sync.windows import (
@@ -99,28 +101,18 @@ def gmail_sync(
 ) -> SyncResult:
     """One Gmail sync run for `account`: continue the open pass, or start a window pass / a
     history increment; stop at the per-run cap or the deadline with `more` set."""
-    # Saved (created) only by the run's fenced writes: a late worker leaves no row behind.
-    state = SyncState.objects.filter(
-        account=account, provider=Provider.GMAIL, resource_id=""
-    ).first() or SyncState(
-        user_id=account.user_id, account=account, provider=Provider.GMAIL, resource_id=""
-    )
-    # A service made here is closed here: httplib2 would leave its sockets open.
-    own = None if service is not None else gmail_service(account)
-    run = _GmailRun(
-        account=account,
-        state=state,
-        batch_id=batch_id,
-        config=get_config(),
-        control=control or NoDeadline(),
-        service=service or own,
-        result=result,
-    )
-    try:
+    state = sync_state(account, Provider.GMAIL)
+    with service_for(account, service, gmail_service) as gmail:
+        run = _GmailRun(
+            account=account,
+            state=state,
+            batch_id=batch_id,
+            config=get_config(),
+            control=control or NoDeadline(),
+            service=gmail,
+            result=result,
+        )
         return run.execute(full=full)
-    finally:
-        if own is not None:
-            own.close()
 
 
 def excluded_label_ids(config: PipelineConfig) -> frozenset[str]:
@@ -195,9 +187,7 @@ class _GmailRun:
 
     def execute(self, *, full: bool) -> SyncResult:
         state = self.state
-        # Before anything is read or stored: is this the account's own mailbox?
-        self.profile = self._call(self.service.users().getProfile(userId="me"))
-        check_mailbox(self.account, opened=self.profile.get("emailAddress"), what="mailbox")
+        self._check_mailbox()
         if self._pass_open():
             mode = "resume"
         elif state.cursor and not full:
@@ -216,6 +206,20 @@ class _GmailRun:
                 # Where the first window begins: the backfill lists what lies before it.
                 self._set_backfill_boundary()
         self.result.extra["mode"] = mode
+        self._work_pass()
+        return self.result
+
+    # -- pass bookkeeping ---------------------------------------------------------------------
+
+    def _check_mailbox(self) -> None:
+        """Before anything is read or stored: is this the account's own mailbox?"""
+        self.profile = self._call(self.service.users().getProfile(userId="me"))
+        check_mailbox(self.account, opened=self.profile.get("emailAddress"), what="mailbox")
+
+    def _work_pass(self) -> None:
+        """List what the open pass still has to list, add the failed messages due for a retry,
+        fetch (unless out of time), then save the state with what is left (`more`)."""
+        state = self.state
         self._list_ids()
         self._queue_due_retries()
         if not self.result.timed_out:
@@ -227,9 +231,6 @@ class _GmailRun:
         with fenced(self.control):
             state.last_synced_at = timezone.now()
             self._save()
-        return self.result
-
-    # -- pass bookkeeping ---------------------------------------------------------------------
 
     def _save(self) -> None:
         """Save the run's fields of its state; call inside fenced()."""
@@ -525,35 +526,20 @@ def gmail_backfill(
     (resource_id "backfill"); its progress goes to the account's main Gmail row: backfill_until
     (the oldest date reached) and backfill_done_at. `more` while work is left.
     """
-    main = SyncState.objects.filter(
-        account=account, provider=Provider.GMAIL, resource_id=""
-    ).first() or SyncState(
-        user_id=account.user_id, account=account, provider=Provider.GMAIL, resource_id=""
-    )
-    state = SyncState.objects.filter(
-        account=account, provider=Provider.GMAIL, resource_id=BACKFILL_RESOURCE
-    ).first() or SyncState(
-        user_id=account.user_id,
-        account=account,
-        provider=Provider.GMAIL,
-        resource_id=BACKFILL_RESOURCE,
-    )
-    own = None if service is not None else gmail_service(account)
-    run = _GmailBackfillRun(
-        account=account,
-        state=state,
-        batch_id=batch_id,
-        config=get_config(),
-        control=control or NoDeadline(),
-        service=service or own,
-        result=result,
-    )
-    run.main = main
-    try:
+    main = sync_state(account, Provider.GMAIL)
+    state = sync_state(account, Provider.GMAIL, BACKFILL_RESOURCE)
+    with service_for(account, service, gmail_service) as gmail:
+        run = _GmailBackfillRun(
+            account=account,
+            state=state,
+            batch_id=batch_id,
+            config=get_config(),
+            control=control or NoDeadline(),
+            service=gmail,
+            result=result,
+        )
+        run.main = main
         return run.execute(full=False)
-    finally:
-        if own is not None:
-            own.close()
 
 
 def gmail_backfill_pending(account: GoogleAccount, *, config: PipelineConfig | None = None) -> bool:
@@ -594,8 +580,7 @@ class _GmailBackfillRun(_GmailRun):
 
     def execute(self, *, full: bool) -> SyncResult:
         state, main = self.state, self.main
-        self.profile = self._call(self.service.users().getProfile(userId="me"))
-        check_mailbox(self.account, opened=self.profile.get("emailAddress"), what="mailbox")
+        self._check_mailbox()
         now = timezone.now()
         horizon = backfill_horizon(now=now, config=self.config)
         self.oldest = main.backfill_until
@@ -622,17 +607,7 @@ class _GmailBackfillRun(_GmailRun):
                 )
                 state.page_token = ""
                 state.pending_ids = []
-        self._list_ids()
-        self._queue_due_retries()
-        if not self.result.timed_out:
-            self._fetch_pending()
-        self.result.more = self._pass_open()
-        self.result.extra["pendingIds"] = len(state.pending_ids)
-        if state.failures:
-            self.result.extra["failedItems"] = len(state.failures)
-        with fenced(self.control):
-            state.last_synced_at = timezone.now()
-            self._save()
+        self._work_pass()
         if not self.result.more and not retries_only:
             self._finish(horizon)
         self.result.extra["oldestReached"] = self.oldest.isoformat() if self.oldest else None

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from django.db.models import Count
@@ -19,63 +12,11 @@ from django.db.models import Count
 from jobs.enqueue import enqueue
 from jobs.models import Job, JobStatus
 from jobs.runner import tick
+from tests.cluster import REDIS_URL, qcluster, redis_reachable, wait_until
 from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
 from tests.testapp.models import Execution
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def redis_reachable() -> bool:
-    host, port = REDIS_URL.split("//", 1)[1].split("/", 1)[0].split(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-@contextmanager
-def qcluster(*, redis: bool = False, **pipeline: object) -> Iterator[subprocess.Popen[bytes]]:
-    env = subprocess_env(CRM_PIPELINE=json.dumps(pipeline), Q_WORKERS="2", Q_LOG_LEVEL="INFO")
-    if redis:
-        env["REDIS_URL"] = REDIS_URL
-    else:
-        env.pop("REDIS_URL", None)
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - outlives this statement, closed below
-    proc = subprocess.Popen(
-        [PYTHON, "manage.py", "qcluster"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    except BaseException:
-        log.seek(0)
-        sys.stderr.write(log.read().decode(errors="replace")[-5000:])
-        raise
-    finally:
-        # SIGTERM to the cluster's main process only: it stops its own workers in order.
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
-def wait_until(predicate, *, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_a_real_cluster_runs_200_jobs_each_exactly_once(user):

@@ -3,63 +3,23 @@ seconds of its run_after, on the ORM broker and on Redis, without waiting for th
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 
 from jobs.enqueue import enqueue
 from jobs.models import Job, JobStatus
-from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
-from tests.jobs.test_cluster import REDIS_URL, redis_reachable, wait_until
+from tests.cluster import qcluster, redis_reachable, wait_until
 from tests.testapp.models import Execution
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-@contextmanager
-def qcluster(*, redis: bool, **pipeline: object) -> Iterator[None]:
+def engine_cluster(*, redis: bool) -> AbstractContextManager[object]:
     # A cluster name of its own, so that no other cluster sharing the Redis server (or the
     # database) takes these messages.
-    env = subprocess_env(
-        CRM_PIPELINE=json.dumps(pipeline),
-        Q_WORKERS="2",
-        Q_CLUSTER_NAME=f"engine-test-{uuid.uuid4().hex[:8]}",
-    )
-    if redis:
-        env["REDIS_URL"] = REDIS_URL
-    else:
-        env.pop("REDIS_URL", None)
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [PYTHON, "manage.py", "qcluster"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        yield
-    except BaseException:
-        log.seek(0)
-        sys.stderr.write(log.read().decode(errors="replace")[-5000:])
-        raise
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    return qcluster(redis=redis, name=f"engine-test-{uuid.uuid4().hex[:8]}", log_level=None)
 
 
 def lateness(job: Job) -> float:
@@ -91,7 +51,7 @@ def test_item8_a_retry_is_delivered_within_two_seconds_of_its_run_after(
         enqueue("record", user=user, payload={"fail_transient_times": 1, "retry_after": 3})
         for _ in range(4)
     ]
-    with qcluster(redis=redis):
+    with engine_cluster(redis=redis):
         wait_until(
             lambda: Job.objects.filter(status=JobStatus.SUCCEEDED).count() == len(jobs),
             timeout=30,  # the minute tick would need ~60 s
@@ -110,7 +70,7 @@ def test_item8_a_job_enqueued_for_later_runs_on_time(user, pipeline_config):
 
     job = enqueue("record", user=user)
     Job.objects.filter(pk=job.pk).update(run_after=Now() + _seconds(4))
-    with qcluster(redis=False):
+    with engine_cluster(redis=False):
         wait_until(
             lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED,
             timeout=30,

@@ -22,9 +22,7 @@ from jobs.enqueue import enqueue
 from jobs.errors import LeaseLost
 from jobs.models import GoogleAccount, Interaction, Job, JobStatus, RawEvent
 from jobs.runner import LEASE_EXPIRED, claim, run_due_jobs, run_job, tick
-from jobs.sync.convert import gmail_message_from_rfc822
-from tests.fixtures.emulator import ALIAS, OWNER
-from tests.jobs.test_cluster import REDIS_URL, redis_reachable
+from tests.cluster import REDIS_URL, redis_reachable
 from tests.testapp.models import Execution
 from tests.testapp.processors import GATES
 
@@ -32,18 +30,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(scope="module")
-def messages(generated_mailbox) -> list[dict]:
-    return [
-        gmail_message_from_rfc822(
-            m.raw, label_ids=list(m.label_ids), internal_date_ms=m.internal_date_ms
-        )
-        for m in generated_mailbox.messages[:30]
-    ]
-
-
-@pytest.fixture
-def account(user) -> GoogleAccount:
-    return GoogleAccount.objects.create(user=user, email=OWNER, addresses=[OWNER, ALIAS])
+def messages(generated_messages) -> list[dict]:
+    return generated_messages[:30]
 
 
 def store(user, payloads) -> uuid.UUID:

@@ -4,17 +4,14 @@ grace period, leaving no process behind; the systemd unit in docs/DEPLOYMENT.md 
 from __future__ import annotations
 
 import configparser
-import json
 import multiprocessing
 import os
 import re
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from multiprocessing import Event, Value
 
 import psutil
@@ -24,8 +21,8 @@ from jobs.config import PipelineConfig
 from jobs.enqueue import enqueue
 from jobs.management.commands.qcluster import ParentStoppedSentinel, _ignore_sigterm
 from jobs.models import Job, JobStatus
-from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
-from tests.jobs.test_cluster import wait_until
+from tests.cluster import qcluster, wait_until
+from tests.conftest import REPO_ROOT
 from tests.testapp.models import Execution
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -48,37 +45,10 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-@contextmanager
-def cluster(grace_s: float = GRACE_S) -> Iterator[subprocess.Popen[bytes]]:
-    """`manage.py qcluster` in its own session (its pid is its process group)."""
-    env = subprocess_env(
-        CRM_PIPELINE=json.dumps({"cluster_stop_grace_s": grace_s}),
-        Q_WORKERS="2",
-        Q_LOG_LEVEL="INFO",
-    )
-    env.pop("REDIS_URL", None)
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [PYTHON, "manage.py", "qcluster"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    except BaseException:
-        log.seek(0)
-        print(log.read().decode(errors="replace")[-5000:])
-        raise
-    finally:
-        if proc.poll() is None or group_members(proc.pid):
-            with_leftovers = group_members(proc.pid)
-            for pid in with_leftovers:
-                os.kill(pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
+def cluster(grace_s: float = GRACE_S) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """`manage.py qcluster` in its own session (its pid is its process group), stopped by the
+    test itself; whatever is left of it is killed."""
+    return qcluster(stop=False, cluster_stop_grace_s=grace_s)
 
 
 def stop_time(proc: subprocess.Popen[bytes], *, limit: float) -> float:

@@ -9,10 +9,8 @@ import pytest
 from jobs.context import Metrics
 from jobs.dispatcher import REGISTRY, ProcessorSpec
 from jobs.enqueue import enqueue
-from jobs.models import GoogleAccount, Interaction, Job, RawEvent
+from jobs.models import Interaction, Job, RawEvent
 from jobs.runner import run_due_jobs
-from jobs.sync.convert import gmail_message_from_rfc822
-from tests.fixtures.emulator import ALIAS, OWNER
 
 pytestmark = pytest.mark.django_db
 
@@ -23,18 +21,8 @@ def inline_jobs(pipeline_config):
 
 
 @pytest.fixture(scope="module")
-def messages(generated_mailbox) -> list[dict]:
-    return [
-        gmail_message_from_rfc822(
-            m.raw, label_ids=list(m.label_ids), internal_date_ms=m.internal_date_ms
-        )
-        for m in generated_mailbox.messages[:60]
-    ]
-
-
-@pytest.fixture
-def account(user) -> GoogleAccount:
-    return GoogleAccount.objects.create(user=user, email=OWNER, addresses=[OWNER, ALIAS])
+def messages(generated_messages) -> list[dict]:
+    return generated_messages[:60]
 
 
 def store(user, payloads, *, provider="gmail", batch_id=None) -> uuid.UUID:

@@ -25,7 +25,7 @@ from jobs.sync.convert import (
     iter_mbox,
 )
 from jobs.sync.raw_events import RawItem, raw_events_upsert
-from tests.fixtures.emulator import ALIAS, OWNER
+from tests.fixtures.emulator import OWNER
 
 pytestmark = pytest.mark.django_db
 
@@ -33,19 +33,9 @@ CALENDAR = OWNER  # the primary calendar is named after its owner
 
 
 @pytest.fixture(scope="module")
-def messages(generated_mailbox) -> list[dict]:
+def messages(generated_messages) -> list[dict]:
     """The generated mailbox's 300 messages as Gmail format=full resources."""
-    return [
-        gmail_message_from_rfc822(
-            m.raw, label_ids=list(m.label_ids), internal_date_ms=m.internal_date_ms
-        )
-        for m in generated_mailbox.messages
-    ]
-
-
-@pytest.fixture
-def account(user) -> GoogleAccount:
-    return GoogleAccount.objects.create(user=user, email=OWNER, addresses=[OWNER, ALIAS])
+    return list(generated_messages)
 
 
 def store(user, payloads, *, provider="gmail", batch_id=None, account=None) -> uuid.UUID:

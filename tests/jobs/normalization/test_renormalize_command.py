@@ -10,19 +10,13 @@ from django.core.management import CommandError, call_command
 
 from jobs.models import Interaction, RawEvent
 from jobs.normalization.services import raw_events_normalize
-from jobs.sync.convert import gmail_message_from_rfc822
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(scope="module")
-def messages(generated_mailbox) -> list[dict]:
-    return [
-        gmail_message_from_rfc822(
-            m.raw, label_ids=list(m.label_ids), internal_date_ms=m.internal_date_ms
-        )
-        for m in generated_mailbox.messages[:25]
-    ]
+def messages(generated_messages) -> list[dict]:
+    return generated_messages[:25]
 
 
 @pytest.fixture

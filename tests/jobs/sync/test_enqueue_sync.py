@@ -13,19 +13,7 @@ from jobs.models import GoogleAccount, Job, JobStatus, RawEvent
 from jobs.runner import run_due_jobs
 from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def sync_config(pipeline_config):
-    pipeline_config(
-        handoff="none",
-        initial_window_days=3650,
-        calendar_window_past_days=3650,
-        gmail_chunk_pause_s=0.0,
-        calendar_pause_s=0.0,
-        gmail_quota_units_per_user_per_minute=10_000_000,
-    )
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wide_sync_config")]
 
 
 def enqueue_sync(*args: str) -> tuple[str, str]:

@@ -14,32 +14,16 @@ from google_emulator.server import GoogleEmulator
 from jobs.enqueue import enqueue
 from jobs.google.accounts import google_account_connect
 from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
-from jobs.runner import run_due_jobs, run_job
+from jobs.runner import run_due_jobs
 from jobs.sync.periodic import periodic_sync
 from jobs.sync.windows import gmail_window_start
 from tests.fixtures.accounts import CALENDAR_READONLY, GMAIL_READONLY
+from tests.fixtures.sync import eligible, sync
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wide_sync_config")]
 
-EXCLUDED = {"SPAM", "TRASH", "DRAFT", "CHAT"}
 FIRST = "first.account@pipeline.example"
 SECOND = "second.account@pipeline.example"
-
-
-@pytest.fixture(autouse=True)
-def sync_config(pipeline_config):
-    pipeline_config(
-        handoff="none",
-        initial_window_days=3650,
-        calendar_window_past_days=3650,
-        gmail_chunk_pause_s=0.0,
-        calendar_pause_s=0.0,
-        gmail_quota_units_per_user_per_minute=10_000_000,
-    )
-
-
-def eligible(generated: GeneratedMailbox) -> int:
-    return sum(1 for m in generated.messages if not EXCLUDED.intersection(m.label_ids))
 
 
 def stored(account: GoogleAccount, provider: str = "gmail") -> int:
@@ -55,13 +39,6 @@ def connect(emulator: GoogleEmulator, user, email: str, *, token_for: str | None
         refresh_token=refresh_token,
         scopes=[GMAIL_READONLY, CALENDAR_READONLY],
     )
-
-
-def sync(account: GoogleAccount, kind: str = "gmail_sync", **payload: object) -> Job:
-    job = enqueue(kind, user=account.user_id, payload={"account_id": account.pk, **payload})
-    run_job(job.pk)
-    job.refresh_from_db()
-    return job
 
 
 def enqueue_sync(*args: str) -> str:

@@ -7,42 +7,19 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from google_emulator.generator import GeneratedMailbox
 from google_emulator.server import GoogleEmulator
-from jobs.enqueue import enqueue
-from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
-from jobs.runner import run_job
+from jobs.models import GoogleAccount, JobStatus, RawEvent, SyncState
 from tests.fixtures.emulator import OWNER
+from tests.fixtures.sync import eligible, sync
 
 pytestmark = pytest.mark.django_db
 
-EXCLUDED = {"SPAM", "TRASH", "DRAFT", "CHAT"}
 SHARED = "c_839511c777138af419bf@group.calendar.google.com"
 
 
 @pytest.fixture(autouse=True)
-def sync_config(pipeline_config):
-    pipeline_config(
-        handoff="none",
-        initial_window_days=3650,
-        calendar_window_past_days=3650,
-        gmail_chunk_pause_s=0.0,
-        calendar_pause_s=0.0,
-        gmail_quota_units_per_user_per_minute=10_000_000,
-        sync_failed_retry_every_s=6 * 3600,
-        sync_failed_max_attempts=2,
-    )
-
-
-def eligible(generated: GeneratedMailbox) -> int:
-    return sum(1 for m in generated.messages if not EXCLUDED.intersection(m.label_ids))
-
-
-def sync(account: GoogleAccount, kind: str = "gmail_sync") -> Job:
-    job = enqueue(kind, user=account.user_id, payload={"account_id": account.pk})
-    run_job(job.pk)
-    job.refresh_from_db()
-    return job
+def sync_config(wide_sync_config):
+    wide_sync_config(sync_failed_retry_every_s=6 * 3600, sync_failed_max_attempts=2)
 
 
 def state(account: GoogleAccount, provider: str = "gmail", resource_id: str = "") -> SyncState:

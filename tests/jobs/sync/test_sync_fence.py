@@ -27,16 +27,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def sync_config(pipeline_config):
-    pipeline_config(
-        handoff="none",
-        initial_window_days=3650,
-        calendar_window_past_days=3650,
-        gmail_chunk_pause_s=0.0,
-        calendar_pause_s=0.0,
-        gmail_chunk_size=50,
-        gmail_quota_units_per_user_per_minute=10_000_000,
-    )
+def sync_config(wide_sync_config):
+    wide_sync_config(gmail_chunk_size=50)
 
 
 class WorkerLease:
