@@ -78,7 +78,13 @@ def test_rerunning_a_sync_inserts_nothing(google_account):
 def test_an_incremental_run_stores_new_changed_and_cancelled_events(google_account, emulator):
     sync(google_account)
     mailbox = emulator.mailbox()
-    moved, dropped = events(google_account, OWNER).exclude(payload__status="cancelled")[:2]
+    # Two single events (an instance of a recurring one is not an event the store can edit).
+    moved, dropped = (
+        events(google_account, OWNER)
+        .exclude(payload__status="cancelled")
+        .exclude(payload__has_key="recurringEventId")
+        .order_by("id")[:2]
+    )
     mailbox.add_event(OWNER, meeting("Kick-off with Northwind"))
     mailbox.update_event(OWNER, moved.payload["id"], {"location": "Room 4"})
     mailbox.cancel_event(OWNER, dropped.payload["id"])
