@@ -63,6 +63,10 @@ class FollowUp:
     kind: str
     payload: dict[str, Any]
     dedupe_key: str | None
+    # A chain of its own (a new batch, its kind's own lane) instead of this batch's next step.
+    new_chain: bool = False
+    # None: the parent's priority.
+    priority: int | None = None
 
 
 @dataclass(slots=True)
@@ -163,6 +167,15 @@ class JobContext:
     ) -> None:
         """Start the next stage (by kind name) for this batch once this run succeeds."""
         self._follow(kind, payload or {}, dedupe_key)
+
+    def start_chain(
+        self, kind: str, payload: Payload | dict[str, Any], *, priority: int | None = None
+    ) -> None:
+        """Start another chain (a new batch, in `kind`'s own lane; the backfill after a sync's
+        first pass) once this run succeeds: like every follow-up, never after a failure or a
+        cancel."""
+        data = payload.to_dict() if isinstance(payload, Payload) else dict(payload)
+        self.followups.append(FollowUp(kind, data, None, new_chain=True, priority=priority))
 
     def _follow(
         self,

@@ -9,6 +9,7 @@ import random
 import socket
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -282,9 +283,11 @@ def _finish(
                 follow.kind,
                 user=job.user_id,
                 payload=follow.payload,
-                batch_id=job.batch_id,
+                # A new chain gets a batch of its own and its kind's lane.
+                batch_id=uuid.uuid4() if follow.new_chain else job.batch_id,
                 dedupe_key=follow.dedupe_key,
                 parent=job,
+                priority=follow.priority,
             )
     return line
 

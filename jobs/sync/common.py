@@ -14,7 +14,7 @@ from googleapiclient.discovery import Resource
 from jobs.config import PipelineConfig
 from jobs.context import JobContext, Metrics
 from jobs.errors import PermanentError
-from jobs.models import GoogleAccount, GoogleAccountStatus, Job, SyncState
+from jobs.models import GoogleAccount, GoogleAccountStatus, SyncState
 from jobs.normalization.selectors import raw_events_pending_exist
 from jobs.payloads import Payload
 from jobs.pipeline import next_stage
@@ -171,14 +171,11 @@ def sync_account(*, account_id: int, user_id: int) -> GoogleAccount:
 BACKFILL_PRIORITY = 5
 
 
-def sync_start_backfill(*, account: GoogleAccount, kind: str) -> Job:
-    """Start the account's backfill chain of `kind` (a batch of its own, priority 5, its own
-    lane: an active one is returned instead of a second)."""
-    from jobs.enqueue import enqueue
-
-    return enqueue(
-        kind, user=account.user_id, payload={"account_id": account.pk}, priority=BACKFILL_PRIORITY
-    )
+def sync_start_backfill(ctx: JobContext, *, account: GoogleAccount, kind: str) -> None:
+    """Start the account's backfill chain of `kind` once this run succeeds (a batch of its own,
+    priority 5, its own lane: where one is active, no second starts); a cancelled or failed
+    run starts none."""
+    ctx.start_chain(kind, {"account_id": account.pk}, priority=BACKFILL_PRIORITY)
 
 
 def sync_follow_up(
@@ -233,5 +230,5 @@ def sync_job_run(
         kind, pending = backfill
         if pending(account):
             # The recent window is in: the older items follow in a chain of their own.
-            sync_start_backfill(account=account, kind=kind)
+            sync_start_backfill(ctx, account=account, kind=kind)
     return result.metrics()

@@ -209,3 +209,26 @@ def test_item15_item19_a_poison_message_of_the_backfill_is_retried_after_it_fini
     assert stored_dates(historian) == within
     assert SyncState.objects.get(pk=rows.pk).failures == {}
     assert SyncState.objects.get(pk=main.pk).backfill_done_at == main.backfill_done_at
+
+
+def test_item2_item19_a_sync_cancelled_during_its_first_pass_starts_no_backfill(
+    historian, monkeypatch
+):
+    """The backfill is a follow-up of the run: a cancel that lands while the first pass runs
+    wins over the run's success, and no backfill chain starts."""
+    from jobs.sync import gmail as gmail_module
+
+    real = gmail_module._GmailRun.execute
+
+    def cancelled_meanwhile(self, *args, **kwargs):
+        outcome = real(self, *args, **kwargs)
+        Job.objects.filter(kind="gmail_sync").update(cancel_requested=True)
+        return outcome
+
+    monkeypatch.setattr(gmail_module._GmailRun, "execute", cancelled_meanwhile)
+
+    first = run("gmail_sync", historian)
+
+    assert first.status == JobStatus.CANCELLED
+    assert not Job.objects.filter(kind="gmail_backfill").exists()
+    assert not Job.objects.filter(kind="normalize_gmail").exists()
