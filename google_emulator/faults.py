@@ -70,6 +70,8 @@ class FaultRule:
     hits: int = 0
     probability: float | None = None
     kinds: tuple[int | str, ...] = ()
+    # Only requests whose path contains this (one message id, one calendar): a poison item.
+    path_contains: str | None = None
 
     def __str__(self) -> str:
         """The rule in --faults spec form."""
@@ -191,11 +193,14 @@ class FaultSet:
         retry_after: float | None = None,
         reason: str | None = None,
         seconds: float = 0.0,
+        path_contains: str | None = None,
     ) -> FaultRule:
         """Answer `times` matching requests (None: all) with an error status, invalid_grant,
-        reset or stall (`seconds` long)."""
+        reset or stall (`seconds` long); with `path_contains`, only requests whose path holds
+        it (one message id: a poison item)."""
         _check_kind(route, status)
         rule = FaultRule(route, status, times, after, retry_after, reason, delay_s=seconds)
+        rule.path_contains = path_contains
         return self._append(rule)
 
     def add_rate(
@@ -244,12 +249,14 @@ class FaultSet:
         with self._lock:
             self._rules.clear()
 
-    def match(self, route: str) -> FaultHit | None:
+    def match(self, route: str, path: str = "") -> FaultHit | None:
         """The first rule firing for this request; every rule for the route counts it."""
         with self._lock:
             fired = []
             for rule in self._rules:
-                if rule.route == route:
+                if rule.route == route and (
+                    rule.path_contains is None or rule.path_contains in path
+                ):
                     kind = rule.take(self._rng)
                     if kind is not False:
                         fired.append(FaultHit(rule, kind))

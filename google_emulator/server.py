@@ -228,7 +228,7 @@ class GoogleEmulator:
             units = route.quota_units if route.api == "gmail" else 1
             self.quota.charge(route.api, call.mailbox.email, units)
             self.pause(self.part_latency_s)
-        hit = self.faults.match(route.name)
+        hit = self.faults.match(route.name, call.path)
         if hit is not None:
             self.pause(hit.delay_s)
             error = hit.error()  # raises Disconnect for reset and stall

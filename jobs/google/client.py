@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,10 +88,13 @@ def method_id(request: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PartFailure:
-    """A batch part that failed permanently (not 404), in its slot of batch_execute's results
-    when the caller asked for `collect_failures`: the mapped error, for the caller to record."""
+    """A batch part that failed in its slot of batch_execute's results, when the caller asked
+    for `collect_failures`: the mapped error, for the caller to record. `transient`: the part
+    kept failing with a retryable error (5xx, 429) through every resend while other parts of
+    its batch succeeded, so it is the item, not an outage; worth trying again soon."""
 
     error: Exception
+    transient: bool = False
 
 
 def execute(
@@ -127,6 +130,7 @@ def batch_execute(
     units_each: int | None = None,
     priority: str = "normal",
     collect_failures: bool = False,
+    suspects: Collection[int] = (),
 ) -> list[Any]:
     """Run `requests` in HTTP batches of <= 50; responses in the same order.
 
@@ -136,6 +140,10 @@ def batch_execute(
     meanwhile) gives None in its slot; any other failing part raises its mapped error, or with
     `collect_failures` leaves a PartFailure in its slot (one poison item never stops the rest).
     `priority` "background" (backfill) may spend only part of the quota (see jobs.google.pacer).
+    With `collect_failures`, a part that keeps failing with a retryable error through every
+    resend while other parts of its batch came back, or that is one of the `suspects` (indexes
+    of items that failed before), is left as PartFailure(transient=True) too; a whole batch
+    failing otherwise is an outage and raises.
     """
     results: list[Any] = [None] * len(requests)
     for chunk in _chunks(requests, account, units_each, priority):
@@ -147,6 +155,7 @@ def batch_execute(
             units_each=units_each,
             priority=priority,
             collect_failures=collect_failures,
+            suspects=suspects,
         )
     return results
 
@@ -194,9 +203,11 @@ def _run_chunk(
     units_each: int | None,
     priority: str = "normal",
     collect_failures: bool = False,
+    suspects: Collection[int] = (),
 ) -> None:
     config = get_config()
     attempt = 0
+    parts = len(pending)
     while pending:
         # A batch's parts are priced one by one, as Google counts them.
         first_method = method_id(next(iter(pending.values())))
@@ -208,6 +219,13 @@ def _run_chunk(
         attempt += 1
         index, first = next(iter(failed.items()))
         if attempt > config.google_request_retries:
+            if collect_failures and (len(failed) < parts or all(i in suspects for i in failed)):
+                # Only some parts keep failing while the rest of the batch came back: those
+                # items are the problem (not an outage), and one of them must not hold up the
+                # others. The caller records them and tries them again later.
+                for i, exc in failed.items():
+                    results[i] = PartFailure(_mapped(exc, method_id(pending[i])), transient=True)
+                return
             raise _mapped(first, method_id(pending[index]))
         wait = _backoff(attempt, failed.values(), config.google_batch_retry_base_s)
         if wait > config.google_retry_after_cap_s:

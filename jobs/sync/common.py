@@ -129,13 +129,21 @@ def check_mailbox(account: GoogleAccount, *, opened: str | None, what: str) -> N
 
 
 def failure_record(
-    failures: dict[str, Any], key: str, error: str, *, config: PipelineConfig, now: datetime
+    failures: dict[str, Any],
+    key: str,
+    error: str,
+    *,
+    config: PipelineConfig,
+    now: datetime,
+    transient: bool = False,
 ) -> None:
-    """Record (or count again) a permanent failure of `key` in a SyncState's `failures`: it is
-    retried after sync_failed_retry_every_s, and not any more after sync_failed_max_attempts."""
+    """Record (or count again) a failure of `key` in a SyncState's `failures`: a permanent one
+    is retried after sync_failed_retry_every_s, a `transient` one (it kept failing with 5xx/429
+    while the rest of its batch came back) at the next run; neither any more after
+    sync_failed_max_attempts."""
     previous = failures.get(key) or {}
     attempts = int(previous.get("attempts", 0)) + 1
-    retry_at = now + timedelta(seconds=config.sync_failed_retry_every_s)
+    retry_at = now + timedelta(seconds=0 if transient else config.sync_failed_retry_every_s)
     failures[key] = {
         "error": error[:1000],
         "attempts": attempts,

@@ -435,7 +435,7 @@ class _GmailRun:
                 self._save()
                 self._after_chunk(messages)
 
-    def _get_messages(self, ids: list[str]) -> tuple[list[dict], dict[str, str]]:
+    def _get_messages(self, ids: list[str]) -> tuple[list[dict], dict[str, PartFailure]]:
         """The fetched messages, and the errors of those that failed permanently by id."""
         users = self.service.users()
         requests = [
@@ -448,9 +448,11 @@ class _GmailRun:
             account=self.account,
             priority=self.priority,
             collect_failures=True,
+            # Items that failed before: a resend that fails again is theirs, not an outage.
+            suspects={i for i, message_id in enumerate(ids) if message_id in self.state.failures},
         )
         failed = {
-            message_id: str(response.error)
+            message_id: response
             for message_id, response in zip(ids, responses, strict=True)
             if isinstance(response, PartFailure)
         }
@@ -458,21 +460,28 @@ class _GmailRun:
         messages = [m for m in responses if m and not isinstance(m, PartFailure)]
         return messages, failed
 
-    def _note_failures(self, chunk: list[str], failed: dict[str, str]) -> None:
-        """Record the chunk's permanent failures (skipped, retried later); forget the earlier
+    def _note_failures(self, chunk: list[str], failed: dict[str, PartFailure]) -> None:
+        """Record the chunk's failing items (skipped, retried later); forget the earlier
         failures of the ids that were fetched (or found deleted) this time."""
         failures = dict(self.state.failures)
         now = timezone.now()
         for message_id in chunk:
             if message_id in failed:
+                failure = failed[message_id]
                 failure_record(
-                    failures, message_id, failed[message_id], config=self.config, now=now
+                    failures,
+                    message_id,
+                    str(failure.error),
+                    config=self.config,
+                    now=now,
+                    transient=failure.transient,
                 )
                 logger.warning(
-                    "account %s: message %s failed permanently (%s); skipped, retried later",
+                    "account %s: message %s failed%s (%s); skipped, retried later",
                     self.account.pk,
                     message_id,
-                    failed[message_id],
+                    "" if failure.transient else " permanently",
+                    failure.error,
                 )
             else:
                 failures.pop(message_id, None)

@@ -129,3 +129,38 @@ def test_item15_failed_items_are_visible_in_the_admin(google_account, emulator, 
     assert listing.status_code == 200 and b"failed items" in listing.content.lower()
     assert detail.status_code == 200 and poison.encode() in detail.content
     assert b"HTTP 400" in detail.content
+
+
+def test_item15_a_message_that_keeps_failing_with_5xx_is_recorded_not_a_wedge(
+    google_account, emulator: GoogleEmulator, generated_mailbox, pipeline_config
+):
+    """A part answering 503 through every resend while the rest of its batch comes back is the
+    item's problem, not an outage: the others are stored, it is recorded and tried again at
+    the next run (not in six hours), and given up after the configured attempts."""
+    pipeline_config(google_batch_retry_base_s=0.01, google_request_retries=2)
+    newest = next(
+        m
+        for m in emulator.mailbox().newest_first()
+        if not {"SPAM", "TRASH", "DRAFT", "CHAT"} & set(m.label_ids)
+    )
+    emulator.faults.add("gmail.users.messages.get", 503, path_contains=newest.id)
+
+    job = sync(google_account)
+
+    assert job.status == JobStatus.SUCCEEDED
+    assert (
+        RawEvent.objects.filter(account=google_account).count() == eligible(generated_mailbox) - 1
+    )
+    record = state(google_account).failures[newest.id]
+    assert "503" in record["error"] and record["attempts"] == 1
+    assert datetime.fromisoformat(record["retryAt"]) <= timezone.now()  # the next run
+
+    again = sync(google_account)
+
+    assert again.status == JobStatus.SUCCEEDED
+    record = state(google_account).failures[newest.id]
+    assert record["attempts"] == 2 and record["retryAt"] is None  # given up, still recorded
+
+    emulator.faults.clear()
+    make_due(google_account)
+    assert state(google_account).failures[newest.id]["retryAt"] is None
