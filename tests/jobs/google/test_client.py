@@ -14,7 +14,13 @@ from jobs.dispatcher import processor
 from jobs.enqueue import enqueue
 from jobs.errors import PermanentError, TransientError
 from jobs.google import pacer
-from jobs.google.client import batch_execute, calendar_service, execute, gmail_service
+from jobs.google.client import (
+    PartFailure,
+    batch_execute,
+    calendar_service,
+    execute,
+    gmail_service,
+)
 from jobs.google.errors import CursorExpired
 from jobs.models import GoogleAccount, GoogleAccountStatus, Job, JobStatus
 from jobs.payloads import Payload
@@ -182,6 +188,28 @@ class TestBatch:
         with pytest.raises(TransientError, match=r"messages\.get: HTTP 500"):
             batch_execute(gmail, gets(gmail, ids[:3]), account=google_account)
         assert batch_sizes(emulator) == [3, 1, 1]
+
+    def test_collected_a_part_that_keeps_failing_while_others_came_back_is_a_part_failure(
+        self, gmail, google_account, emulator, ids, pipeline_config
+    ):
+        pipeline_config(google_batch_retry_base_s=0.01, google_request_retries=2)
+        emulator.faults.add(GET, 500, after=2)
+        results = batch_execute(
+            gmail, gets(gmail, ids[:3]), account=google_account, collect_failures=True
+        )
+        assert [r["id"] for r in results[:2]] == ids[:2]
+        assert isinstance(results[2], PartFailure) and results[2].transient
+        assert "HTTP 500" in str(results[2].error)
+
+    def test_collected_a_whole_batch_failing_is_an_outage_and_raises(
+        self, gmail, google_account, emulator, ids, pipeline_config
+    ):
+        pipeline_config(google_batch_retry_base_s=0.01, google_request_retries=1)
+        emulator.faults.add(GET, 503)
+        with pytest.raises(TransientError):
+            batch_execute(
+                gmail, gets(gmail, ids[:3]), account=google_account, collect_failures=True
+            )
 
     def test_a_deleted_message_is_none_in_its_slot(self, gmail, google_account, emulator, ids):
         emulator.mailbox().delete_message(ids[1])
