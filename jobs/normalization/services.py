@@ -73,8 +73,8 @@ _UPDATED_COLUMNS = (*(c for c in _COLUMNS if c not in ("source", "source_id")), 
 # RETURNING yields exactly the inserted and updated ones; xmax = 0 tells a fresh insert) and
 # record every claimed raw event's outcome, moving it into the normalizing batch when one is
 # given (`into_batch`: the later stages find a batch's interactions by their raw events' batch).
-# Arrays go as binary parameters (%b): text-format
-# arrays of wide rows are several times slower to send and to parse.
+# Arrays go as binary parameters (%b): text-format arrays of wide rows are several times slower
+# to send and to parse.
 _WRITE_SQL = f"""
 WITH written AS (
     INSERT INTO {_INTERACTION} AS t (
@@ -145,16 +145,17 @@ def raw_events_normalize(
 ) -> NormalizationReport:
     """Normalize the user's pending raw events of `provider` (of `batch_id` only, when given).
 
-    `into_batch` (the normalizing job's batch): every raw event normalized joins that batch, in
-    the statement that records its outcome, so the stages that follow for the batch
-    (extract_contacts, write_timeline, update_rollups: contacts.selectors.batch_interaction_ids)
-    see the interactions of rows claimed outside their own batch (`batch_id` None: the pending
-    sweep, renormalize). Without it, raw events keep their batch.
     Works chunk by chunk, each chunk claimed and written in its own transaction, until none is
     left; `should_stop` is asked between chunks (the job's deadline), `on_chunk` gets each
     committed chunk's counts. `fence` (a job's `ctx.fence`) runs first in every chunk's
     transaction: it raises `LeaseLost` when the job is no longer this worker's, and nothing of
     that chunk is written. Rows another normalizer holds are skipped, not waited for.
+
+    `into_batch` (the normalizing job's batch): every raw event normalized joins that batch, in
+    the statement that records its outcome, so the stages that follow for the batch
+    (extract_contacts, write_timeline, update_rollups: contacts.selectors.batch_interaction_ids)
+    see the interactions of rows claimed outside their own batch (`batch_id` None: the pending
+    sweep, renormalize). Without it, raw events keep their batch.
     """
     chunk_size = chunk_size or get_config().normalize_chunk_size
     addresses = account_addresses(user_id=user_id)
