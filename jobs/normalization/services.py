@@ -71,8 +71,10 @@ _UPDATED_COLUMNS = (*(c for c in _COLUMNS if c not in ("source", "source_id")), 
 
 # One statement per chunk: upsert the interactions (an unchanged row is not rewritten, so
 # RETURNING yields exactly the inserted and updated ones; xmax = 0 tells a fresh insert) and
-# record every claimed raw event's outcome. Arrays go as binary parameters (%b): text-format
-# arrays of wide rows are several times slower to send and to parse.
+# record every claimed raw event's outcome, moving it into the normalizing batch when one is
+# given (`into_batch`: the later stages find a batch's interactions by their raw events' batch).
+# Arrays go as binary parameters (%b): text-format arrays of wide rows are several times slower
+# to send and to parse.
 _WRITE_SQL = f"""
 WITH written AS (
     INSERT INTO {_INTERACTION} AS t (
@@ -93,6 +95,7 @@ WITH written AS (
        SET status = CASE WHEN o.error = '' THEN '{NormalizationStatus.NORMALIZED}'
                          ELSE '{NormalizationStatus.FAILED}' END,
            error = o.error,
+           batch_id = COALESCE(%(into_batch)s::uuid, r.batch_id),
            updated_at = statement_timestamp()
       FROM unnest(%(raw_ids)b::int8[], %(errors)b::text[]) AS o(id, error)
      WHERE r.id = o.id AND r.user_id = %(user_id)s
@@ -133,6 +136,7 @@ def raw_events_normalize(
     user_id: int,
     provider: str,
     batch_id: uuid.UUID | None = None,
+    into_batch: uuid.UUID | None = None,
     account_id: int | None = None,
     chunk_size: int | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -146,6 +150,12 @@ def raw_events_normalize(
     committed chunk's counts. `fence` (a job's `ctx.fence`) runs first in every chunk's
     transaction: it raises `LeaseLost` when the job is no longer this worker's, and nothing of
     that chunk is written. Rows another normalizer holds are skipped, not waited for.
+
+    `into_batch` (the normalizing job's batch): every raw event normalized joins that batch, in
+    the statement that records its outcome, so the stages that follow for the batch
+    (extract_contacts, write_timeline, update_rollups: contacts.selectors.batch_interaction_ids)
+    see the interactions of rows claimed outside their own batch (`batch_id` None: the pending
+    sweep, renormalize). Without it, raw events keep their batch.
     """
     chunk_size = chunk_size or get_config().normalize_chunk_size
     addresses = account_addresses(user_id=user_id)
@@ -155,6 +165,7 @@ def raw_events_normalize(
             user_id=user_id,
             provider=provider,
             batch_id=batch_id,
+            into_batch=into_batch,
             account_id=account_id,
             chunk_size=chunk_size,
             addresses=addresses,
@@ -177,6 +188,7 @@ def raw_events_normalize_chunk(
     user_id: int,
     provider: str,
     batch_id: uuid.UUID | None = None,
+    into_batch: uuid.UUID | None = None,
     account_id: int | None = None,
     chunk_size: int,
     addresses: dict[int, frozenset[str]] | None = None,
@@ -186,7 +198,8 @@ def raw_events_normalize_chunk(
 
     Two statements whatever the chunk size (three with a `fence`, called first in the
     transaction: see raw_events_normalize). A payload the parser rejects (any exception) is
-    marked failed with its error and never stops the others.
+    marked failed with its error and never stops the others. Every claimed raw event joins
+    `into_batch` when given (see raw_events_normalize).
     """
     if provider not in Provider.values:
         raise ValueError(f"unknown provider {provider!r}")
@@ -227,7 +240,9 @@ def raw_events_normalize_chunk(
             # two raw events naming the same interaction: one row, or the upsert would fail
             rows[(parsed.source, parsed.source_id)] = (parsed, metadata)
         raw_ids = [row[0] for row in claimed]
-        cursor.execute(_WRITE_SQL, _write_params(user_id, rows.values(), raw_ids, errors))
+        params = _write_params(user_id, rows.values(), raw_ids, errors)
+        params["into_batch"] = into_batch
+        cursor.execute(_WRITE_SQL, params)
         inserted, updated = cursor.fetchone()
     failed = sum(1 for error in errors if error)
     return NormalizationReport(

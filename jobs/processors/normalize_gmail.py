@@ -4,7 +4,9 @@ Enqueued by the sync stage through jobs.pipeline.next_stage, in the sync job's b
 ``ctx.enqueue_next("normalize_gmail", {"account_id": account.pk},
 dedupe_key=f"normalize_gmail:{user_id}:{batch_id}")``. ``account_id`` (optional) names the
 account whose addresses decide direction for raw events that lack one (default: all the user's
-accounts); ``only_batch=False`` takes every pending raw event of the user instead of the batch's.
+accounts); ``only_batch=False`` takes every pending raw event of the user instead of the batch's,
+and moves each into this job's batch as it records its outcome (so the stages that follow for
+the batch see them).
 Metrics: itemsFetched = raw events processed, itemsInserted, itemsSkipped = unchanged,
 details {"itemsUpdated", "failed"}. Past the deadline it stops between chunks and continues in
 a new job of the same batch; when done it enqueues the next stage (per user and batch).
@@ -45,6 +47,9 @@ def normalize_stage(job: Job, ctx: JobContext, *, provider: str) -> Metrics:
         user_id=ctx.user_id,
         provider=provider,
         batch_id=ctx.batch_id if payload.only_batch else None,
+        # rows taken from other batches (only_batch=False: the pending sweep) join this one,
+        # so the stages started below for this batch find them
+        into_batch=ctx.batch_id,
         account_id=payload.account_id,
         should_stop=should_stop,
         on_chunk=done.add,

@@ -5,10 +5,12 @@ is cancelled or stops at a re-auth, or a normalize job that fails, leaves its ra
 `pending` with nothing to pick them up. The django-q2 Schedule PENDING_SWEEP (jobs.schedules)
 calls `sweep_pending_raw_events` every `pending_sweep_interval_minutes`: for each user and
 provider with raw events pending for longer than `pending_sweep_after_s` and no active job that
-covers them (no active normalize job of that provider for the user, no active sync of that
-provider still writing), it enqueues `normalize_gmail` / `normalize_calendar` with
-`{"only_batch": false}` (every pending row of the user), under the dedupe key
-`<kind>:sweep:<user_id>` so sweeps never pile up.
+covers them (no active normalize job of that provider for the user, no active sync or
+backfill of that provider still writing: `covering_kinds`, read from the stage graph), it
+enqueues `normalize_gmail` / `normalize_calendar` with `{"only_batch": false}` (every pending
+row of the user), under the dedupe key `<kind>:sweep:<user_id>` so sweeps never pile up. That
+job moves the rows it normalizes into its own batch, so the people stages it starts for its
+batch (extract_contacts, write_timeline, update_rollups) see them.
 
 Ages are measured with the database's clock (`updated_at` is written by it on every change).
 """
@@ -66,11 +68,20 @@ def raw_events_stale_pending_count(
     ).count()
 
 
+def covering_kinds(provider: str) -> list[str]:
+    """The kinds whose active job covers the provider's pending raw events: its normalization
+    and every stage that writes its raw events, i.e. is followed by that normalization in the
+    stage graph (the sync, the backfill)."""
+    normalize = normalize_kind(provider)
+    writers = [kind for kind, following in STAGES.items() if normalize in following]
+    return [*writers, normalize]
+
+
 def _uncovered(provider: str, *, older_than_s: float) -> dict[int, int]:
     """user id -> stale pending count, for users no active job of the provider covers."""
     covering = Job.objects.filter(
         user_id=OuterRef("user_id"),
-        kind__in=[SYNC_KINDS[provider], normalize_kind(provider)],
+        kind__in=covering_kinds(provider),
         status__in=ACTIVE_STATUSES,
     )
     rows = (

@@ -333,6 +333,41 @@ def test_only_the_given_batch_is_taken_when_one_is_given(user, account, messages
     assert RawEvent.objects.filter(status="pending").count() == 3
 
 
+def test_fixa_item1_rows_taken_outside_their_batch_join_the_normalizing_batch(
+    user, other_user, account, messages
+):
+    first = store(user, messages[:4], account=account)
+    second = store(user, [*messages[4:6], {"id": "broken"}], account=account)
+    untouched = store(user, [{"id": "e1", "_calendarId": CALENDAR}], provider="calendar")
+    theirs = store(other_user, messages[8:10])
+    sweep = uuid.uuid4()
+
+    report = normalize(user, into_batch=sweep, chunk_size=3)
+
+    assert (report.fetched, report.failed, report.chunks) == (7, 1, 3)
+    rows = RawEvent.objects.filter(user=user, provider="gmail")
+    # normalized and failed alike: every row it took is now in its batch, nothing else moved
+    assert set(rows.values_list("batch_id", flat=True)) == {sweep}
+    assert not RawEvent.objects.filter(batch_id__in=[first, second]).exists()
+    assert set(RawEvent.objects.filter(provider="calendar").values_list("batch_id", flat=True)) == {
+        untouched
+    }
+    assert set(RawEvent.objects.filter(user=other_user).values_list("batch_id", flat=True)) == {
+        theirs
+    }
+
+
+def test_fixa_item1_without_into_batch_raw_events_keep_their_batch(user, account, messages):
+    first = store(user, messages[:2], account=account)
+    second = store(user, messages[2:3], account=account)
+
+    assert normalize(user).fetched == 3
+
+    assert sorted(RawEvent.objects.values_list("batch_id", flat=True), key=str) == sorted(
+        [first, first, second], key=str
+    )
+
+
 def test_it_stops_between_chunks_when_asked_and_says_whether_work_is_left(user, account, messages):
     store(user, messages[:25], account=account)
 

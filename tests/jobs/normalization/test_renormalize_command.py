@@ -8,8 +8,11 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from jobs.models import Interaction, RawEvent
+from contacts.models import InteractionParticipant
+from jobs.models import Interaction, Job, JobStatus, RawEvent
 from jobs.normalization.services import raw_events_normalize
+from jobs.runner import run_due_jobs
+from timeline.models import TimelineEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -92,3 +95,45 @@ def test_an_unknown_user_is_a_clear_error(user):
         renormalize("nobody")
     assert str(error.value) == "user 'nobody' does not exist"
     assert error.value.returncode == 1  # what manage.py exits with
+
+
+def test_fixa_item1_renormalize_starts_the_people_stages_for_what_it_normalized(
+    user, normalized, pipeline_config
+):
+    pipeline_config(handoff="none")
+    # normalized the way the fixture did (no job): no people stage ever ran for these
+    assert not InteractionParticipant.objects.filter(user=user).exists()
+
+    err = StringIO()
+    call_command("renormalize", "ada", stdout=StringIO(), stderr=err)
+    (extract,) = Job.objects.filter(user=user, kind="extract_contacts")
+    assert err.getvalue().splitlines() == [
+        f"started extract_contacts job #{extract.pk} for batch {extract.batch_id}"
+    ]
+    run_due_jobs(until_empty=True)
+
+    extract.refresh_from_db()
+    assert extract.status == JobStatus.SUCCEEDED
+    jobs = {j.kind: j for j in Job.objects.filter(batch_id=extract.batch_id)}
+    assert {jobs[k].status for k in ("write_timeline", "update_rollups")} == {JobStatus.SUCCEEDED}
+    # every raw event it normalized is in that batch: 25 mails, the broken one, the meeting
+    assert RawEvent.objects.filter(user=user, batch_id=extract.batch_id).count() == 27
+    assert extract.metrics["itemsFetched"] == 26
+    participants = InteractionParticipant.objects.filter(user=user)
+    assert participants.count() == extract.metrics["itemsInserted"]
+    # (newsletters and the like are excluded by rule: most mails, not all, have participants)
+    with_people = participants.values("interaction_id")
+    assert Interaction.objects.filter(user=user, source="gmail", pk__in=with_people).count() >= 20
+    assert (
+        TimelineEvent.objects.filter(user=user).count()
+        == jobs["write_timeline"].metrics["itemsInserted"]
+    )
+    assert TimelineEvent.objects.filter(user=user).exists()
+
+
+def test_fixa_item1_renormalize_with_nothing_to_do_starts_no_stage(user, pipeline_config):
+    pipeline_config(handoff="none")
+
+    renormalize("ada", "--failed-only")
+
+    assert not Job.objects.exists()

@@ -4,19 +4,27 @@ rows an active job covers are not enqueued twice, and sweeps do not pile up."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db.models import F
 from django.utils.module_loading import import_string
 from django_q.models import Schedule
 
+from contacts.models import InteractionParticipant
+from google_emulator.generator import generate_mailbox
 from jobs.enqueue import enqueue
 from jobs.models import Interaction, Job, JobStatus, RawEvent
+from jobs.pipeline import STAGES
 from jobs.runner import run_due_jobs, run_job
 from jobs.schedules import PENDING_SWEEP, ensure_schedules, wanted_schedules
+from jobs.services import job_cancel
 from jobs.sync.raw_events import RawItem, raw_events_upsert
 from jobs.sync.sweep import raw_events_stale_pending_count, sweep_pending_raw_events
+from timeline.models import TimelineEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -127,3 +135,108 @@ def test_item14_the_sweep_runs_on_its_own_schedule(pipeline_config):
     assert import_string(wanted["func"]) is sweep_pending_raw_events
     schedule = Schedule.objects.get(name=PENDING_SWEEP)
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (wanted["func"], "I", 3)
+
+
+# --- people stages after a sweep; what counts as covering ----------------------------------
+
+MBOX_OWNER = "ada@gmail.example"
+
+
+def write_mbox(path: Path, messages: int) -> Path:
+    """A Takeout-style mbox of `messages` generated messages (a 'From ' line each)."""
+    generated = generate_mailbox(
+        MBOX_OWNER, messages=messages, events=0, seed=5, now=datetime(2025, 3, 1, tzinfo=UTC)
+    )
+    with path.open("wb") as handle:
+        for message in generated.messages:
+            body = b"\n".join(
+                b">" + line if line.startswith(b"From ") else line
+                for line in message.raw.replace(b"\r\n", b"\n").split(b"\n")
+            )
+            handle.write(b"From 1790000000000000000@xxx Sat Mar 01 12:00:00 +0000 2025\n")
+            handle.write(b"X-Gmail-Labels: Inbox\n" + body + b"\n\n")
+    return path
+
+
+def test_fixa_item1_mail_the_sweep_normalizes_gets_contacts_participants_and_timeline(
+    user, tmp_path
+):
+    mbox = write_mbox(tmp_path / "mail.mbox", messages=30)
+    call_command(
+        "import_mbox",
+        "ada",
+        str(mbox),
+        "--address",
+        MBOX_OWNER,
+        stdout=StringIO(),
+        stderr=StringIO(),
+    )
+    # The import's own normalization never runs: its rows are left to the sweep.
+    (queued,) = Job.objects.filter(kind="normalize_gmail")
+    job_cancel(job_ids=[queued.pk])
+    age(user.pk, minutes=10)
+
+    assert sweep_pending_raw_events() == 1
+    run_due_jobs(until_empty=True)
+
+    swept = Job.objects.get(kind="normalize_gmail", dedupe_key__contains=":sweep:")
+    assert swept.status == JobStatus.SUCCEEDED
+    interactions = Interaction.objects.filter(user=user)
+    assert interactions.count() == 30
+    # the sweep's batch now holds the rows it normalized, so its later stages see them
+    assert set(RawEvent.objects.filter(user=user).values_list("batch_id", flat=True)) == {
+        swept.batch_id
+    }
+    stages = {j.kind: j for j in Job.objects.filter(batch_id=swept.batch_id)}
+    assert {"extract_contacts", "write_timeline", "update_rollups"} <= set(stages)
+    assert {stages[k].status for k in ("extract_contacts", "write_timeline", "update_rollups")} == {
+        JobStatus.SUCCEEDED
+    }
+    assert stages["extract_contacts"].metrics["itemsFetched"] == 30
+    participants = InteractionParticipant.objects.filter(user=user)
+    assert participants.count() == stages["extract_contacts"].metrics["itemsInserted"] > 30
+    # (newsletters and the like are excluded by rule: most mails, not all, have participants)
+    with_people = interactions.filter(pk__in=participants.values("interaction_id")).count()
+    assert with_people >= 20
+    events = TimelineEvent.objects.filter(user=user).count()
+    assert events == stages["write_timeline"].metrics["itemsInserted"] >= with_people
+    assert stages["write_timeline"].metrics["itemsFetched"] == 30
+
+
+def test_fixa_item1_a_batch_normalization_leaves_other_batches_rows_alone(user):
+    mine = store(user.pk, "gmail", 3)
+    other = uuid.uuid4()
+    items = [RawItem(f"other-{i}", None, {"id": f"other-{i}"}) for i in range(2)]
+    raw_events_upsert(
+        user_id=user.pk, account_id=None, provider="gmail", batch_id=other, items=items
+    )
+    job = enqueue("normalize_gmail", user=user, batch_id=mine, dedupe_key="n:mine")
+    run_job(job.pk)
+
+    rows = RawEvent.objects.filter(user=user)
+    # (the test payloads do not parse: every row of the batch is done, as failed)
+    assert set(rows.filter(batch_id=mine).values_list("status", flat=True)) == {"failed"}
+    assert rows.filter(batch_id=mine).count() == 3
+    assert set(rows.filter(batch_id=other).values_list("status", flat=True)) == {"pending"}
+    assert rows.filter(batch_id=other).count() == 2
+
+
+@pytest.mark.parametrize("provider", ["gmail", "calendar"])
+def test_fixa_item2_an_active_backfill_covers_its_providers_rows(user, provider):
+    store(user.pk, provider, 4)
+    age(user.pk, minutes=10)
+    writers = [kind for kind, following in STAGES.items() if f"normalize_{provider}" in following]
+    assert f"{provider}_backfill" in writers  # what the sweep must count as covering
+    backfill = enqueue(f"{provider}_backfill", user=user, payload={"account_id": 1})
+    Job.objects.filter(pk=backfill.pk).update(status=JobStatus.RUNNING)
+
+    assert sweep_pending_raw_events() == 0
+    assert not Job.objects.filter(kind__startswith="normalize_").exists()
+
+    # a backfill waiting for its next run (queued, retrying) is still writing
+    Job.objects.filter(pk=backfill.pk).update(status=JobStatus.QUEUED)
+    assert sweep_pending_raw_events() == 0
+
+    Job.objects.filter(pk=backfill.pk).update(status=JobStatus.SUCCEEDED)
+    assert sweep_pending_raw_events() == 1
+    assert Job.objects.get(kind=f"normalize_{provider}").payload["only_batch"] is False
