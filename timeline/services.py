@@ -228,7 +228,31 @@ def timeline_events_move(*, user_id: int, source_id: int, target_id: int) -> lis
         return sorted(row[0] for row in cursor.fetchall())
 
 
-def timeline_events_restore(*, user_id: int, source_id: int, ids: list[int]) -> None:
-    """Put exactly the events `ids` (moved by a merge) back on the source contact."""
+_FOLLOW_SQL = f"""
+UPDATE {_EVENT} AS t SET contact_id = %(source_id)s, updated_at = statement_timestamp()
+ WHERE t.user_id = %(user_id)s AND t.contact_id = %(target_id)s
+   AND EXISTS (SELECT 1 FROM {_PARTICIPANT} q
+                WHERE q.interaction_id = t.interaction_id AND q.contact_id = %(source_id)s)
+   AND NOT EXISTS (SELECT 1 FROM {_PARTICIPANT} q
+                    WHERE q.interaction_id = t.interaction_id AND q.contact_id = %(target_id)s)
+   AND NOT EXISTS (SELECT 1 FROM {_EVENT} o
+                    WHERE o.interaction_id = t.interaction_id AND o.contact_id = %(source_id)s
+                      AND {_SLOT.replace("event_type", "o.event_type")}
+                          = {_SLOT.replace("event_type", "t.event_type")})
+"""
+
+
+def timeline_events_restore(
+    *, user_id: int, source_id: int, target_id: int, ids: list[int]
+) -> None:
+    """Undo a merge's move: the events `ids` still on the target go back to the source, and so
+    do the target's events of interactions only the source takes part in now (events written
+    while the merge stood, for participations that went back to the source)."""
     if ids:
-        TimelineEvent.objects.filter(user_id=user_id, id__in=ids).update(contact_id=source_id)
+        TimelineEvent.objects.filter(user_id=user_id, contact_id=target_id, id__in=ids).update(
+            contact_id=source_id
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FOLLOW_SQL, {"user_id": user_id, "source_id": source_id, "target_id": target_id}
+        )
