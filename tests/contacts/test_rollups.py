@@ -189,3 +189,29 @@ def test_item5_past_its_deadline_it_continues_from_the_last_contact(
     jobs = Job.objects.filter(kind="update_rollups").order_by("id")
     assert [j.metrics["itemsFetched"] for j in jobs] == [2, 2, 1]
     assert set(Contact.objects.values_list("interaction_count", flat=True)) == {3}
+
+
+def _migrated(app_label: str) -> None:
+    """What `migrate` tells an app once its migrations ran (post_migrate, sender = the app)."""
+    from django.apps import apps
+    from django.db.models.signals import post_migrate
+
+    config = apps.get_app_config(app_label)
+    post_migrate.send(
+        sender=config,
+        app_config=config,
+        verbosity=0,
+        interactive=False,
+        using="default",
+        apps=apps,
+        plan=[],
+    )
+
+
+def test_item5_contacts_registers_the_nightly_schedule_not_timeline():
+    """Rollups are contacts': an installation without timeline still gets the nightly refresh."""
+    Schedule.objects.filter(name=NIGHTLY_SCHEDULE).delete()
+    _migrated("timeline")
+    assert not Schedule.objects.filter(name=NIGHTLY_SCHEDULE).exists()
+    _migrated("contacts")
+    assert Schedule.objects.get(name=NIGHTLY_SCHEDULE).func == "contacts.rollups.rollups_nightly"
