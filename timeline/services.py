@@ -11,12 +11,16 @@ One event per (interaction, contact, type):
   ``meeting`` event of that interaction (type, title, data) instead of adding one; a meeting
   confirmed again turns back the same way.
 
+Any event whose interaction's date is only estimated (``occurred_at_estimated``: a Takeout
+message without a date of its own) has ``"estimated": true`` in its data.
+
 Only canonical interactions get events: an interaction linked as a duplicate
 (``InteractionDuplicate``: the same Message-ID from Takeout and from the API) gets none, and an
 event written before the link was made is deleted by the next write of that interaction. So is
 the event of a contact that no longer takes part (an attendee removed from a meeting), unless
 the contact is merged: a merge leaves on its source the events the target already had, and
-they must stay for the unmerge.
+they must stay for the unmerge. An unmerge also moves back the events written during the merge
+for participations that went back to the source (timeline_events_restore).
 """
 
 from __future__ import annotations
@@ -59,13 +63,13 @@ WITH chunk AS (
     SELECT i.*
       FROM unnest(%(ids)s::int8[]) AS x(id)
            CROSS JOIN LATERAL (
-               SELECT i.id, i.user_id, i.occurred_at, i.kind, i.subject, i.thread_id,
-                      i.direction, i.metadata
+               SELECT i.id, i.user_id, i.occurred_at, i.occurred_at_estimated, i.kind,
+                      i.subject, i.thread_id, i.direction, i.metadata
                  FROM {_INTERACTION} i WHERE i.id = x.id OFFSET 0) i
      WHERE i.user_id = %(user_id)s
 ), src AS (
-    SELECT i.id AS interaction_id, p.contact_id, i.occurred_at, i.kind, i.subject, i.thread_id,
-           i.direction, i.metadata, p.roles, p.response
+    SELECT i.id AS interaction_id, p.contact_id, i.occurred_at, i.occurred_at_estimated,
+           i.kind, i.subject, i.thread_id, i.direction, i.metadata, p.roles, p.response
       FROM chunk i
            CROSS JOIN LATERAL (
                SELECT q.contact_id, array_agg(DISTINCT q.role ORDER BY q.role) AS roles,
@@ -108,7 +112,10 @@ WITH chunk AS (
                 'direction', nullif(direction, ''),
                 'thread_id', nullif(thread_id, ''),
                 'message_id', metadata->'message_id',
-                'roles', to_jsonb(roles)) END) AS data
+                'roles', to_jsonb(roles)) END
+           -- a date only estimated (a Takeout message without one) says so
+           || jsonb_build_object('estimated', CASE WHEN occurred_at_estimated THEN true END))
+           AS data
       FROM (SELECT src.*,
                    CASE WHEN kind = 'meeting' THEN
                             CASE WHEN metadata->>'cancelled' = 'true'
