@@ -24,6 +24,7 @@ from contacts.models import (
     MergeSuggestion,
 )
 from contacts.services.merge import (
+    DISPLAY_NAMES,
     MergeError,
     contact_merge,
     contact_unmerge,
@@ -311,7 +312,11 @@ class ContactMergeAdmin(OwnRowsMixin, admin.ModelAdmin):
 
     @admin.display(description="moved")
     def moved_counts(self, merge: ContactMerge) -> str:
-        return ", ".join(f"{name}: {len(ids)}" for name, ids in sorted(merge.moved.items()))
+        return ", ".join(
+            f"{name}: {len(ids)}"
+            for name, ids in sorted(merge.moved.items())
+            if name != DISPLAY_NAMES
+        )
 
     @admin.action(description="Undo the merge", permissions=["change"])
     def undo(self, request: HttpRequest, queryset: QuerySet[ContactMerge]) -> None:

@@ -5,16 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
 
 
 @checks.register(checks.Tags.compatibility)
 def contacts_config_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from contacts.conf import get_config
+    """One error per bad CRM_PIPELINE_CONTACTS key, naming the key, the value and what is
+    expected."""
+    from contacts.conf import config_problems, get_config
 
     get_config.cache_clear()
-    try:
-        get_config()
-    except ImproperlyConfigured as exc:
-        return [checks.Error(str(exc), id="contacts.E001")]
-    return []
+    return [
+        checks.Error(
+            problem,
+            hint="Fix settings.CRM_PIPELINE_CONTACTS (the CRM_PIPELINE_CONTACTS variable).",
+            id="contacts.E001",
+        )
+        for problem in config_problems()
+    ]

@@ -1,4 +1,6 @@
-"""Contact-resolution settings: ``settings.CRM_PIPELINE_CONTACTS`` (a dict) over defaults.
+"""Contact-resolution settings: ``settings.CRM_PIPELINE_CONTACTS`` (a dict, from the JSON
+environment variable of that name) over defaults. A bad value is refused at start-up by the
+system check contacts.E001 (contacts/checks.py), one line per problem.
 
 Keys (all optional):
 - ``chunk_size`` (int, 10..5000, default 500): interactions per extract_contacts chunk.
@@ -17,8 +19,10 @@ Keys (all optional):
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
 
@@ -83,71 +87,136 @@ class ContactsConfig:
     suggestion_candidates: int = 200
 
 
-def _number(raw: dict[str, Any], name: str, kind: type, low: float, high: float, default: Any):
-    value = raw.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ImproperlyConfigured(f"CRM_PIPELINE_CONTACTS[{name!r}] must be a number")
-    if kind is int and value != int(value):
-        raise ImproperlyConfigured(f"CRM_PIPELINE_CONTACTS[{name!r}] must be a whole number")
-    if not low <= value <= high:
-        raise ImproperlyConfigured(
-            f"CRM_PIPELINE_CONTACTS[{name!r}] is {value}; it must be between {low} and {high}"
-        )
+_DEFAULTS = {f.name: f.default for f in fields(ContactsConfig)}
+
+
+def _show(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _problem(name: str, value: Any, expected: str, detail: str = "") -> str:
+    return f"CRM_PIPELINE_CONTACTS[{name!r}]: got {_show(value)}{detail}; expected {expected}"
+
+
+def _number(
+    raw: dict[str, Any], problems: list[str], name: str, kind: type, low: int, high: int
+) -> Any:
+    default = _DEFAULTS[name]
+    if name not in raw:
+        return default
+    value = raw[name]
+    whole = "a whole number" if kind is int else "a number"
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and (kind is not int or value == int(value))
+        and low <= value <= high
+    )
+    if not ok:
+        problems.append(_problem(name, value, f"{whole} between {low} and {high}"))
+        return default
     return kind(value)
 
 
-def _strings(raw: dict[str, Any], name: str) -> list[str] | None:
+def _strings(raw: dict[str, Any], problems: list[str], name: str, what: str) -> list[str] | None:
     if name not in raw:
         return None
     value = raw[name]
     if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) and x for x in value):
-        raise ImproperlyConfigured(
-            f"CRM_PIPELINE_CONTACTS[{name!r}] must be a list of non-empty strings"
-        )
+        problems.append(_problem(name, value, f"a list of {what}"))
+        return None
     return list(value)
 
 
-def _compile(patterns: list[str]) -> tuple[re.Pattern[str], ...]:
+def _compile(
+    raw: dict[str, Any], problems: list[str], name: str
+) -> tuple[re.Pattern[str], ...] | None:
+    patterns = _strings(raw, problems, name, "regular expressions")
+    if patterns is None:
+        return None
     compiled = []
     for pattern in patterns:
         try:
             compiled.append(re.compile(pattern))
         except re.error as exc:
-            raise ImproperlyConfigured(
-                f"CRM_PIPELINE_CONTACTS automated pattern {pattern!r} is not a regex: {exc}"
-            ) from None
+            problems.append(
+                _problem(
+                    name,
+                    pattern,
+                    "a list of regular expressions",
+                    f" (not a regular expression: {exc})",
+                )
+            )
     return tuple(compiled)
 
 
-def build_config(raw: Any) -> ContactsConfig:
-    """Validate a CRM_PIPELINE_CONTACTS dict; ImproperlyConfigured names the bad key."""
+_EXPECTED_OBJECT = 'expected a JSON object of contact settings, such as {"fuzzy_threshold": 90}'
+
+
+def _parse(raw: Any) -> tuple[ContactsConfig, list[str]]:
+    """(config, problems): every problem names the key, the value and what is expected; the
+    config has the defaults where a value is bad."""
     if raw is None:
         raw = {}
+    if isinstance(raw, str):
+        # The settings keep an unparsable CRM_PIPELINE_CONTACTS environment variable as it came.
+        try:
+            json.loads(raw)
+            detail = ""
+        except ValueError as exc:
+            detail = f" (not valid JSON: {exc})"
+        return ContactsConfig(), [f"CRM_PIPELINE_CONTACTS: got {raw!r}{detail}; {_EXPECTED_OBJECT}"]
     if not isinstance(raw, dict):
-        raise ImproperlyConfigured("CRM_PIPELINE_CONTACTS must be a dict")
-    unknown = sorted(set(raw) - _KEYS)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"CRM_PIPELINE_CONTACTS has unknown keys {unknown}; known: {sorted(_KEYS)}"
-        )
+        return ContactsConfig(), [
+            f"CRM_PIPELINE_CONTACTS: got {_show(raw)} ({type(raw).__name__}); {_EXPECTED_OBJECT}"
+        ]
+    problems: list[str] = []
+    for name in raw:
+        if name not in _KEYS:
+            problems.append(
+                f"CRM_PIPELINE_CONTACTS[{name!r}]: unknown key (value {_show(raw[name])}); "
+                f"expected one of {', '.join(json.dumps(k) for k in sorted(_KEYS))}"
+            )
     exclude_bulk = raw.get("exclude_bulk", True)
     if not isinstance(exclude_bulk, bool):
-        raise ImproperlyConfigured("CRM_PIPELINE_CONTACTS['exclude_bulk'] must be true or false")
-    personal = _strings(raw, "personal_domains")
-    patterns = _strings(raw, "automated_patterns")
-    extra = _strings(raw, "extra_automated_patterns") or []
-    return ContactsConfig(
-        chunk_size=_number(raw, "chunk_size", int, 10, 5000, 500),
-        fuzzy_threshold=_number(raw, "fuzzy_threshold", float, 50, 100, 88.0),
+        problems.append(_problem("exclude_bulk", exclude_bulk, "true or false"))
+        exclude_bulk = True
+    personal = _strings(raw, problems, "personal_domains", "domain names")
+    patterns = _compile(raw, problems, "automated_patterns")
+    extra = _compile(raw, problems, "extra_automated_patterns") or ()
+    config = ContactsConfig(
+        chunk_size=_number(raw, problems, "chunk_size", int, 10, 5000),
+        fuzzy_threshold=float(_number(raw, problems, "fuzzy_threshold", float, 50, 100)),
         personal_domains=frozenset(
             d.strip().lower() for d in (DEFAULT_PERSONAL_DOMAINS if personal is None else personal)
         ),
-        automated_patterns=_compile(
-            [*(DEFAULT_AUTOMATED_PATTERNS if patterns is None else patterns), *extra]
-        ),
+        automated_patterns=(
+            tuple(re.compile(p) for p in DEFAULT_AUTOMATED_PATTERNS)
+            if patterns is None
+            else patterns
+        )
+        + extra,
         exclude_bulk=exclude_bulk,
-        suggestion_candidates=_number(raw, "suggestion_candidates", int, 1, 1000, 200),
+        suggestion_candidates=_number(raw, problems, "suggestion_candidates", int, 1, 1000),
     )
+    return config, problems
+
+
+def config_problems() -> list[str]:
+    """Everything wrong with settings.CRM_PIPELINE_CONTACTS, one line each (empty when valid)."""
+    return _parse(getattr(settings, "CRM_PIPELINE_CONTACTS", None))[1]
+
+
+def build_config(raw: Any) -> ContactsConfig:
+    """Validate a CRM_PIPELINE_CONTACTS value; ImproperlyConfigured names every bad key."""
+    config, problems = _parse(raw)
+    if problems:
+        raise ImproperlyConfigured("; ".join(problems))
+    return config
 
 
 @lru_cache(maxsize=1)

@@ -8,10 +8,13 @@ An app registers, usually in its AppConfig.ready()::
 - ``move(*, user_id, source_id, target_id) -> list[int]`` re-points the source contact's rows
   to the target and returns the ids it moved. A row it cannot move (a unique conflict: the
   target already has the same row) stays on the source, which is hidden once merged.
-- ``restore(*, user_id, source_id, ids)`` puts exactly those rows back on the source.
+- ``restore(*, user_id, source_id, target_id, ids)`` puts back on the source those of the
+  rows `ids` that are still on the target; it may also move back rows that belong with the
+  source's participations (contacts restores participations before any hook runs).
 
-Hooks run in registration order on merge and in reverse order on unmerge, inside the merge's
-transaction. ``ContactMerge.moved`` keeps ``{name: ids}`` per hook.
+Hooks run in registration order on merge and in reverse order on unmerge (after contacts' own
+identities and participations), inside the merge's transaction.
+``ContactMerge.moved`` keeps ``{name: ids}`` per hook.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class MoveFn(Protocol):
 
 
 class RestoreFn(Protocol):
-    def __call__(self, *, user_id: int, source_id: int, ids: list[int]) -> None: ...
+    def __call__(self, *, user_id: int, source_id: int, target_id: int, ids: list[int]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

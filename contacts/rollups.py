@@ -6,7 +6,9 @@ have happened (occurred_at <= now: a meeting next week is not activity yet) and 
 cancelled meetings:
 
 - first_interaction_at, last_interaction_at; last_inbound_at / last_outbound_at (e-mails
-  received from / sent to, by the interaction's kind);
+  received from / sent to, by the interaction's kind). An interaction whose date is only
+  estimated (``occurred_at_estimated``: a Takeout message without a date, dated when it was
+  imported) sets none of the three last_* dates: it would make the contact look active now;
 - interaction_count and interactions_30d / _90d / _365d (counts decay: see the nightly refresh);
 - inbound_count, outbound_count, meeting_count;
 - typical_gap_days: the median gap between consecutive interactions, in days (None with fewer
@@ -75,14 +77,17 @@ WITH target AS (
                SELECT c.id, c.user_id FROM {_CONTACT} c WHERE c.id = x.id OFFSET 0) c
      WHERE c.user_id = %(user_id)s
 ), parts AS (
-    SELECT DISTINCT t.id AS contact_id, x.interaction_id, x.occurred_at, x.kind, x.subject
+    SELECT DISTINCT t.id AS contact_id, x.interaction_id, x.occurred_at, x.kind, x.subject,
+           x.estimated
       FROM target t
            CROSS JOIN LATERAL (
                SELECT i.id AS interaction_id, i.user_id, i.occurred_at, i.kind,
-                      left(i.subject, {SUBJECT_CHARS}) AS subject
+                      left(i.subject, {SUBJECT_CHARS}) AS subject,
+                      i.occurred_at_estimated AS estimated
                  FROM {_PARTICIPANT} p
                       CROSS JOIN LATERAL (
                           SELECT i.id, i.user_id, i.occurred_at, i.kind, i.subject,
+                                 i.occurred_at_estimated,
                                  i.kind = 'meeting' AND i.metadata->>'cancelled' = 'true'
                                      AS cancelled
                             FROM {_INTERACTION} i WHERE i.id = p.interaction_id OFFSET 0) i
@@ -102,9 +107,11 @@ WITH target AS (
 ), stats AS (
     SELECT contact_id,
            min(occurred_at) AS first_interaction_at,
-           max(occurred_at) AS last_interaction_at,
-           max(occurred_at) FILTER (WHERE kind = 'email_inbound') AS last_inbound_at,
-           max(occurred_at) FILTER (WHERE kind = 'email_outbound') AS last_outbound_at,
+           max(occurred_at) FILTER (WHERE NOT estimated) AS last_interaction_at,
+           max(occurred_at) FILTER (WHERE kind = 'email_inbound' AND NOT estimated)
+               AS last_inbound_at,
+           max(occurred_at) FILTER (WHERE kind = 'email_outbound' AND NOT estimated)
+               AS last_outbound_at,
            count(*) AS interaction_count,
            count(*) FILTER (WHERE occurred_at > %(now)s - interval '30 days') AS interactions_30d,
            count(*) FILTER (WHERE occurred_at > %(now)s - interval '90 days') AS interactions_90d,

@@ -136,6 +136,10 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Bad JSON stays a string here: the system check jobs.E001 then refuses it with the parse error
 # in one line (a traceback from this module would be all a user saw).
 CRM_PIPELINE: dict[str, object] | str = _json_setting(env.str("CRM_PIPELINE", default=""))
+# Contact resolution (contacts/conf.py); bad JSON likewise stays a string for contacts.E001.
+CRM_PIPELINE_CONTACTS: dict[str, object] | str = _json_setting(
+    env.str("CRM_PIPELINE_CONTACTS", default="")
+)
 
 # --- Google -----------------------------------------------------------------------------------
 # GOOGLE_API_ROOT "" means Google itself; set it to the emulator's root ("http://127.0.0.1:PORT/")

@@ -1,4 +1,8 @@
-"""Timeline admin: events are written by the pipeline, so the admin only reads them."""
+"""Timeline admin: events are written by the pipeline, so the admin only reads them.
+
+Superusers see every user's events; any other staff member only their own (as in the contacts
+admin).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from contacts.admin import OwnRowsMixin
 from timeline.models import TimelineEvent
 
 
 @admin.register(TimelineEvent)
-class TimelineEventAdmin(admin.ModelAdmin):
+class TimelineEventAdmin(OwnRowsMixin, admin.ModelAdmin):
     list_display = ("occurred_at", "event_type", "title", "contact", "user")
     list_filter = ("event_type",)
     search_fields = ("title", "contact__display_name", "contact__primary_email")

@@ -11,12 +11,16 @@ One event per (interaction, contact, type):
   ``meeting`` event of that interaction (type, title, data) instead of adding one; a meeting
   confirmed again turns back the same way.
 
+Any event whose interaction's date is only estimated (``occurred_at_estimated``: a Takeout
+message without a date of its own) has ``"estimated": true`` in its data.
+
 Only canonical interactions get events: an interaction linked as a duplicate
 (``InteractionDuplicate``: the same Message-ID from Takeout and from the API) gets none, and an
 event written before the link was made is deleted by the next write of that interaction. So is
 the event of a contact that no longer takes part (an attendee removed from a meeting), unless
 the contact is merged: a merge leaves on its source the events the target already had, and
-they must stay for the unmerge.
+they must stay for the unmerge. An unmerge also moves back the events written during the merge
+for participations that went back to the source (timeline_events_restore).
 """
 
 from __future__ import annotations
@@ -59,13 +63,13 @@ WITH chunk AS (
     SELECT i.*
       FROM unnest(%(ids)s::int8[]) AS x(id)
            CROSS JOIN LATERAL (
-               SELECT i.id, i.user_id, i.occurred_at, i.kind, i.subject, i.thread_id,
-                      i.direction, i.metadata
+               SELECT i.id, i.user_id, i.occurred_at, i.occurred_at_estimated, i.kind,
+                      i.subject, i.thread_id, i.direction, i.metadata
                  FROM {_INTERACTION} i WHERE i.id = x.id OFFSET 0) i
      WHERE i.user_id = %(user_id)s
 ), src AS (
-    SELECT i.id AS interaction_id, p.contact_id, i.occurred_at, i.kind, i.subject, i.thread_id,
-           i.direction, i.metadata, p.roles, p.response
+    SELECT i.id AS interaction_id, p.contact_id, i.occurred_at, i.occurred_at_estimated,
+           i.kind, i.subject, i.thread_id, i.direction, i.metadata, p.roles, p.response
       FROM chunk i
            CROSS JOIN LATERAL (
                SELECT q.contact_id, array_agg(DISTINCT q.role ORDER BY q.role) AS roles,
@@ -108,7 +112,10 @@ WITH chunk AS (
                 'direction', nullif(direction, ''),
                 'thread_id', nullif(thread_id, ''),
                 'message_id', metadata->'message_id',
-                'roles', to_jsonb(roles)) END) AS data
+                'roles', to_jsonb(roles)) END
+           -- a date only estimated (a Takeout message without one) says so
+           || jsonb_build_object('estimated', CASE WHEN occurred_at_estimated THEN true END))
+           AS data
       FROM (SELECT src.*,
                    CASE WHEN kind = 'meeting' THEN
                             CASE WHEN metadata->>'cancelled' = 'true'
@@ -228,7 +235,31 @@ def timeline_events_move(*, user_id: int, source_id: int, target_id: int) -> lis
         return sorted(row[0] for row in cursor.fetchall())
 
 
-def timeline_events_restore(*, user_id: int, source_id: int, ids: list[int]) -> None:
-    """Put exactly the events `ids` (moved by a merge) back on the source contact."""
+_FOLLOW_SQL = f"""
+UPDATE {_EVENT} AS t SET contact_id = %(source_id)s, updated_at = statement_timestamp()
+ WHERE t.user_id = %(user_id)s AND t.contact_id = %(target_id)s
+   AND EXISTS (SELECT 1 FROM {_PARTICIPANT} q
+                WHERE q.interaction_id = t.interaction_id AND q.contact_id = %(source_id)s)
+   AND NOT EXISTS (SELECT 1 FROM {_PARTICIPANT} q
+                    WHERE q.interaction_id = t.interaction_id AND q.contact_id = %(target_id)s)
+   AND NOT EXISTS (SELECT 1 FROM {_EVENT} o
+                    WHERE o.interaction_id = t.interaction_id AND o.contact_id = %(source_id)s
+                      AND {_SLOT.replace("event_type", "o.event_type")}
+                          = {_SLOT.replace("event_type", "t.event_type")})
+"""
+
+
+def timeline_events_restore(
+    *, user_id: int, source_id: int, target_id: int, ids: list[int]
+) -> None:
+    """Undo a merge's move: the events `ids` still on the target go back to the source, and so
+    do the target's events of interactions only the source takes part in now (events written
+    while the merge stood, for participations that went back to the source)."""
     if ids:
-        TimelineEvent.objects.filter(user_id=user_id, id__in=ids).update(contact_id=source_id)
+        TimelineEvent.objects.filter(user_id=user_id, contact_id=target_id, id__in=ids).update(
+            contact_id=source_id
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FOLLOW_SQL, {"user_id": user_id, "source_id": source_id, "target_id": target_id}
+        )

@@ -18,28 +18,17 @@ from typing import cast
 from contacts.selectors import batch_interaction_ids
 from contacts.services.extract import ExtractReport, contacts_extract
 from jobs.context import JobContext, Metrics
-from jobs.dispatcher import REGISTRY, processor
+from jobs.dispatcher import processor
 from jobs.models import Job
 from jobs.payloads import Payload
+from jobs.pipeline import next_stages
 
 KIND = "extract_contacts"
-# Until jobs.pipeline.next_stages exists (the stage graph), the stages that follow this one.
-_FALLBACK_NEXT = ("write_timeline", "update_rollups")
 
 
 @dataclass(frozen=True)
 class ExtractContactsPayload(Payload):
     after_id: int = 0
-
-
-def next_stages(kind: str) -> list[str]:
-    """The registered stages after `kind`, from jobs.pipeline when it declares the graph."""
-    from jobs import pipeline
-
-    declared = getattr(pipeline, "next_stages", None)
-    if declared is not None:
-        return list(declared(kind))
-    return [k for k in _FALLBACK_NEXT if k in REGISTRY]
 
 
 def metrics_of(report: ExtractReport) -> Metrics:

@@ -3,13 +3,18 @@
 A merge moves the source's identities and participations to the target, then whatever other
 apps registered in contacts.merge_hooks (timeline events, ...), marks the source
 ``merged_into`` the target (it stays, hidden from lists) and records exactly which rows each
-step moved in ContactMerge.moved. ``contact_unmerge`` moves exactly those rows back.
+step moved in ContactMerge.moved (and both contacts' display names, under ``display_names``).
+``contact_unmerge`` moves back exactly those rows that are still on the target, the rows that
+followed the source's identities during the merge (participations and their timeline events),
+and restores both names. Merges undo newest first: a merge whose target was merged on into
+another contact cannot be undone until that later merge is.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, Q
@@ -29,12 +34,17 @@ logger = logging.getLogger(__name__)
 
 IDENTITIES = "identities"
 PARTICIPANTS = "participants"
+DISPLAY_NAMES = "display_names"  # {contact id: name} before the merge; not a step
 _ID = ContactIdentity._meta.db_table
 _P = InteractionParticipant._meta.db_table
 
 
 class MergeError(ValueError):
     """A merge, unmerge or suggestion decision that cannot be done; the message says why."""
+
+
+class UnmergeOrderError(MergeError):
+    """The merge's target was merged on into another contact: undo that later merge first."""
 
 
 def _move(table: str) -> Callable[..., list[int]]:
@@ -51,11 +61,12 @@ def _move(table: str) -> Callable[..., list[int]]:
 
 
 def _restore(table: str) -> Callable[..., None]:
-    def restore(*, user_id: int, source_id: int, ids: list[int]) -> None:
+    def restore(*, user_id: int, source_id: int, target_id: int, ids: list[int]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET contact_id = %s WHERE user_id = %s AND id = ANY(%s::int8[])",
-                [source_id, user_id, list(ids)],
+                f"UPDATE {table} SET contact_id = %s "
+                "WHERE user_id = %s AND contact_id = %s AND id = ANY(%s::int8[])",
+                [source_id, user_id, target_id, list(ids)],
             )
 
     return restore
@@ -107,7 +118,9 @@ def contact_merge(
         for contact in (source, target):
             if contact.merged_into_id is not None:
                 raise MergeError(f"contact {contact} is already merged into another contact")
-        moved: dict[str, list[int]] = {}
+        moved: dict[str, Any] = {
+            DISPLAY_NAMES: {str(c.pk): c.display_name for c in (source, target)}
+        }
         for step in _steps():
             moved[step.name] = list(
                 step.move(user_id=user_id, source_id=source.pk, target_id=target.pk)
@@ -122,11 +135,14 @@ def contact_merge(
 
 
 def contact_unmerge(*, merge: ContactMerge, user=None) -> ContactMerge:
-    """Undo `merge`: exactly the rows it moved go back to the source, which is live again.
+    """Undo `merge`: the rows it moved that are still on the target go back to the source,
+    which is live again, and both contacts get their names from before the merge.
 
-    Participations created after the merge for an identity that goes back follow it, so a
-    participation's contact is always its identity's. A merge that came from a suggestion
-    leaves the suggestion rejected (the user said they are two people).
+    Participations created after the merge for an identity that goes back follow it (and so do
+    their timeline events, through the hooks), so a participation's contact is always its
+    identity's. A merge that came from a suggestion leaves the suggestion rejected (the user
+    said they are two people). Raises UnmergeOrderError while the target is itself merged into
+    another contact.
     """
     with transaction.atomic():
         filters = Q(pk=merge.pk) if user is None else Q(pk=merge.pk, user_id=_user_id(user))
@@ -137,21 +153,54 @@ def contact_unmerge(*, merge: ContactMerge, user=None) -> ContactMerge:
         if merge.undone_at is not None:
             raise MergeError("this merge was already undone")
         user_id = merge.user_id
-        source = Contact.objects.select_for_update().get(pk=merge.source_id, user_id=user_id)
+        pair = {
+            c.pk: c
+            for c in Contact.objects.select_for_update()
+            .filter(user_id=user_id, pk__in=[merge.source_id, merge.target_id])
+            .order_by("pk")
+        }
+        source, target = pair[merge.source_id], pair[merge.target_id]
+        if target.merged_into_id is not None:
+            raise UnmergeOrderError(
+                f"{target} was merged into another contact after this merge: "
+                "undo the later merge first"
+            )
         steps = _steps()
-        missing = sorted(set(merge.moved) - {step.name for step in steps})
+        missing = sorted(set(merge.moved) - {step.name for step in steps} - {DISPLAY_NAMES})
         if missing:
             raise MergeError(f"cannot undo: merge steps {missing} are no longer installed")
-        # jsonb does not keep key order: undo in the reverse of the steps' own order
-        for step in reversed(steps):
+        # contacts' own rows first (identities, participations, and the participations that
+        # followed an identity), then the registered hooks, which may follow participations;
+        # jsonb does not keep key order: each group in the reverse of the steps' own order
+        builtin = [step for step in steps if step.name in (IDENTITIES, PARTICIPANTS)]
+        hooked = [step for step in steps if step.name not in (IDENTITIES, PARTICIPANTS)]
+        for step in reversed(builtin):
             if step.name in merge.moved:
-                ids = list(merge.moved[step.name])
-                step.restore(user_id=user_id, source_id=source.pk, ids=ids)
+                step.restore(
+                    user_id=user_id,
+                    source_id=source.pk,
+                    target_id=target.pk,
+                    ids=list(merge.moved[step.name]),
+                )
         identity_ids = merge.moved.get(IDENTITIES) or []
         if identity_ids:
             InteractionParticipant.objects.filter(
-                user_id=user_id, identity_id__in=identity_ids
-            ).exclude(contact_id=source.pk).update(contact_id=source.pk)
+                user_id=user_id, identity_id__in=identity_ids, contact_id=target.pk
+            ).update(contact_id=source.pk)
+        for step in reversed(hooked):
+            if step.name in merge.moved:
+                step.restore(
+                    user_id=user_id,
+                    source_id=source.pk,
+                    target_id=target.pk,
+                    ids=list(merge.moved[step.name]),
+                )
+        names = merge.moved.get(DISPLAY_NAMES) or {}
+        for contact in (source, target):
+            name = names.get(str(contact.pk))
+            if name is not None and name != contact.display_name:
+                contact.display_name = name
+                contact.save(update_fields=["display_name", "updated_at"])
         source.merged_into = None
         source.save(update_fields=["merged_into", "updated_at"])
         merge.undone_at = timezone.now()

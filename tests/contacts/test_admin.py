@@ -179,3 +179,28 @@ def test_two_users_no_admin_page_shows_one_users_contacts_to_another(
     assert theirs.merged_into_id is None
     response = client.get(reverse(SUGGESTIONS) + f"?q={theirs.primary_email}")
     assert {s.user_id for s in response.context["cl"].result_list} <= {user.pk}
+
+
+def test_item2_admin_undo_out_of_order_is_reported_not_raised(client, user, people):
+    from contacts.services.merge import contact_merge
+
+    client.force_login(staff_member(user))
+    kjohnson, kj, dv = (
+        Contact.objects.get(user=user, primary_email=e)
+        for e in ("kjohnson@nasa.example", "kj@nasa.example", "dv@nasa.example")
+    )
+    first = contact_merge(user=user, source=kj, target=kjohnson)
+    later = contact_merge(user=user, source=kjohnson, target=dv)
+    merges = reverse("admin:contacts_contactmerge_changelist")
+
+    response = client.post(merges, {"action": "undo", "_selected_action": [first.pk]}, follow=True)
+    assert response.status_code == 200
+    assert any("undo the later merge first" in str(m) for m in response.context["messages"])
+    first.refresh_from_db()
+    assert first.undone_at is None
+    # both selected: undone newest first
+    response = client.post(
+        merges, {"action": "undo", "_selected_action": [first.pk, later.pk]}, follow=True
+    )
+    assert "Undid 2 merge(s)." in [str(m) for m in response.context["messages"]]
+    assert not Contact.objects.filter(user=user, merged_into__isnull=False).exists()

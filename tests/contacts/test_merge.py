@@ -208,3 +208,61 @@ def test_merge_errors_are_clear(user, other_user, pair):
     with pytest.raises(MergeError, match="already merged"):
         contact_merge(user=user, source=small, target=big)
     assert ContactMerge.objects.count() == 1
+
+
+@pytest.fixture
+def chain(user):
+    """Carl, Bob and Jane, a mail each: Carl merged into Bob (m2), then Bob into Jane (m3)."""
+    account_for(user)
+    extract(
+        user,
+        ingest(
+            user,
+            mails=[
+                gmail(frm=f"{name} <{name.lower()}@acme.example>", to=[OWN])
+                for name in ("Carl", "Bob", "Jane")
+            ],
+        ),
+    )
+    carl, bob, jane = (
+        Contact.objects.get(user=user, primary_email=f"{n}@acme.example")
+        for n in ("carl", "bob", "jane")
+    )
+    before = rows(user)
+    m2 = contact_merge(user=user, source=carl, target=bob)
+    m3 = contact_merge(user=user, source=bob, target=jane)
+    return before, m2, m3, (carl, bob, jane)
+
+
+def test_item2_undoing_merges_out_of_order_is_refused_and_changes_nothing(user, chain):
+    before, m2, m3, (carl, _bob, _jane) = chain
+    merged = rows(user)
+    with pytest.raises(MergeError, match="undo the later merge first"):
+        contact_unmerge(merge=m2)
+    assert rows(user) == merged
+    m2.refresh_from_db()
+    assert m2.undone_at is None
+    # in the right order both undo, back to exactly where we started
+    contact_unmerge(merge=m3)
+    contact_unmerge(merge=m2)
+    assert rows(user) == before
+    assert [i.value for i in ContactIdentity.objects.filter(contact=carl)] == ["carl@acme.example"]
+
+
+def test_item2_undoing_merges_newest_first_restores_exactly(user, chain):
+    before, m2, m3, (_carl, bob, _jane) = chain
+    contact_unmerge(merge=m3)
+    assert ContactIdentity.objects.filter(contact=bob).count() == 2  # Bob's and Carl's
+    contact_unmerge(merge=m2)
+    assert rows(user) == before
+
+
+def test_item2_unmerge_restores_only_rows_still_on_the_target(user, chain):
+    """A row the merge moved that is on another contact now (put there after the merge) stays
+    where it is: restore moves back only rows on the merge's target."""
+    _before, m2, m3, (_carl, _bob, jane) = chain
+    contact_unmerge(merge=m3)
+    carl_identity = ContactIdentity.objects.get(user=user, value="carl@acme.example")
+    ContactIdentity.objects.filter(pk=carl_identity.pk).update(contact=jane)
+    contact_unmerge(merge=m2)
+    assert ContactIdentity.objects.get(pk=carl_identity.pk).contact_id == jane.pk

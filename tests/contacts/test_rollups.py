@@ -189,3 +189,65 @@ def test_item5_past_its_deadline_it_continues_from_the_last_contact(
     jobs = Job.objects.filter(kind="update_rollups").order_by("id")
     assert [j.metrics["itemsFetched"] for j in jobs] == [2, 2, 1]
     assert set(Contact.objects.values_list("interaction_count", flat=True)) == {3}
+
+
+def _migrated(app_label: str) -> None:
+    """What `migrate` tells an app once its migrations ran (post_migrate, sender = the app)."""
+    from django.apps import apps
+    from django.db.models.signals import post_migrate
+
+    config = apps.get_app_config(app_label)
+    post_migrate.send(
+        sender=config,
+        app_config=config,
+        verbosity=0,
+        interactive=False,
+        using="default",
+        apps=apps,
+        plan=[],
+    )
+
+
+def test_item5_contacts_registers_the_nightly_schedule_not_timeline():
+    """Rollups are contacts': an installation without timeline still gets the nightly refresh."""
+    Schedule.objects.filter(name=NIGHTLY_SCHEDULE).delete()
+    _migrated("timeline")
+    assert not Schedule.objects.filter(name=NIGHTLY_SCHEDULE).exists()
+    _migrated("contacts")
+    assert Schedule.objects.get(name=NIGHTLY_SCHEDULE).func == "contacts.rollups.rollups_nightly"
+
+
+def test_item6_an_estimated_date_sets_no_last_interaction_and_is_flagged_on_the_timeline(user):
+    """A Takeout message without a date of its own is dated when it was imported: it must not
+    make the contact look recently active, and its timeline event says the date is estimated."""
+    from contacts.selectors import batch_interaction_ids
+    from tests.contacts.factories import BASE, OWN, account_for, extract, gmail, ingest
+    from timeline.models import TimelineEvent
+    from timeline.services import timeline_events_write
+
+    account_for(user)
+    dated_in = gmail(frm="Jane <jane@acme.example>", to=[OWN], at=BASE, subject="Dated")
+    dated_out = gmail(frm=OWN, to=["jane@acme.example"], at=BASE, subject="Sent", labels=("SENT",))
+    undated_in = gmail(frm="Jane <jane@acme.example>", to=[OWN], subject="Undated in")
+    undated_out = gmail(frm=OWN, to=["jane@acme.example"], subject="Undated out", labels=("SENT",))
+    for message in (undated_in, undated_out):  # as the Takeout import stores them
+        del message["internalDate"]
+        message["_occurredAtEstimated"] = True
+    batch = ingest(user, mails=[dated_in, dated_out, undated_in, undated_out])
+    extract(user, batch)
+    ids = batch_interaction_ids(user_id=user.pk, batch_id=batch)
+    timeline_events_write(user_id=user.pk, interaction_ids=ids)
+    jane = Contact.objects.get(user=user, primary_email="jane@acme.example")
+    contact_rollups_refresh(user_id=user.pk, contact_ids=[jane.pk])
+
+    jane.refresh_from_db()
+    assert jane.interaction_count == 4
+    assert (jane.last_interaction_at, jane.last_inbound_at, jane.last_outbound_at) == (
+        BASE,
+        BASE,
+        BASE,
+    )
+    events = {e.title: e.data for e in TimelineEvent.objects.filter(contact=jane)}
+    assert events["Received: Undated in"]["estimated"] is True
+    assert events["Sent: Undated out"]["estimated"] is True
+    assert "estimated" not in events["Received: Dated"]

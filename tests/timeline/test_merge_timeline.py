@@ -6,10 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from contacts.models import Contact
+from contacts.models import Contact, InteractionParticipant
 from contacts.rollups import _FIELDS as ROLLUP_FIELDS
 from contacts.rollups import contact_rollups_refresh
+from contacts.selectors import batch_interaction_ids
 from contacts.services.merge import contact_merge, contact_unmerge
+from tests.contacts.factories import OWN, account_for, extract, gmail, ingest
 from tests.timeline.people import email, meeting, person, take_part
 from timeline.models import TimelineEvent
 from timeline.selectors import contact_timeline
@@ -57,3 +59,50 @@ def test_must_show_unmerge_restores_timeline_and_rollups_exactly(user):
     contact_unmerge(merge=merge)
 
     assert snapshot(user) == before
+
+
+def _process(user, batch) -> list[int]:
+    """extract_contacts then write_timeline over one batch, as the stages run them."""
+    extract(user, batch)
+    ids = batch_interaction_ids(user_id=user.pk, batch_id=batch)
+    timeline_events_write(user_id=user.pk, interaction_ids=ids)
+    return ids
+
+
+def test_item3_unmerge_is_exact_for_mail_that_arrived_during_the_merge(user):
+    account_for(user)
+    _process(
+        user,
+        ingest(
+            user,
+            mails=[
+                gmail(frm="Katherine Johnson <kjohnson@nasa.example>", to=[OWN]),
+                gmail(frm="Katherine Johnson <kjohnson@nasa.example>", to=[OWN]),
+                gmail(frm="Katherine Johnsen <kj@nasa.example>", to=[OWN]),
+            ],
+        ),
+    )
+    target = Contact.objects.get(user=user, primary_email="kjohnson@nasa.example")
+    source = Contact.objects.get(user=user, primary_email="kj@nasa.example")
+    names = {target.pk: "Katherine Johnson", source.pk: "Katherine Johnsen"}
+    assert dict(Contact.objects.filter(user=user).values_list("id", "display_name")) == names
+
+    merge = contact_merge(user=user, source=source, target=target)
+    # new mail from the source's address while the merge stands: attributed to the target,
+    # whose name is recomputed over both contacts' identities
+    (new_mail,) = _process(
+        user,
+        ingest(user, mails=[gmail(frm="Katherine Johnsen <kj@nasa.example>", to=[OWN])]),
+    )
+    (event,) = TimelineEvent.objects.filter(user=user, interaction_id=new_mail)
+    assert event.contact_id == target.pk
+    target.refresh_from_db()
+    assert target.display_name == "Katherine Johnsen"
+
+    contact_unmerge(merge=merge)
+
+    (participation,) = InteractionParticipant.objects.filter(user=user, interaction_id=new_mail)
+    assert participation.contact_id == source.pk
+    event.refresh_from_db()
+    assert event.contact_id == source.pk
+    assert dict(Contact.objects.filter(user=user).values_list("id", "display_name")) == names

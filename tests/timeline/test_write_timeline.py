@@ -193,7 +193,7 @@ def test_item7_the_merge_hook_moves_events_and_restores_exactly_what_it_moved(us
     assert (moved_event.interaction_id, moved_event.contact_id) == (only_source.pk, target.pk)
     # the target already had an event for `shared`: the source's stays where it was
     assert TimelineEvent.objects.filter(contact=source, interaction=shared).exists()
-    timeline_events_restore(user_id=user.pk, source_id=source.pk, ids=moved)
+    timeline_events_restore(user_id=user.pk, source_id=source.pk, target_id=target.pk, ids=moved)
     assert {e.pk: e.contact_id for e in TimelineEvent.objects.filter(user=user)} == before
 
 
