@@ -141,9 +141,9 @@ def batch_execute(
     `collect_failures` leaves a PartFailure in its slot (one poison item never stops the rest).
     `priority` "background" (backfill) may spend only part of the quota (see jobs.google.pacer).
     With `collect_failures`, a part that keeps failing with a retryable error through every
-    resend while other parts of its batch came back, or that is one of the `suspects` (indexes
-    of items that failed before), is left as PartFailure(transient=True) too; a whole batch
-    failing otherwise is an outage and raises.
+    resend while the rest of its batch came back (at most a tenth of the batch fails), or that
+    is one of the `suspects` (indexes of items that failed before), is left as
+    PartFailure(transient=True) too; more failing parts are an outage and raise.
     """
     results: list[Any] = [None] * len(requests)
     for chunk in _chunks(requests, account, units_each, priority):
@@ -219,10 +219,14 @@ def _run_chunk(
         attempt += 1
         index, first = next(iter(failed.items()))
         if attempt > config.google_request_retries:
-            if collect_failures and (len(failed) < parts or all(i in suspects for i in failed)):
-                # Only some parts keep failing while the rest of the batch came back: those
-                # items are the problem (not an outage), and one of them must not hold up the
-                # others. The caller records them and tries them again later.
+            # A few parts (at most a tenth of the batch) keep failing while the rest came back:
+            # those items are the problem, not an outage, and one of them must not hold up the
+            # others; the caller records them and tries them again later. More than that is an
+            # outage (it started mid-batch, say): the job retries the whole chunk.
+            few = len(failed) <= max(1, parts // 10)
+            if collect_failures and (
+                (few and len(failed) < parts) or all(i in suspects for i in failed)
+            ):
                 for i, exc in failed.items():
                     results[i] = PartFailure(_mapped(exc, method_id(pending[i])), transient=True)
                 return

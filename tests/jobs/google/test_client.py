@@ -201,6 +201,16 @@ class TestBatch:
         assert isinstance(results[2], PartFailure) and results[2].transient
         assert "HTTP 500" in str(results[2].error)
 
+    def test_collected_an_outage_that_starts_mid_batch_still_raises(
+        self, gmail, google_account, emulator, ids, pipeline_config
+    ):
+        pipeline_config(google_batch_retry_base_s=0.01, google_request_retries=1)
+        emulator.faults.add(GET, 503, after=5)  # 5 of 10 come back, then everything fails
+        with pytest.raises(TransientError):
+            batch_execute(
+                gmail, gets(gmail, ids[:10]), account=google_account, collect_failures=True
+            )
+
     def test_collected_a_whole_batch_failing_is_an_outage_and_raises(
         self, gmail, google_account, emulator, ids, pipeline_config
     ):
