@@ -166,10 +166,16 @@ WITH s AS (
            IS DISTINCT FROM (EXCLUDED.response_status, EXCLUDED.occurred_at)
     RETURNING (xmax = 0) AS inserted, interaction_id, identity_id, role
 ), gone AS (
+    -- each interaction's participants by key (participant_uniq), whatever the statistics
     DELETE FROM {_P} p
-     WHERE p.user_id = %(user_id)s AND p.interaction_id = ANY(%(chunk)b::int8[])
-       AND NOT EXISTS (SELECT 1 FROM s
-                        WHERE s.i = p.interaction_id AND s.d = p.identity_id AND s.r = p.role)
+     WHERE p.id = ANY(ARRAY(
+               SELECT x.id
+                 FROM unnest(%(chunk)b::int8[]) AS c(id)
+                 CROSS JOIN LATERAL (SELECT q.id, q.identity_id, q.role FROM {_P} q
+                                      WHERE q.interaction_id = c.id OFFSET 0) x
+                WHERE NOT EXISTS (SELECT 1 FROM s
+                                   WHERE s.i = c.id AND s.d = x.identity_id AND s.r = x.role)))
+       AND p.user_id = %(user_id)s
     RETURNING 1
 ), grown AS (
     SELECT s.d, s.n, count(*) AS c
@@ -213,7 +219,8 @@ SELECT (SELECT count(*) FROM up WHERE inserted), (SELECT count(*) FROM up),
 _TOUCHED_SQL = f"""
 SELECT c.id, c.display_name, c.primary_email, c.company_domain, c.merged_into_id IS NULL,
        best.name
-  FROM {_C} c
+  FROM unnest(%(ids)b::int8[]) AS k(id)
+  CROSS JOIN LATERAL (SELECT * FROM {_C} WHERE id = k.id OFFSET 0) c
   LEFT JOIN LATERAL (
       SELECT kv.key AS name
         FROM {_ID} ci CROSS JOIN LATERAL jsonb_each(ci.names) kv
@@ -221,7 +228,7 @@ SELECT c.id, c.display_name, c.primary_email, c.company_domain, c.merged_into_id
        GROUP BY kv.key
        ORDER BY sum((kv.value)::numeric) DESC, char_length(kv.key) DESC, kv.key COLLATE "C"
        LIMIT 1) best ON true
- WHERE c.user_id = %(user_id)s AND c.id = ANY(%(ids)b::int8[])
+ WHERE c.user_id = %(user_id)s
 """
 
 _RENAME_SQL = f"""
