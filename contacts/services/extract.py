@@ -405,10 +405,13 @@ def _array(values: list[Any]) -> str:
         return "{" + ",".join(map(str, values)) + "}"
     if isinstance(first, float):
         return "{" + ",".join(map(repr, values)) + "}"
-    # text, timestamps: quoted, with backslashes and double quotes escaped
-    return (
-        '{"' + '","'.join([str(v).replace("\\", "\\\\").replace('"', '\\"') for v in values]) + '"}'
-    )
+    # text, timestamps: quoted; backslashes and double quotes escaped when there are any (the
+    # join holds two quotes per separator and no others then)
+    texts = values if isinstance(first, str) else [str(v) for v in values]
+    joined = '","'.join(texts)
+    if "\\" in joined or joined.count('"') != 2 * (len(texts) - 1):
+        joined = '","'.join([t.replace("\\", "\\\\").replace('"', '\\"') for t in texts])
+    return '{"' + joined + '"}'
 
 
 class _Statements:
