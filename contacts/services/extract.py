@@ -1,7 +1,7 @@
 """extract_contacts: a batch's interactions to identities, contacts, participants and duplicates.
 
-Each chunk is one transaction with a bounded number of statements whatever its size (about 15:
-every read and write is one set-based statement over the chunk). Chunks of one user run one at a
+Each chunk is one transaction with a bounded number of statements whatever its size (at most
+10: every read and write is one set-based statement over the chunk, reaching rows by key). Chunks of one user run one at a
 time (a transaction-scoped advisory lock), so two batches never create the same contact twice.
 
 What becomes a participant: every From, To, Cc, Bcc, Reply-To, organizer and attendee address of
@@ -382,9 +382,10 @@ def contacts_extract(
 
 @contextmanager
 def _cursor() -> Iterator[CursorWrapper]:
-    """A server-side-binding cursor (arrays as binary parameters, %b), wrapped like Django's own
-    so query logging (django_assert_num_queries) and error mapping still apply. Django's psycopg
-    3 cursors bind client-side: large arrays as literals are several times slower."""
+    """A server-side-binding cursor (each array one parameter: an array literal, see _array),
+    wrapped like Django's own so query logging (django_assert_num_queries) and error mapping
+    still apply. Django's psycopg 3 cursors bind client-side, quoting every element into the
+    statement text: several times slower for large arrays."""
     connection.ensure_connection()
     raw = psycopg.Cursor(connection.connection)
     wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
