@@ -1,8 +1,9 @@
 """extract_contacts: a batch's interactions to identities, contacts, participants and duplicates.
 
 Each chunk is one transaction with a bounded number of statements whatever its size (at most
-10: every read and write is one set-based statement over the chunk, reaching rows by key). Chunks of one user run one at a
-time (a transaction-scoped advisory lock), so two batches never create the same contact twice.
+10: every read and write is one set-based statement over the chunk, reaching rows by key).
+Chunks of one user run one at a time (a transaction-scoped advisory lock), so two batches never
+create the same contact twice.
 
 What becomes a participant: every From, To, Cc, Bcc, Reply-To, organizer and attendee address of
 a canonical interaction, unless a rule excludes it (contacts.identity.EXCLUDED_*, plus
