@@ -1,8 +1,9 @@
 """extract_contacts: a batch's interactions to identities, contacts, participants and duplicates.
 
-Each chunk is one transaction with a bounded number of statements whatever its size (about 15:
-every read and write is one set-based statement over the chunk). Chunks of one user run one at a
-time (a transaction-scoped advisory lock), so two batches never create the same contact twice.
+Each chunk is one transaction with a bounded number of statements whatever its size (at most
+10: every read and write is one set-based statement over the chunk, reaching rows by key).
+Chunks of one user run one at a time (a transaction-scoped advisory lock), so two batches never
+create the same contact twice.
 
 What becomes a participant: every From, To, Cc, Bcc, Reply-To, organizer and attendee address of
 a canonical interaction, unless a rule excludes it (contacts.identity.EXCLUDED_*, plus
@@ -64,15 +65,24 @@ _P = InteractionParticipant._meta.db_table
 _D = InteractionDuplicate._meta.db_table
 _S = MergeSuggestion._meta.db_table
 
-# The chunk's interactions with just the metadata extraction needs, and what only the raw payload
-# knows: Gmail List-Unsubscribe / Precedence: bulk|list|junk, Calendar attendees marked resource.
+# The chunk's interactions with just the metadata extraction needs; the canonical interaction of
+# each Message-ID (the earliest, lowest id, of the user's Gmail interactions with it, whichever
+# was extracted first: contacts_interaction_msgid_idx; OFFSET 0 keeps the planner from turning
+# min() into a walk of the primary key); and what only the raw payload knows:
+# Gmail List-Unsubscribe / Precedence: bulk|list|junk, Calendar attendees marked resource.
 _LOAD_SQL = f"""
 SELECT i.id, i.source, i.kind, i.occurred_at,
        jsonb_build_object(
            'from', i.metadata->'from', 'to', i.metadata->'to', 'cc', i.metadata->'cc',
            'bcc', i.metadata->'bcc', 'reply_to', i.metadata->'reply_to',
            'organizer', i.metadata->'organizer', 'attendees', i.metadata->'attendees')::text,
-       i.metadata->>'message_id',
+       CASE WHEN i.source = 'gmail' AND (i.metadata->>'message_id') <> '' THEN
+           (SELECT min(m.id)
+              FROM (SELECT j.id FROM {_I} j
+                     WHERE j.user_id = i.user_id AND j.source = 'gmail'
+                           AND (j.metadata->>'message_id') = (i.metadata->>'message_id')
+                    OFFSET 0) m)
+       END,
        CASE WHEN i.source = 'gmail'
                  AND jsonb_typeof(r.payload->'payload'->'headers') = 'array' THEN
            EXISTS (SELECT 1 FROM jsonb_array_elements(r.payload->'payload'->'headers') h
@@ -87,18 +97,8 @@ SELECT i.id, i.source, i.kind, i.occurred_at,
   FROM {_I} i
   LEFT JOIN {_R} r
     ON r.user_id = i.user_id AND r.provider = i.source AND r.source_id = i.source_id
- WHERE i.user_id = %(user_id)s AND i.id = ANY(%(ids)b::int8[])
+ WHERE i.user_id = %(user_id)s AND i.id = ANY(%(ids)s::int8[])
  ORDER BY i.id
-"""
-
-# The canonical interaction of each Message-ID: the earliest (lowest id) of the user's Gmail
-# interactions with it, whichever was extracted first (contacts_interaction_msgid_idx).
-_CANONICAL_SQL = f"""
-SELECT metadata->>'message_id', min(id)
-  FROM {_I}
- WHERE user_id = %(user_id)s AND source = 'gmail'
-       AND (metadata->>'message_id') = ANY(%(message_ids)b::text[])
- GROUP BY 1
 """
 
 # Keys the user has written to (a To/Cc/Bcc of one of their sent e-mails).
@@ -107,94 +107,134 @@ SELECT DISTINCT ci.key
   FROM {_ID} ci
   JOIN {_P} p ON p.identity_id = ci.id AND p.role IN ('to', 'cc', 'bcc')
   JOIN {_I} i ON i.id = p.interaction_id AND i.kind = 'email_outbound'
- WHERE ci.user_id = %(user_id)s AND ci.kind = 'email' AND ci.key = ANY(%(keys)b::text[])
+ WHERE ci.user_id = %(user_id)s AND ci.kind = 'email' AND ci.key = ANY(%(keys)s::text[])
 """
 
 _IDENTITIES_SQL = f"""
-SELECT id, key, contact_id, names::text FROM {_ID}
- WHERE user_id = %(user_id)s AND kind = 'email' AND key = ANY(%(keys)b::text[])
+SELECT id, key, contact_id FROM {_ID}
+ WHERE user_id = %(user_id)s AND kind = 'email' AND key = ANY(%(keys)s::text[])
 """
 
-_INSERT_CONTACTS_SQL = f"""
-INSERT INTO {_C} (user_id, display_name, primary_email, company_domain, created_from_id,
-                  interaction_count, interactions_30d, interactions_90d, interactions_365d,
-                  inbound_count, outbound_count, meeting_count, recent_interactions,
-                  created_at, updated_at)
-SELECT %(user_id)s, n, k, d, f, 0, 0, 0, 0, 0, 0, 0, '[]'::jsonb,
-       statement_timestamp(), statement_timestamp()
-  FROM unnest(%(names)b::text[], %(keys)b::text[], %(domains)b::text[], %(froms)b::int8[])
-       AS s(n, k, d, f)
-RETURNING id, primary_email
+# A new contact and its identity per new key, in one statement; the last row carries how many
+# contacts were created (under the advisory lock, every new key's identity is inserted).
+_INSERT_NEW_SQL = f"""
+WITH s AS (
+    SELECT * FROM unnest(%(names)s::text[], %(keys)s::text[], %(domains)s::text[],
+                         %(froms)s::int8[], %(values)s::text[], %(seen)s::text[])
+           WITH ORDINALITY AS s(n, k, d, f, v, seen, ord)
+), c AS (
+    INSERT INTO {_C} (user_id, display_name, primary_email, company_domain, created_from_id,
+                      interaction_count, interactions_30d, interactions_90d, interactions_365d,
+                      inbound_count, outbound_count, meeting_count, recent_interactions,
+                      created_at, updated_at)
+    SELECT %(user_id)s, n, k, d, f, 0, 0, 0, 0, 0, 0, 0, '[]'::jsonb,
+           statement_timestamp(), statement_timestamp()
+      FROM s ORDER BY ord
+    RETURNING id, primary_email
+), ins AS (
+    INSERT INTO {_ID} (user_id, contact_id, kind, value, key, names, created_at)
+    SELECT %(user_id)s, c.id, 'email', s.v, s.k, s.seen::jsonb, statement_timestamp()
+      FROM s JOIN c ON c.primary_email = s.k
+     ORDER BY s.ord
+    ON CONFLICT (user_id, kind, key) DO NOTHING
+    RETURNING id, key, contact_id
+)
+SELECT id, key, contact_id FROM ins
+UNION ALL
+SELECT NULL, NULL, count(*) FROM c
 """
 
-_INSERT_IDENTITIES_SQL = f"""
-INSERT INTO {_ID} (user_id, contact_id, kind, value, key, names, created_at)
-SELECT %(user_id)s, c, 'email', v, k, n::jsonb, statement_timestamp()
-  FROM unnest(%(contacts)b::int8[], %(values)b::text[], %(keys)b::text[], %(names)b::text[])
-       AS s(c, v, k, n)
-ON CONFLICT (user_id, kind, key) DO NOTHING
-RETURNING id, key, contact_id
+# One statement writes a chunk's participants and duplicate links and returns the counts:
+# - participants are upserted with exact counts (an unchanged row is not touched; xmax = 0 tells
+#   an insert from an update), and the chunk's participants that their metadata no longer names
+#   are deleted (a re-normalized event lost an attendee, or the interaction turned out to be a
+#   duplicate); both read the statement's snapshot and touch disjoint rows;
+# - the names seen in newly inserted participations of known identities add to the identity's
+#   counts; the contacts of the identities that grew come back (their display name may change);
+# - duplicates are linked to their canonical interaction, and the chunk's other links removed.
+_WRITE_SQL = f"""
+WITH s AS (
+    SELECT * FROM unnest(%(interactions)s::int8[], %(contacts)s::int8[], %(identities)s::int8[],
+                         %(roles)s::text[], %(responses)s::text[], %(occurred)s::timestamptz[],
+                         %(names)s::text[], %(known)s::bool[]) AS s(i, c, d, r, s, o, n, k)
+), up AS (
+    INSERT INTO {_P} AS t (user_id, interaction_id, contact_id, identity_id, role,
+                           response_status, occurred_at)
+    SELECT %(user_id)s, i, c, d, r, s, o FROM s
+    ON CONFLICT (interaction_id, identity_id, role) DO UPDATE
+       SET response_status = EXCLUDED.response_status, occurred_at = EXCLUDED.occurred_at
+     WHERE (t.response_status, t.occurred_at)
+           IS DISTINCT FROM (EXCLUDED.response_status, EXCLUDED.occurred_at)
+    RETURNING (xmax = 0) AS inserted, interaction_id, identity_id, role
+), gone AS (
+    -- each interaction's participants by key (participant_uniq), whatever the statistics
+    DELETE FROM {_P} p
+     WHERE p.id = ANY(ARRAY(
+               SELECT x.id
+                 FROM unnest(%(chunk)s::int8[]) AS c(id)
+                 CROSS JOIN LATERAL (SELECT q.id, q.identity_id, q.role FROM {_P} q
+                                      WHERE q.interaction_id = c.id OFFSET 0) x
+                WHERE NOT EXISTS (SELECT 1 FROM s
+                                   WHERE s.i = c.id AND s.d = x.identity_id AND s.r = x.role)))
+       AND p.user_id = %(user_id)s
+    RETURNING 1
+), grown AS (
+    SELECT s.d, s.n, count(*) AS c
+      FROM up JOIN s ON s.i = up.interaction_id AND s.d = up.identity_id AND s.r = up.role
+     WHERE up.inserted AND s.k AND s.n <> ''
+     GROUP BY s.d, s.n
+), added AS (
+    -- identity id -> name -> count, looked up by key (no join for the planner to misestimate)
+    SELECT jsonb_object_agg(d::text, names) AS names, array_agg(d) AS ids
+      FROM (SELECT d, jsonb_object_agg(n, c) AS names FROM grown GROUP BY d) x
+), named AS (
+    UPDATE {_ID} t
+       SET names = CASE WHEN jsonb_typeof(t.names) = 'object' THEN t.names ELSE '{{}}' END
+                   || (SELECT jsonb_object_agg(
+                                  e.key, coalesce((t.names->>e.key)::numeric, 0) + e.value::numeric)
+                         FROM added a, jsonb_each(a.names->(t.id::text)) e)
+      FROM unnest((SELECT ids FROM added)) AS g(id)
+     WHERE t.id = g.id AND t.user_id = %(user_id)s
+    RETURNING t.contact_id
+), dup AS (
+    INSERT INTO {_D} AS t (user_id, interaction_id, canonical_id, reason)
+    SELECT %(user_id)s, i, c, %(reason)s
+      FROM unnest(%(duplicates)s::int8[], %(canonicals)s::int8[]) AS s(i, c)
+    ON CONFLICT (interaction_id) DO UPDATE SET canonical_id = EXCLUDED.canonical_id
+     WHERE t.canonical_id <> EXCLUDED.canonical_id
+    RETURNING (xmax = 0) AS inserted
+), undup AS (
+    DELETE FROM {_D}
+     WHERE user_id = %(user_id)s AND interaction_id = ANY(%(chunk)s::int8[])
+       AND NOT (interaction_id = ANY(%(duplicates)s::int8[]))
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM up WHERE inserted), (SELECT count(*) FROM up),
+       (SELECT count(*) FROM gone), (SELECT count(*) FROM dup WHERE inserted),
+       ARRAY(SELECT DISTINCT contact_id FROM named ORDER BY 1)
 """
 
-_UPDATE_NAMES_SQL = f"""
-UPDATE {_ID} t SET names = s.n::jsonb
-  FROM unnest(%(ids)b::int8[], %(names)b::text[]) AS s(id, n)
- WHERE t.id = s.id AND t.user_id = %(user_id)s
-"""
-
-# Exact counts: an unchanged row is not touched; xmax = 0 tells an insert from an update.
-_UPSERT_PARTICIPANTS_SQL = f"""
-INSERT INTO {_P} AS t (user_id, interaction_id, contact_id, identity_id, role,
-                       response_status, occurred_at)
-SELECT %(user_id)s, i, c, d, r, s, o
-  FROM unnest(%(interactions)b::int8[], %(contacts)b::int8[], %(identities)b::int8[],
-              %(roles)b::text[], %(responses)b::text[], %(occurred)b::timestamptz[])
-       AS s(i, c, d, r, s, o)
-ON CONFLICT (interaction_id, identity_id, role) DO UPDATE
-   SET response_status = EXCLUDED.response_status, occurred_at = EXCLUDED.occurred_at
- WHERE (t.response_status, t.occurred_at)
-       IS DISTINCT FROM (EXCLUDED.response_status, EXCLUDED.occurred_at)
-RETURNING (xmax = 0) AS inserted, interaction_id, identity_id, role
-"""
-
-# Participants of the chunk's interactions that their metadata no longer names (a re-normalized
-# event lost an attendee, or the interaction turned out to be a duplicate).
-_DELETE_STALE_SQL = f"""
-DELETE FROM {_P} p
- WHERE p.user_id = %(user_id)s AND p.interaction_id = ANY(%(chunk)b::int8[])
-   AND NOT EXISTS (
-       SELECT 1 FROM unnest(%(interactions)b::int8[], %(identities)b::int8[], %(roles)b::text[])
-                AS k(i, d, r)
-        WHERE k.i = p.interaction_id AND k.d = p.identity_id AND k.r = p.role)
-"""
-
-_UPSERT_DUPLICATES_SQL = f"""
-INSERT INTO {_D} AS t (user_id, interaction_id, canonical_id, reason)
-SELECT %(user_id)s, i, c, %(reason)s
-  FROM unnest(%(interactions)b::int8[], %(canonicals)b::int8[]) AS s(i, c)
-ON CONFLICT (interaction_id) DO UPDATE SET canonical_id = EXCLUDED.canonical_id
- WHERE t.canonical_id <> EXCLUDED.canonical_id
-RETURNING (xmax = 0) AS inserted
-"""
-
-_DELETE_DUPLICATES_SQL = f"""
-DELETE FROM {_D}
- WHERE user_id = %(user_id)s AND interaction_id = ANY(%(chunk)b::int8[])
-   AND NOT (interaction_id = ANY(%(duplicates)b::int8[]))
-"""
-
-# The touched contacts with every identity's name counts (their display name may change).
+# The touched contacts with the name chosen over all their identities' name counts (the most
+# frequent; ties go to the longer, then the first in code-point order, as choose_display_name);
+# NULL when no identity has a name.
 _TOUCHED_SQL = f"""
-SELECT c.id, c.display_name, c.primary_email, c.company_domain,
-       coalesce(array_agg(ci.names::text) FILTER (WHERE ci.id IS NOT NULL), ARRAY[]::text[])
-  FROM {_C} c LEFT JOIN {_ID} ci ON ci.contact_id = c.id
- WHERE c.user_id = %(user_id)s AND c.id = ANY(%(ids)b::int8[])
- GROUP BY c.id
+SELECT c.id, c.display_name, c.primary_email, c.company_domain, c.merged_into_id IS NULL,
+       best.name
+  FROM unnest(%(ids)s::int8[]) AS k(id)
+  CROSS JOIN LATERAL (SELECT * FROM {_C} WHERE id = k.id OFFSET 0) c
+  LEFT JOIN LATERAL (
+      SELECT kv.key AS name
+        FROM {_ID} ci CROSS JOIN LATERAL jsonb_each(ci.names) kv
+       WHERE ci.contact_id = c.id AND jsonb_typeof(ci.names) = 'object' AND kv.key <> ''
+       GROUP BY kv.key
+       ORDER BY sum((kv.value)::numeric) DESC, char_length(kv.key) DESC, kv.key COLLATE "C"
+       LIMIT 1) best ON true
+ WHERE c.user_id = %(user_id)s
 """
 
 _RENAME_SQL = f"""
 UPDATE {_C} t SET display_name = s.n, updated_at = statement_timestamp()
-  FROM unnest(%(ids)b::int8[], %(names)b::text[]) AS s(id, n)
+  FROM unnest(%(ids)s::int8[], %(names)s::text[]) AS s(id, n)
  WHERE t.id = s.id AND t.user_id = %(user_id)s
 """
 
@@ -202,15 +242,15 @@ UPDATE {_C} t SET display_name = s.n, updated_at = statement_timestamp()
 _CANDIDATES_SQL = f"""
 SELECT id, display_name, company_domain FROM {_C}
  WHERE user_id = %(user_id)s AND merged_into_id IS NULL
-   AND ((company_domain <> '' AND company_domain = ANY(%(domains)b::text[]))
-        OR display_name = ANY(%(names)b::text[]))
+   AND ((company_domain <> '' AND company_domain = ANY(%(domains)s::text[]))
+        OR display_name = ANY(%(names)s::text[]))
 """
 
 # A pair already suggested (pending, accepted or rejected) is never suggested again.
 _INSERT_SUGGESTIONS_SQL = f"""
 INSERT INTO {_S} (user_id, contact_a_id, contact_b_id, score, reason, status, created_at)
 SELECT %(user_id)s, a, b, s, r, 'pending', statement_timestamp()
-  FROM unnest(%(a)b::int8[], %(b)b::int8[], %(scores)b::float8[], %(reasons)b::text[])
+  FROM unnest(%(a)s::int8[], %(b)s::int8[], %(scores)s::float8[], %(reasons)s::text[])
        AS s(a, b, s, r)
 ON CONFLICT (user_id, contact_a_id, contact_b_id) DO NOTHING
 RETURNING id
@@ -321,6 +361,7 @@ def contacts_extract(
     chunk_size = chunk_size or config.chunk_size
     ids = sorted(set(interaction_ids))
     own = user_own_keys(user_id=user_id)
+    reasons: dict[tuple[str, bool, bool], str | None] = {}  # the same addresses recur
     report = ExtractReport()
     for start in range(0, len(ids), chunk_size):
         chunk = contacts_extract_chunk(
@@ -329,6 +370,7 @@ def contacts_extract(
             own=own,
             config=config,
             in_transaction=in_transaction,
+            reasons=reasons,
         )
         report.add(chunk)
         if on_chunk is not None:
@@ -341,14 +383,37 @@ def contacts_extract(
 
 @contextmanager
 def _cursor() -> Iterator[CursorWrapper]:
-    """A server-side-binding cursor (arrays as binary parameters, %b), wrapped like Django's own
-    so query logging (django_assert_num_queries) and error mapping still apply. Django's psycopg
-    3 cursors bind client-side: large arrays as literals are several times slower."""
+    """A server-side-binding cursor (each array one parameter: an array literal, see _array),
+    wrapped like Django's own so query logging (django_assert_num_queries) and error mapping
+    still apply. Django's psycopg 3 cursors bind client-side, quoting every element into the
+    statement text: several times slower for large arrays."""
     connection.ensure_connection()
     raw = psycopg.Cursor(connection.connection)
     wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
     with wrapper(raw, connection) as wrapped:
         yield wrapped
+
+
+def _array(values: list[Any]) -> str:
+    """A list as a PostgreSQL array literal, for a `%(name)s::type[]` parameter: one string built
+    by str.join, which PostgreSQL parses in C. psycopg dumps a list element by element in Python
+    (binary or text), the largest Python cost of a chunk's statements."""
+    if not values:
+        return "{}"
+    first = values[0]
+    if isinstance(first, bool):
+        return "{" + ",".join(["t" if v else "f" for v in values]) + "}"
+    if isinstance(first, int):
+        return "{" + ",".join(map(str, values)) + "}"
+    if isinstance(first, float):
+        return "{" + ",".join(map(repr, values)) + "}"
+    # text, timestamps: quoted; backslashes and double quotes escaped when there are any (the
+    # join holds two quotes per separator and no others then)
+    texts = values if isinstance(first, str) else [str(v) for v in values]
+    joined = '","'.join(texts)
+    if "\\" in joined or joined.count('"') != 2 * (len(texts) - 1):
+        joined = '","'.join([t.replace("\\", "\\\\").replace('"', '\\"') for t in texts])
+    return '{"' + joined + '"}'
 
 
 class _Statements:
@@ -360,7 +425,9 @@ class _Statements:
 
     def run(self, sql: str, params: dict[str, Any]) -> list[tuple]:
         self.count += 1
-        self.cursor.execute(sql, params)
+        self.cursor.execute(
+            sql, {k: _array(v) if isinstance(v, list) else v for k, v in params.items()}
+        )
         return self.cursor.fetchall() if self.cursor.description else []
 
 
@@ -371,8 +438,12 @@ def contacts_extract_chunk(
     own: frozenset[str],
     config: ContactsConfig | None = None,
     in_transaction: Callable[[], None] | None = None,
+    reasons: dict[tuple[str, bool, bool], str | None] | None = None,
 ) -> ExtractReport:
-    """One chunk in one transaction, with a bounded number of statements whatever its size."""
+    """One chunk in one transaction, with a bounded number of statements whatever its size.
+
+    `reasons` memoizes the exclusion rule per (key, own, resource) across the chunks of one run
+    (`own` and the config must be the same for every chunk that shares it)."""
     config = config or get_config()
     report = ExtractReport(chunks=1, last_id=max(interaction_ids, default=0))
     if not interaction_ids:
@@ -387,20 +458,10 @@ def contacts_extract_chunk(
         chunk_ids = [row[0] for row in rows]
 
         # One e-mail, one event: copies of a Message-ID point at its canonical interaction.
-        message_ids = sorted({row[5] for row in rows if row[1] == "gmail" and row[5]})
-        canonical: dict[str, int] = {}
-        if message_ids:
-            canonical = dict(
-                db.run(_CANONICAL_SQL, {"user_id": user_id, "message_ids": message_ids})
-            )
-        duplicate_of = {
-            row[0]: canonical[row[5]]
-            for row in rows
-            if row[1] == "gmail" and row[5] and canonical.get(row[5], row[0]) != row[0]
-        }
+        duplicate_of = {row[0]: row[5] for row in rows if row[5] is not None and row[5] != row[0]}
 
         entries, bulk_entries, recipients_written = _read_entries(
-            rows, duplicate_of, own, config, report
+            rows, duplicate_of, own, config, report, {} if reasons is None else reasons
         )
 
         # Bulk mail: its people count only if the user has written to them.
@@ -419,140 +480,102 @@ def contacts_extract_chunk(
 
         # Identities: known key -> its contact; else a new contact per new key.
         keys = sorted({e.key for e in entries})
-        identities: dict[str, tuple[int, int, dict[str, int]]] = {}
+        identities: dict[str, tuple[int, int]] = {}
         if keys:
-            for identity_id, key, contact_id, names in db.run(
+            for identity_id, key, contact_id in db.run(
                 _IDENTITIES_SQL, {"user_id": user_id, "keys": keys}
             ):
-                identities[key] = (identity_id, contact_id, json.loads(names))
-        names_seen: dict[str, Counter[str]] = defaultdict(Counter)
-        first_value: dict[str, str] = {}
-        first_interaction: dict[str, int] = {}
-        for entry in entries:
-            first_value.setdefault(entry.key, entry.value)
-            first_interaction.setdefault(entry.key, entry.interaction_id)
+                identities[key] = (identity_id, contact_id)
         new_keys = [k for k in keys if k not in identities]
-        new_contacts: set[int] = set()
+        # the fuzzy subjects: new or renamed live contacts, with their names and domains
+        subjects: dict[int, tuple[str, str]] = {}
         if new_keys:
+            fresh = set(new_keys)
+            names_seen: dict[str, Counter[str]] = {k: Counter() for k in new_keys}
+            first_value: dict[str, str] = {}
+            first_interaction: dict[str, int] = {}
             for entry in entries:
-                if entry.name and entry.key not in identities:
-                    names_seen[entry.key][entry.name] += 1
+                if entry.key in fresh:
+                    if entry.key not in first_value:
+                        first_value[entry.key] = entry.value
+                        first_interaction[entry.key] = entry.interaction_id
+                    if entry.name:
+                        names_seen[entry.key][entry.name] += 1
+            new_names = [
+                choose_display_name(names_seen[k], readable_name(first_value[k])) for k in new_keys
+            ]
+            new_domains = [company_domain(k, config.personal_domains) for k in new_keys]
             created = db.run(
-                _INSERT_CONTACTS_SQL,
+                _INSERT_NEW_SQL,
                 {
                     "user_id": user_id,
-                    "names": [
-                        choose_display_name(names_seen[k], readable_name(first_value[k]))
-                        for k in new_keys
-                    ],
+                    "names": new_names,
                     "keys": new_keys,
-                    "domains": [company_domain(k, config.personal_domains) for k in new_keys],
+                    "domains": new_domains,
                     "froms": [first_interaction[k] for k in new_keys],
-                },
-            )
-            contact_of = {key: contact_id for contact_id, key in created}
-            new_contacts.update(contact_of.values())
-            report.contacts_created = len(created)
-            inserted = db.run(
-                _INSERT_IDENTITIES_SQL,
-                {
-                    "user_id": user_id,
-                    "contacts": [contact_of[k] for k in new_keys],
                     "values": [first_value[k] for k in new_keys],
-                    "keys": new_keys,
-                    "names": [json.dumps(dict(names_seen[k])) for k in new_keys],
+                    "seen": [json.dumps(dict(names_seen[k])) for k in new_keys],
                 },
             )
-            report.identities_created = len(inserted)
-            for identity_id, key, contact_id in inserted:
-                identities[key] = (identity_id, contact_id, dict(names_seen[key]))
+            report.contacts_created = created[-1][2]
+            report.identities_created = len(created) - 1
+            described = dict(zip(new_keys, zip(new_names, new_domains, strict=True), strict=True))
+            for identity_id, key, contact_id in created[:-1]:
+                identities[key] = (identity_id, contact_id)
+                subjects[contact_id] = described[key]
             # under the advisory lock every new key's identity is inserted; be safe anyway
             entries = [e for e in entries if e.key in identities]
+        else:
+            fresh = set()
 
-        # Participants: upsert (exact counts), then drop the ones no longer named.
-        part = {
-            "interactions": [e.interaction_id for e in entries],
-            "identities": [identities[e.key][0] for e in entries],
-            "roles": [e.role for e in entries],
-        }
-        upserted = db.run(
-            _UPSERT_PARTICIPANTS_SQL,
+        # Participants, their identities' names and the duplicate links: one statement.
+        (
+            report.inserted,
+            upserted,
+            report.removed,
+            report.duplicates_linked,
+            touched,
+        ) = db.run(
+            _WRITE_SQL,
             {
                 "user_id": user_id,
-                **part,
+                "chunk": chunk_ids,
+                "interactions": [e.interaction_id for e in entries],
                 "contacts": [identities[e.key][1] for e in entries],
+                "identities": [identities[e.key][0] for e in entries],
+                "roles": [e.role for e in entries],
                 "responses": [e.response for e in entries],
                 "occurred": [e.occurred_at for e in entries],
+                "names": [e.name for e in entries],
+                "known": [e.key not in fresh for e in entries],
+                "duplicates": list(duplicate_of),
+                "canonicals": list(duplicate_of.values()),
+                "reason": DUPLICATE_REASON,
             },
-        )
+        )[0]
         report.linked = len(entries)
-        report.inserted = sum(1 for row in upserted if row[0])
-        report.updated = len(upserted) - report.inserted
-        db.run(_DELETE_STALE_SQL, {"user_id": user_id, "chunk": chunk_ids, **part})
-        report.removed = db.cursor.rowcount
-
-        if duplicate_of:
-            linked = db.run(
-                _UPSERT_DUPLICATES_SQL,
-                {
-                    "user_id": user_id,
-                    "interactions": list(duplicate_of),
-                    "canonicals": list(duplicate_of.values()),
-                    "reason": DUPLICATE_REASON,
-                },
-            )
-            report.duplicates_linked = sum(1 for (inserted_row,) in linked if inserted_row)
-        db.run(
-            _DELETE_DUPLICATES_SQL,
-            {"user_id": user_id, "chunk": chunk_ids, "duplicates": list(duplicate_of)},
-        )
-
-        # Names seen in newly inserted participations of known identities add to their counts.
-        new_rows = {(i, d, r) for inserted_row, i, d, r in upserted if inserted_row}
-        grown: dict[str, Counter[str]] = defaultdict(Counter)
-        for entry in entries:
-            identity_id, _, _ = identities[entry.key]
-            if (
-                entry.name
-                and entry.key not in new_keys
-                and (entry.interaction_id, identity_id, entry.role) in new_rows
-            ):
-                grown[entry.key][entry.name] += 1
-        touched: set[int] = set()
-        if grown:
-            ids, names = [], []
-            for key, counts in grown.items():
-                identity_id, contact_id, known = identities[key]
-                merged = Counter(known)
-                merged.update(counts)
-                ids.append(identity_id)
-                names.append(json.dumps(dict(merged)))
-                touched.add(contact_id)
-            db.run(_UPDATE_NAMES_SQL, {"user_id": user_id, "ids": ids, "names": names})
+        report.updated = upserted - report.inserted
 
         # A contact's display name is the most frequent name over all its identities.
-        renamed: set[int] = set()
         if touched:
             renames: dict[int, str] = {}
-            for contact_id, current, primary, _domain, all_names in db.run(
-                _TOUCHED_SQL, {"user_id": user_id, "ids": sorted(touched)}
+            for contact_id, current, primary, domain, live, best in db.run(
+                _TOUCHED_SQL, {"user_id": user_id, "ids": touched}
             ):
-                total: Counter[str] = Counter()
-                for names_text in all_names:
-                    total.update(json.loads(names_text))
-                best = choose_display_name(total, current or readable_name(primary))
+                if best is None:
+                    best = current or readable_name(primary)
                 if best != current:
                     renames[contact_id] = best
+                    if live:
+                        subjects[contact_id] = (best, domain)
             if renames:
                 db.run(
                     _RENAME_SQL,
                     {"user_id": user_id, "ids": list(renames), "names": list(renames.values())},
                 )
-                renamed = set(renames)
                 report.contacts_renamed = len(renames)
 
         # Fuzzy: new or renamed contacts against the user's other live contacts.
-        subjects = new_contacts | renamed
         if subjects:
             report.suggestions_created = _suggest(db, user_id, subjects, config)
         report.statements_per_chunk = db.count
@@ -565,6 +588,7 @@ def _read_entries(
     own: frozenset[str],
     config: ContactsConfig,
     report: ExtractReport,
+    reasons: dict[tuple[str, bool, bool], str | None],
 ) -> tuple[list[_Entry], list[_Entry], set[str]]:
     """Participant addresses of the chunk's interactions: kept, held for the bulk rule, and the
     keys the user writes to in this chunk."""
@@ -572,8 +596,7 @@ def _read_entries(
     bulk_entries: list[_Entry] = []
     written: set[str] = set()
     patterns = config.automated_patterns
-    reasons: dict[tuple[str, bool, bool], Any] = {}  # the same addresses recur in a chunk
-    for interaction_id, source, kind, occurred_at, metadata_text, _mid, bulk, resources in rows:
+    for interaction_id, source, kind, occurred_at, metadata_text, _, bulk, resources in rows:
         metadata = json.loads(metadata_text)
         raw = list(_addresses(source, metadata, frozenset(resources or ())))
         report.seen += len(raw)
@@ -647,19 +670,11 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _suggest(db: _Statements, user_id: int, subjects: set[int], config: ContactsConfig) -> int:
-    """MergeSuggestions for `subjects` (new or renamed contacts); returns how many were new."""
-    info = {
-        cid: (name, domain)
-        for cid, name, domain in db.run(
-            f"SELECT id, display_name, company_domain FROM {_C} "
-            "WHERE user_id = %(user_id)s AND id = ANY(%(ids)b::int8[]) "
-            "AND merged_into_id IS NULL",
-            {"user_id": user_id, "ids": sorted(subjects)},
-        )
-    }
-    if not info:
-        return 0
+def _suggest(
+    db: _Statements, user_id: int, info: dict[int, tuple[str, str]], config: ContactsConfig
+) -> int:
+    """MergeSuggestions for the new or renamed live contacts `info` ({id: (display name, company
+    domain)}, as this chunk wrote them); returns how many were new."""
     domains = sorted({d for _, d in info.values() if d})
     names = sorted({n for n, _ in info.values() if n})
     candidates = db.run(_CANDIDATES_SQL, {"user_id": user_id, "domains": domains, "names": names})
