@@ -256,7 +256,6 @@ ON CONFLICT (user_id, contact_a_id, contact_b_id) DO NOTHING
 RETURNING id
 """
 
-_UNSET = object()
 _EMAIL_ROLES = (
     ("from", ParticipantRole.FROM),
     ("to", ParticipantRole.TO),
@@ -611,8 +610,9 @@ def _read_entries(
                 report.excluded[EXCLUDED_INVALID] += 1
                 continue
             memo = (key, is_own, is_resource)
-            reason = reasons.get(memo, _UNSET)
-            if reason is _UNSET:
+            if memo in reasons:
+                reason = reasons[memo]
+            else:
                 reason = reasons[memo] = exclusion_reason(
                     key, own_keys=own, patterns=patterns, resource=is_resource, own=is_own
                 )
