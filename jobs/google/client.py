@@ -176,7 +176,7 @@ def _chunks(
         units = _units(request, units_each)
         api = pacer.api_of(method_id(request))
         if api is not None and api not in largest:
-            largest[api] = pacer.largest_reservation(account.pk, api, priority)
+            largest[api] = pacer.largest_reservation(_mailbox(account), api, priority)
         over = api is not None and chunk_units + units > largest[api]
         if chunk and (len(chunk) >= BATCH_MAX_PARTS or over):
             chunks.append(chunk)
@@ -191,7 +191,12 @@ def _chunks(
 def _pace(account: GoogleAccount, method: str, units: float, priority: str) -> None:
     api = pacer.api_of(method)
     if api is not None:
-        pacer.take(account.pk, units, api=api, priority=priority)
+        pacer.take(_mailbox(account), units, api=api, priority=priority)
+
+
+def _mailbox(account: GoogleAccount) -> str:
+    """What Google's per-user quota counts: the mailbox, however many CRM users connected it."""
+    return account.email.lower()
 
 
 def _run_chunk(

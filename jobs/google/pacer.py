@@ -147,9 +147,13 @@ def cost(method_id: str) -> int:
 
 
 def scopes(
-    account_id: int, api: str, priority: str = "normal", config: PipelineConfig | None = None
+    mailbox: int | str, api: str, priority: str = "normal", config: PipelineConfig | None = None
 ) -> list[Scope]:
-    """The limits a call of `api` for the account counts against, for this priority."""
+    """The limits a call of `api` for the mailbox counts against, for this priority.
+
+    Google counts a per-user limit per mailbox (the authenticated user), so the client passes
+    the account's address: one mailbox connected by two CRM users still has one quota.
+    """
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
     config = config or get_config()
@@ -165,10 +169,10 @@ def scopes(
         )
     else:
         raise ValueError(f"no quota for api {api!r}")
-    limits = [(f"{api}:project", float(project)), (f"{api}:user:{account_id}", float(user))]
+    limits = [(f"{api}:project", float(project)), (f"{api}:user:{mailbox}", float(user))]
     if priority == "background":
         share = float(user) * config.quota_background_share
-        limits.append((f"{api}:user:{account_id}:background", share))
+        limits.append((f"{api}:user:{mailbox}:background", share))
     window, burst = config.quota_window_s, config.quota_burst_window_s
     found = [Scope(key, limit, window) for key, limit in limits]
     if 0 < burst < window:
@@ -179,13 +183,16 @@ def scopes(
     return found
 
 
-def largest_reservation(account_id: int, api: str, priority: str = "normal") -> float:
+def largest_reservation(mailbox: int | str, api: str, priority: str = "normal") -> float:
     """The most one reservation may take (the smallest limit it counts against)."""
-    return min(scope.limit for scope in scopes(account_id, api, priority))
+    return min(scope.limit for scope in scopes(mailbox, api, priority))
 
 
-def take(account_id: int, units: float, *, api: str = "gmail", priority: str = "normal") -> float:
-    """Admit `units` of `api` quota for the account, sleeping until every limit allows them.
+def take(
+    mailbox: int | str, units: float, *, api: str = "gmail", priority: str = "normal"
+) -> float:
+    """Admit `units` of `api` quota for the mailbox (the account's address), sleeping until every
+    limit allows them.
 
     Returns the seconds waited. Raises TransientError(retry_after=...) when the wait would
     exceed google_retry_after_cap_s (the job engine retries later instead of holding a worker),
@@ -196,7 +203,7 @@ def take(account_id: int, units: float, *, api: str = "gmail", priority: str = "
     if units <= 0:
         return 0.0
     config = get_config()
-    found = scopes(account_id, api, priority, config)
+    found = scopes(mailbox, api, priority, config)
     smallest = min(found, key=lambda scope: scope.limit)
     if units > smallest.limit:
         raise PermanentError(
@@ -212,10 +219,10 @@ def take(account_id: int, units: float, *, api: str = "gmail", priority: str = "
             return waited
         if waited + wait > config.google_retry_after_cap_s:
             raise TransientError(
-                f"{api} quota for account {account_id} exhausted for {wait:.0f}s",
+                f"{api} quota for {mailbox} exhausted for {wait:.0f}s",
                 retry_after=wait,
             )
-        logger.debug("account %s waits %.2fs for %g %s quota", account_id, wait, units, api)
+        logger.debug("%s waits %.2fs for %g %s quota", mailbox, wait, units, api)
         time.sleep(wait + _WAKE_MARGIN_S)
         waited += wait + _WAKE_MARGIN_S
 

@@ -127,13 +127,28 @@ class TestExecute:
     def test_gmail_calls_are_charged_in_units_and_calendar_calls_in_requests(
         self, gmail, google_account
     ):
+        mailbox = google_account.email.lower()
         execute(gmail.users().messages().list(userId="me"), account=google_account)
-        assert pacer.spent(f"gmail:user:{google_account.pk}") == 5
+        assert pacer.spent(f"gmail:user:{mailbox}") == 5
         assert pacer.spent("gmail:project") == 5
         execute(calendar_service(google_account).calendarList().list(), account=google_account)
-        assert pacer.spent(f"gmail:user:{google_account.pk}") == 5
-        assert pacer.spent(f"calendar:user:{google_account.pk}") == 1
+        assert pacer.spent(f"gmail:user:{mailbox}") == 5
+        assert pacer.spent(f"calendar:user:{mailbox}") == 1
         assert pacer.spent("calendar:project") == 1
+
+    def test_one_mailbox_connected_by_two_users_has_one_quota(
+        self, gmail, google_account, other_user
+    ):
+        """Google counts a per-user limit per mailbox: a second CRM user who connects the same
+        address spends from the same minute, not from a second one."""
+        from jobs.google.accounts import google_account_connect
+
+        twin = google_account_connect(
+            user=other_user, email=google_account.email.upper(), refresh_token="1//twin"
+        )
+        execute(gmail.users().messages().list(userId="me"), account=google_account)
+        execute(gmail.users().messages().list(userId="me"), account=twin)
+        assert pacer.spent(f"gmail:user:{google_account.email.lower()}") == 10
 
 
 class TestBatch:
