@@ -23,6 +23,7 @@ from contacts.models import (
     InteractionParticipant,
     MergeSuggestion,
 )
+from contacts.rollups import ROLLUP_FIELDS
 from contacts.services.merge import (
     DISPLAY_NAMES,
     MergeError,
@@ -33,20 +34,22 @@ from contacts.services.merge import (
 )
 
 RECENT = 10
-ROLLUP_FIELDS = (
-    "first_interaction_at",
-    "last_interaction_at",
-    "last_inbound_at",
-    "last_outbound_at",
-    "interaction_count",
-    "interactions_30d",
-    "interactions_90d",
-    "interactions_365d",
-    "inbound_count",
-    "outbound_count",
-    "meeting_count",
-    "typical_gap_days",
+# The rollups as computed (the recent interactions have a display of their own), and when.
+ADMIN_ROLLUP_FIELDS: tuple[str, ...] = (
+    *(name for name in ROLLUP_FIELDS if name != "recent_interactions"),
     "rollups_updated_at",
+)
+_CONTACT_FIELDS: tuple[str, ...] = (
+    "display_name",
+    "primary_email",
+    "company_domain",
+    "user",
+    "created_from",
+    "merged_into",
+    *ADMIN_ROLLUP_FIELDS,
+    "recent_interactions_display",
+    "latest_timeline",
+    "latest_interactions",
 )
 
 
@@ -108,20 +111,9 @@ class ContactAdmin(OwnRowsMixin, admin.ModelAdmin):
     show_full_result_count = False
     inlines = (IdentityInline,)
     actions = ("merge_into",)
-    fields = (
-        "display_name",
-        "primary_email",
-        "company_domain",
-        "user",
-        "created_from",
-        "merged_into",
-        *ROLLUP_FIELDS,
-        "recent_interactions_display",
-        "latest_timeline",
-        "latest_interactions",
-    )
+    fields = _CONTACT_FIELDS
     # machine-written: everything but the display name
-    readonly_fields = tuple(f for f in fields if f != "display_name")
+    readonly_fields = tuple(f for f in _CONTACT_FIELDS if f != "display_name")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -46,7 +46,8 @@ _PARTICIPANT = InteractionParticipant._meta.db_table
 _DUPLICATE = InteractionDuplicate._meta.db_table
 _INTERACTION = Interaction._meta.db_table
 
-_FIELDS = (
+# The Contact fields update_rollups computes (the admin shows them read-only).
+ROLLUP_FIELDS = (
     "first_interaction_at",
     "last_interaction_at",
     "last_inbound_at",
@@ -145,12 +146,12 @@ WITH target AS (
       FROM target t LEFT JOIN stats s ON s.contact_id = t.id
 )
 UPDATE {_CONTACT} AS c
-   SET {", ".join(f"{name} = f.{name}" for name in _FIELDS)},
+   SET {", ".join(f"{name} = f.{name}" for name in ROLLUP_FIELDS)},
        rollups_updated_at = %(now)s
   FROM fresh f
  WHERE c.id = f.id AND c.user_id = %(user_id)s
-   AND ({", ".join(f"c.{name}" for name in _FIELDS)})
-       IS DISTINCT FROM ({", ".join(f"f.{name}" for name in _FIELDS)})
+   AND ({", ".join(f"c.{name}" for name in ROLLUP_FIELDS)})
+       IS DISTINCT FROM ({", ".join(f"f.{name}" for name in ROLLUP_FIELDS)})
 RETURNING c.id
 """
 

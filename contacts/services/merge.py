@@ -174,27 +174,24 @@ def contact_unmerge(*, merge: ContactMerge, user=None) -> ContactMerge:
         # jsonb does not keep key order: each group in the reverse of the steps' own order
         builtin = [step for step in steps if step.name in (IDENTITIES, PARTICIPANTS)]
         hooked = [step for step in steps if step.name not in (IDENTITIES, PARTICIPANTS)]
-        for step in reversed(builtin):
-            if step.name in merge.moved:
-                step.restore(
-                    user_id=user_id,
-                    source_id=source.pk,
-                    target_id=target.pk,
-                    ids=list(merge.moved[step.name]),
-                )
+
+        def restore(group: list[merge_hooks.MergeHook]) -> None:
+            for step in reversed(group):
+                if step.name in merge.moved:
+                    step.restore(
+                        user_id=user_id,
+                        source_id=source.pk,
+                        target_id=target.pk,
+                        ids=list(merge.moved[step.name]),
+                    )
+
+        restore(builtin)
         identity_ids = merge.moved.get(IDENTITIES) or []
         if identity_ids:
             InteractionParticipant.objects.filter(
                 user_id=user_id, identity_id__in=identity_ids, contact_id=target.pk
             ).update(contact_id=source.pk)
-        for step in reversed(hooked):
-            if step.name in merge.moved:
-                step.restore(
-                    user_id=user_id,
-                    source_id=source.pk,
-                    target_id=target.pk,
-                    ids=list(merge.moved[step.name]),
-                )
+        restore(hooked)
         names = merge.moved.get(DISPLAY_NAMES) or {}
         for contact in (source, target):
             name = names.get(str(contact.pk))

@@ -7,8 +7,7 @@ from datetime import timedelta
 import pytest
 
 from contacts.models import Contact, InteractionParticipant
-from contacts.rollups import _FIELDS as ROLLUP_FIELDS
-from contacts.rollups import contact_rollups_refresh
+from contacts.rollups import ROLLUP_FIELDS, contact_rollups_refresh
 from contacts.selectors import batch_interaction_ids
 from contacts.services.merge import contact_merge, contact_unmerge
 from tests.contacts.factories import OWN, account_for, extract, gmail, ingest
