@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "django_q",
     "contacts",
     "timeline",
+    "search",
+    "insights",
     # Development and test tool (the `google_emulator` and `demo` commands); a host project
     # leaves it out.
     "google_emulator",

@@ -24,6 +24,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "normalize_gmail": ("extract_contacts", "embed"),
     "normalize_calendar": ("extract_contacts", "embed"),
     "extract_contacts": ("write_timeline", "update_rollups"),
+    "update_rollups": ("generate_insights",),
 }
 
 

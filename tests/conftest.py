@@ -10,7 +10,11 @@ import pytest
 
 from crm_pipeline.embedded_db import database_url
 
-pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.accounts"]
+pytest_plugins = [
+    "tests.fixtures.emulator",
+    "tests.fixtures.accounts",
+    "tests.fixtures.openai_server",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # CRM_PIPELINE_SHARED_CORPUS points elsewhere (a worktree whose parent has no shared/ folder)

@@ -8,7 +8,7 @@ contact of the user instead. One statement per chunk of contacts (see contacts/r
 past the deadline it stops between chunks and continues in a new job from `after_id` (the last
 contact id done). Metrics: itemsFetched = contacts refreshed, itemsInserted = 0 (rollups are
 updated in place), itemsSkipped = contacts whose figures had not changed, details
-{"itemsUpdated", "chunks"}. The last stage of its branch: it starts nothing.
+{"itemsUpdated", "chunks"}. When done it starts the stages that follow (generate_insights).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.models import Job
 from jobs.payloads import Payload
+from jobs.pipeline import next_stages
 
 CHUNK_SIZE = 500
 
@@ -80,6 +81,9 @@ def run(job: Job, ctx: JobContext) -> Metrics:
             )
             return progress.metrics(timed_out=True)
         chunk = following
+    # The stage graph goes on (generate_insights, when the insights app is installed).
+    for kind in next_stages(job.kind):
+        ctx.enqueue_next(kind, dedupe_key=f"{kind}:{ctx.user_id}:{ctx.batch_id}")
     return progress.metrics()
 
 

@@ -1,0 +1,8 @@
+"""App config of insights: explainable relationship insights derived after the rollups."""
+
+from django.apps import AppConfig
+
+
+class InsightsConfig(AppConfig):
+    name = "insights"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,7 @@
+"""The insights app's processors, one module per job kind (file name = kind)."""
+
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

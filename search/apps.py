@@ -1,0 +1,8 @@
+"""App config of search: embeddings of interactions (pgvector) and hybrid search over them."""
+
+from django.apps import AppConfig
+
+
+class SearchConfig(AppConfig):
+    name = "search"
+    default_auto_field = "django.db.models.BigAutoField"
