@@ -30,6 +30,11 @@ class EmbeddingProvider(Protocol):
     dims: int
     max_tokens: int
 
+    def count_tokens(self, text: str) -> int:
+        """How many of the model's tokens `text` takes (the local model counts exactly with its
+        tokenizer; a remote provider may estimate, erring high), for chunking to `max_tokens`."""
+        ...
+
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """(len(texts), dims) unit-length float32 vectors, in the order of `texts`.
 
