@@ -7,7 +7,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from google_emulator import errors
@@ -67,8 +67,10 @@ def _token(prefix: str) -> str:
 class Accounts:
     """The mailboxes the emulator serves and every credential issued for them; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_add: Callable[[Mailbox], None] | None = None) -> None:
         self._lock = threading.RLock()
+        # Called with every mailbox added (the emulator's push side listens to its changes).
+        self._on_add = on_add
         self._mailboxes: dict[str, Mailbox] = {}
         self._default: str | None = None
         self._refresh: dict[str, Grant] = {}
@@ -82,6 +84,8 @@ class Accounts:
         with self._lock:
             self._mailboxes[mailbox.email.lower()] = mailbox
             self._default = self._default or mailbox.email.lower()
+            if self._on_add is not None:
+                self._on_add(mailbox)
             return mailbox
 
     def get(self, email: str | None = None) -> Mailbox:

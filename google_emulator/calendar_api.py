@@ -1,7 +1,9 @@
-"""Calendar v3 handlers: calendarList.list and events.list (paging, expansion, sync tokens)."""
+"""Calendar v3 handlers: calendarList.list and events.list (paging, expansion, sync tokens),
+events.watch and channels.stop (notification channels, google_emulator.push)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -182,6 +184,34 @@ def _envelope(calendar: Calendar, items: list[dict]) -> dict:
     }
 
 
+def _json_body(call: Call) -> dict:
+    try:
+        body = json.loads(call.body or b"{}")
+    except ValueError:
+        raise errors.ApiError(400, "parseError", "Parse Error") from None
+    if not isinstance(body, dict):
+        raise errors.ApiError(400, "parseError", "Parse Error")
+    return body
+
+
+def watch_events(call: Call) -> Reply:
+    """events.watch: a notification channel on one calendar of the caller."""
+    assert call.mailbox is not None, "the server authenticates every calendar route"
+    try:
+        calendar = call.mailbox.calendar(call.args["calendarId"])
+    except (KeyError, StopIteration):
+        raise errors.ApiError(404, "notFound", "Not Found") from None
+    reply = call.emulator.push.calendar_watch(call.mailbox.email, calendar.id, _json_body(call))
+    return json_reply(reply)
+
+
+def stop_channel(call: Call) -> Reply:
+    """channels.stop: end a channel the caller opened (204, no body)."""
+    assert call.mailbox is not None, "the server authenticates every calendar route"
+    call.emulator.push.channel_stop(call.mailbox.email, _json_body(call))
+    return Reply(204, b"")
+
+
 ROUTES = [
     Route(
         "calendar.calendarList.list",
@@ -197,4 +227,12 @@ ROUTES = [
         list_events,
         "calendar",
     ),
+    Route(
+        "calendar.events.watch",
+        "POST",
+        "/calendar/v3/calendars/{calendarId}/events/watch",
+        watch_events,
+        "calendar",
+    ),
+    Route("calendar.channels.stop", "POST", "/calendar/v3/channels/stop", stop_channel, "calendar"),
 ]

@@ -1,6 +1,9 @@
-"""Gmail v1 handlers: profile, messages.list/get, history.list, labels.list, sendAs.list."""
+"""Gmail v1 handlers: profile, messages.list/get, history.list, labels.list, sendAs.list,
+and watch/stop (push notifications, google_emulator.push)."""
 
 from __future__ import annotations
+
+import json
 
 from google_emulator import errors
 from google_emulator.params import Params, decode_token, encode_token
@@ -159,6 +162,29 @@ def list_send_as(call: Call) -> Reply:
     return json_reply({"sendAs": [primary, *aliases]})
 
 
+def _json_body(call: Call) -> dict:
+    try:
+        body = json.loads(call.body or b"{}")
+    except ValueError:
+        raise errors.invalid_argument("Invalid JSON payload received.") from None
+    if not isinstance(body, dict):
+        raise errors.invalid_argument("Invalid JSON payload received.")
+    return body
+
+
+def watch(call: Call) -> Reply:
+    """users.watch: publish the mailbox's changes to a Pub/Sub topic for 7 days."""
+    mailbox = _mailbox(call)
+    reply = call.emulator.push.gmail_watch(mailbox.email, mailbox.history_id, _json_body(call))
+    return json_reply(reply)
+
+
+def stop(call: Call) -> Reply:
+    """users.stop: no more notifications for this mailbox (answers 204 with no body)."""
+    call.emulator.push.gmail_stop(_mailbox(call).email)
+    return Reply(204, b"")
+
+
 _USER = "/gmail/v1/users/{userId}"
 ROUTES = [
     Route("gmail.users.getProfile", "GET", f"{_USER}/profile", get_profile, "gmail", 1),
@@ -174,4 +200,6 @@ ROUTES = [
         "gmail",
         1,
     ),
+    Route("gmail.users.watch", "POST", f"{_USER}/watch", watch, "gmail", 100),
+    Route("gmail.users.stop", "POST", f"{_USER}/stop", stop, "gmail", 50),
 ]

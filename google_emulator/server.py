@@ -1,4 +1,5 @@
-"""The emulator: Gmail v1, Calendar v3, OAuth and batch endpoints over real loopback HTTP."""
+"""The emulator: Gmail v1, Calendar v3, OAuth and batch endpoints over real loopback HTTP, and
+push notifications (Gmail watch through Pub/Sub, Calendar channels)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-from google_emulator import batch, calendar_api, errors, gmail_api, oauth_api
+from google_emulator import batch, calendar_api, errors, gmail_api, oauth_api, push_api
 from google_emulator.accounts import Accounts
 from google_emulator.faults import Disconnect, FaultSet
 from google_emulator.generator import GeneratedMailbox
 from google_emulator.params import Params
+from google_emulator.push import PushHub, listen
 from google_emulator.quota import QuotaLimits, QuotaMeter
 from google_emulator.requestlog import LogEntry, RequestLog
 from google_emulator.routing import Call, Reply, Route, json_reply
@@ -24,7 +26,13 @@ from google_emulator.state import Mailbox
 
 logger = logging.getLogger(__name__)
 
-ROUTES: list[Route] = [*gmail_api.ROUTES, *calendar_api.ROUTES, *oauth_api.ROUTES, *batch.ROUTES]
+ROUTES: list[Route] = [
+    *gmail_api.ROUTES,
+    *calendar_api.ROUTES,
+    *oauth_api.ROUTES,
+    *batch.ROUTES,
+    *push_api.ROUTES,
+]
 ROUTE_NAMES = sorted({route.name for route in ROUTES})
 
 
@@ -39,6 +47,11 @@ class GoogleEmulator:
     time), so a batch of 50 costs more than one GET. `quota` (QuotaLimits, None = off)
     enforces Google's per-minute limits over a sliding window (google_emulator.quota);
     `quota_rejections` counts the quota 429s it answered.
+
+    Push: `push` (google_emulator.push.PushHub) holds the Gmail watches, the Pub/Sub push
+    subscriptions (`push.subscribe(topic, endpoint)`), the Calendar channels and the delivery
+    thread; the JWKS of its tokens is served at `jwks_url`; POST /emulator/inject/message or
+    /emulator/inject/event adds mail or a meeting, which is announced like any change.
     """
 
     def __init__(
@@ -58,7 +71,8 @@ class GoogleEmulator:
         self.part_latency_s = part_latency_s
         self.part_concurrency = part_concurrency
         self.quota = QuotaMeter(quota)
-        self.accounts = Accounts()
+        self.push = PushHub()
+        self.accounts = Accounts(on_add=self._listen)
         self.faults = FaultSet(ROUTE_NAMES, seed=fault_seed)
         self.log = RequestLog()
         self._server: _Server | None = None
@@ -67,6 +81,9 @@ class GoogleEmulator:
         self._url: str | None = None
 
     # -- accounts -----------------------------------------------------------------------------
+
+    def _listen(self, mailbox: Mailbox) -> None:
+        mailbox.listeners.append(listen(self.push, mailbox.email))
 
     def add_mailbox(
         self,
@@ -110,6 +127,11 @@ class GoogleEmulator:
             raise RuntimeError("the emulator is not running; call start()")
         return self._url
 
+    @property
+    def jwks_url(self) -> str:
+        """Where the keys of its push tokens are (CRM_PIPELINE push_jwks_url, in tests)."""
+        return self.url.rstrip("/") + push_api.JWKS_PATH
+
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen and serve in a daemon thread; returns the root URL once requests are answered."""
         if self._server is not None:
@@ -135,6 +157,7 @@ class GoogleEmulator:
         if server is None:
             return
         self._stopping.set()
+        self.push.close()
         server.shutdown()
         server.close_connections()
         server.server_close()

@@ -6,7 +6,7 @@ import copy
 import random
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
@@ -128,8 +128,10 @@ class Calendar:
         primary: bool,
         time_zone: str,
         lock: threading.RLock,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         self.id = calendar_id
+        self._on_change = on_change
         self.summary = summary
         self.primary = primary
         self.time_zone = time_zone
@@ -191,6 +193,8 @@ class Calendar:
             stored.setdefault("created", stored["updated"])
             self._events[stored["id"]] = stored
             self._changed_at[stored["id"]] = self._sequence
+            if touch and self._on_change is not None:
+                self._on_change(self.id)
             return copy.deepcopy(stored)
 
     def expire_sync_tokens(self) -> None:
@@ -220,6 +224,10 @@ class Mailbox:
         # Gmail history ids grow with gaps; clients must not assume they are contiguous.
         self._gaps = random.Random(email)
         self._calendars: dict[str, Calendar] = {}
+        # Called with every live change (a history record, a calendar edit): push notifications
+        # ({"kind": "gmail", "historyId", "labelIds", "changed"} or {"kind": "calendar",
+        # "calendarId"}). Called under the mailbox's lock: a listener must not block.
+        self.listeners: list[Callable[[dict], None]] = []
         # Every Google account has a primary calendar named after its address.
         self.add_calendar(email, email, primary=True)
 
@@ -409,6 +417,18 @@ class Mailbox:
         message.history_id = self._history_id
         snapshot = {**message.ref(), "labelIds": list(message.label_ids)}
         self._history.append(HistoryRecord(self._history_id, kind, snapshot, tuple(label_ids)))
+        self._emit(
+            {
+                "kind": "gmail",
+                "historyId": self._history_id,
+                "labelIds": tuple(message.label_ids),
+                "changed": tuple(label_ids),
+            }
+        )
+
+    def _emit(self, event: dict) -> None:
+        for listener in list(self.listeners):
+            listener(event)
 
     # -- Calendars ----------------------------------------------------------------------------
 
@@ -420,7 +440,12 @@ class Mailbox:
             if primary:
                 self._calendars = {k: c for k, c in self._calendars.items() if not c.primary}
             calendar = Calendar(
-                calendar_id, summary, primary=primary, time_zone=time_zone, lock=self._lock
+                calendar_id,
+                summary,
+                primary=primary,
+                time_zone=time_zone,
+                lock=self._lock,
+                on_change=lambda changed: self._emit({"kind": "calendar", "calendarId": changed}),
             )
             self._calendars[calendar_id] = calendar
             return calendar

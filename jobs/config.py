@@ -130,6 +130,49 @@ class PipelineConfig:
     # minute's quota followed by a wait of most of a minute.
     quota_burst_window_s: float = field(default=15.0, metadata={"min": 0.0, "max": 3600.0})
 
+    # Push notifications (docs/OPERATIONS.md): off while push_gmail_topic and
+    # push_calendar_address are empty, and then everything syncs by polling as before.
+    # Gmail: the Cloud Pub/Sub topic users.watch publishes to ("projects/P/topics/T"), the label
+    # ids a change must touch to be announced (empty: every change), and the push
+    # subscription's OIDC token: its audience (required with a topic), the service account it
+    # signs as (empty: any Google-signed token for the audience) and where Google's keys are.
+    push_gmail_topic: str = field(
+        default="", metadata={"pattern": r"(projects/[^/\s]+/topics/[^/\s]+)?"}
+    )
+    push_gmail_label_ids: tuple[str, ...] = field(default=(), metadata={"pattern": r"\S+"})
+    push_gmail_audience: str = field(default="", metadata={"pattern": r"(\S+)?"})
+    push_gmail_service_account: str = field(default="", metadata={"pattern": r"([^@\s]+@\S+)?"})
+    push_jwks_url: str = field(
+        default="https://www.googleapis.com/oauth2/v3/certs", metadata={"pattern": r"https?://\S+"}
+    )
+    # Google's keys are cached as its Cache-Control says; a token signed with a key id the cache
+    # does not know refetches them, at most once per this many seconds.
+    push_jwks_refetch_min_s: float = field(default=60.0, metadata={"min": 0, "max": DAY_S})
+    # Calendar: the public HTTPS URL of /google/push/calendar/ (plain http only to a loopback
+    # host, for the emulator), and how long a notification channel is asked to live.
+    push_calendar_address: str = field(
+        default="",
+        metadata={
+            "pattern": r"(https://\S+|http://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?(/\S*)?)?"
+        },
+    )
+    push_calendar_channel_ttl_s: int = field(
+        default=604_800, metadata={"min": 3600, "max": 30 * 86_400}
+    )
+    # Renewal (the push_renew schedule, every push_renew_interval_minutes): a Gmail watch is
+    # renewed once it is this old (Google: a watch lasts 7 days, renew daily), and any watch
+    # or channel whose expiry is this close.
+    push_renew_interval_minutes: int = field(default=60, metadata={"min": 1, "max": 1440})
+    push_gmail_rewatch_after_s: float = field(default=DAY_S, metadata={"min": 60, "max": 6 * DAY_S})
+    push_renew_before_expiry_s: float = field(
+        default=2 * DAY_S, metadata={"min": 60, "max": 6 * DAY_S}
+    )
+    # The safety net: an account whose push is healthy is polled this often (rounded up to the
+    # periodic sync's interval) instead of every periodic_sync_minutes; push counts as failing
+    # once a poll found a change that no notification announced for this long.
+    push_poll_minutes: int = field(default=60, metadata={"min": 1, "max": 10_080})
+    push_missed_grace_s: float = field(default=600.0, metadata={"min": 0, "max": 7 * DAY_S})
+
 
 # --- validation ---------------------------------------------------------------------------------
 
@@ -298,7 +341,26 @@ def _parse(overrides: Any) -> tuple[dict[str, Any], list[str]]:
             f"CRM_PIPELINE['backoff_cap_s']: got {_number(config.backoff_cap_s)}; expected a "
             f"number >= backoff_base_s ({_number(config.backoff_base_s)})"
         )
+    problems += _push_problems(config)
     return values, problems
+
+
+def _push_problems(config: PipelineConfig) -> list[str]:
+    """The push keys that only make sense together."""
+    problems = []
+    if config.push_gmail_topic and not config.push_gmail_audience:
+        problems.append(
+            f"CRM_PIPELINE['push_gmail_audience']: got \"\"; expected the audience of the Pub/Sub "
+            f"push subscription's OIDC token when push_gmail_topic is set "
+            f"({config.push_gmail_topic!r}); without it no push could be verified"
+        )
+    if config.push_poll_minutes < config.periodic_sync_minutes:
+        problems.append(
+            f"CRM_PIPELINE['push_poll_minutes']: got {config.push_poll_minutes}; expected a "
+            f"number >= periodic_sync_minutes ({config.periodic_sync_minutes}): it is the "
+            "longer interval of accounts whose push is healthy"
+        )
+    return problems
 
 
 def config_problems() -> list[str]:

@@ -9,6 +9,7 @@ from jobs.config import get_config
 TICK = "crm_pipeline.tick"
 PERIODIC_SYNC = "crm_pipeline.periodic_sync"
 PENDING_SWEEP = "crm_pipeline.pending_sweep"
+PUSH_RENEW = "crm_pipeline.push_renew"
 
 
 def wanted_schedules() -> dict[str, dict[str, Any]]:
@@ -29,6 +30,13 @@ def wanted_schedules() -> dict[str, dict[str, Any]]:
             "func": "jobs.sync.sweep.sweep_pending_raw_events",
             "schedule_type": "I",
             "minutes": config.pending_sweep_interval_minutes,
+        },
+        # Push watches and channels: made, renewed before they expire, stopped when unwanted
+        # (a no-op while push is not configured).
+        PUSH_RENEW: {
+            "func": "jobs.sync.push.push_renew_due",
+            "schedule_type": "I",
+            "minutes": config.push_renew_interval_minutes,
         },
     }
 

@@ -17,6 +17,7 @@ from googleapiclient.discovery import Resource
 from jobs.config import get_config
 from jobs.google.client import execute, gmail_service
 from jobs.google.credentials import revoke_uri
+from jobs.google.push import push_stop_account
 from jobs.google.tokens import (
     TokenDecryptionError,
     decrypt_token,
@@ -24,7 +25,7 @@ from jobs.google.tokens import (
     is_current,
     rotate,
 )
-from jobs.models import GoogleAccount, GoogleAccountStatus
+from jobs.models import GoogleAccount, GoogleAccountStatus, PushChannel
 from jobs.models.google_account import TOKEN_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -139,7 +140,10 @@ def google_account_refresh_addresses(
 
 
 def google_account_disconnect(*, account: GoogleAccount) -> GoogleAccount:
-    """Revoke the grant at Google (best effort), forget the tokens, mark the account revoked."""
+    """Stop its push subscriptions and revoke the grant at Google (best effort), forget the
+    tokens, mark the account revoked."""
+    # While the tokens still work: users.stop and channels.stop need them.
+    push_stop_account(account=account)
     with transaction.atomic():
         locked = GoogleAccount.objects.select_for_update().get(pk=account.pk)
         token = decrypt_token(locked.refresh_token_encrypted) or decrypt_token(
@@ -200,7 +204,8 @@ class RotationResult:
 
 
 def google_account_tokens_rotate(*, chunk_size: int = 500) -> RotationResult:
-    """Re-encrypt every stored token under the first configured key, chunk by chunk.
+    """Re-encrypt every stored token (OAuth tokens, push channel tokens) under the first
+    configured key, chunk by chunk.
 
     Rows are locked per chunk (SELECT ... FOR UPDATE) so a concurrent refresh is not lost;
     tokens already under the first key are left alone, so a second run changes nothing.
@@ -242,4 +247,41 @@ def google_account_tokens_rotate(*, chunk_size: int = 500) -> RotationResult:
             if changed:
                 GoogleAccount.objects.bulk_update(changed, TOKEN_FIELDS)
             last_pk = chunk[-1].pk
-    return RotationResult(accounts=accounts, rotated=rotated, current=current)
+    channels = _channel_tokens_rotate(chunk_size=chunk_size)
+    return RotationResult(
+        accounts=accounts, rotated=rotated + channels.rotated, current=current + channels.current
+    )
+
+
+def _channel_tokens_rotate(*, chunk_size: int) -> RotationResult:
+    """The same for the calendar push channels' tokens (jobs.models.PushChannel)."""
+    rotated = current = 0
+    last_pk = 0
+    while True:
+        with transaction.atomic():
+            chunk = list(
+                PushChannel.objects.select_for_update()
+                .filter(pk__gt=last_pk)
+                .exclude(token_encrypted="")
+                .order_by("pk")
+                .only("pk", "token_encrypted")[:chunk_size]
+            )
+            if not chunk:
+                break
+            changed = []
+            for channel in chunk:
+                try:
+                    if is_current(channel.token_encrypted):
+                        current += 1
+                        continue
+                    channel.token_encrypted = rotate(channel.token_encrypted)
+                except TokenDecryptionError:
+                    raise TokenDecryptionError(
+                        f"push channel {channel.pk}: its token matches none of the keys"
+                    ) from None
+                rotated += 1
+                changed.append(channel)
+            if changed:
+                PushChannel.objects.bulk_update(changed, ["token_encrypted"])
+            last_pk = chunk[-1].pk
+    return RotationResult(rotated=rotated, current=current)

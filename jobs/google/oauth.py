@@ -21,6 +21,7 @@ from jobs.google.client import build_with_credentials
 from jobs.google.errors import TRANSPORT_ERRORS
 from jobs.models import GoogleAccount
 from jobs.sync.enqueue import Enqueued, sync_enqueue
+from jobs.sync.push import push_renew_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def google_account_connect_oauth(
 
     The address comes from Gmail's getProfile with the new credentials (GoogleUnreachable when
     Google cannot say). The send-as list is best effort here: the sync reads it again at each
-    window pass. One sync per provider starts for this account (sync_enqueue).
+    window pass. One sync per provider starts for this account (sync_enqueue), and a
+    push_renew job when push notifications are configured.
     """
     gmail = build_with_credentials("gmail", "v1", credentials)
     try:
@@ -74,4 +76,7 @@ def google_account_connect_oauth(
             account.pk,
             type(exc).__name__,
         )
-    return Connected(account=account, syncs=sync_enqueue(accounts=[account]))
+    syncs = sync_enqueue(accounts=[account])
+    # Push notifications (when configured): the Gmail watch and calendar channels.
+    push_renew_enqueue(account=account)
+    return Connected(account=account, syncs=syncs)

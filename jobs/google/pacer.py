@@ -56,6 +56,8 @@ COSTS: dict[str, int] = {
     "gmail.users.threads.list": 10,
     "gmail.users.threads.get": 10,
     "gmail.users.settings.sendAs.list": 1,
+    "gmail.users.watch": 100,
+    "gmail.users.stop": 50,
 }
 # The short window (quota_burst_window_s) admits this many times the limit's even rate: batches
 # fit whatever their size, the full window stays the one that binds, and once it is full the

@@ -3,6 +3,7 @@
 from jobs.models.google_account import GoogleAccount, GoogleAccountStatus
 from jobs.models.interaction import Interaction, InteractionKind
 from jobs.models.job import Job, JobStatus
+from jobs.models.push import PushChannel, PushChannelStatus
 from jobs.models.quota import QuotaUsage
 from jobs.models.raw_event import NormalizationStatus, RawEvent
 from jobs.models.sync_state import Provider, SyncState
@@ -16,6 +17,8 @@ __all__ = [
     "JobStatus",
     "NormalizationStatus",
     "Provider",
+    "PushChannel",
+    "PushChannelStatus",
     "QuotaUsage",
     "RawEvent",
     "SyncState",

@@ -22,7 +22,8 @@ class GoogleAccount(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="google_accounts"
     )
-    email = models.EmailField()
+    # Lowercased; indexed for push notifications, which name the mailbox, not the user.
+    email = models.EmailField(db_index=True)
     scopes = models.JSONField(default=list, blank=True)
     status = models.CharField(
         max_length=16, choices=GoogleAccountStatus.choices, default=GoogleAccountStatus.ACTIVE

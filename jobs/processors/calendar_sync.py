@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
@@ -16,6 +16,8 @@ from jobs.sync.common import sync_job_run
 class CalendarSyncPayload(Payload):
     account_id: int
     full: bool = False
+    # Only these of the selected calendars (a push notification's); empty: every one.
+    calendar_ids: list[str] = field(default_factory=list)
 
 
 @processor("calendar_sync", payload=CalendarSyncPayload, lane="calendar_sync:{account_id}")
@@ -28,7 +30,10 @@ def run(job: Job, ctx: JobContext) -> Metrics:
         account_id=payload.account_id,
         provider=Provider.CALENDAR,
         # `full` already reset the calendars' cursors; the continuation must not reset them again.
-        again=CalendarSyncPayload(account_id=payload.account_id),
+        again=CalendarSyncPayload(
+            account_id=payload.account_id, calendar_ids=list(payload.calendar_ids)
+        ),
         backfill=("calendar_backfill", calendar_backfill_pending),
         full=payload.full,
+        calendar_ids=payload.calendar_ids,
     )

@@ -31,6 +31,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from django.utils import timezone
@@ -75,13 +76,17 @@ def calendar_sync(
     control: RunControl | None = None,
     service: Resource | None = None,
     result: SyncResult | None = None,
+    calendar_ids: Sequence[str] = (),
 ) -> SyncResult:
     """One Calendar sync run over the selected calendars; `more` when the cap or deadline hit.
 
     `full` forgets every calendar's syncToken and unfinished listing first, so this run and its
-    continuations (which pass full=False) relist the window like a first sync.
+    continuations (which pass full=False) relist the window like a first sync. `calendar_ids`
+    (a push notification's calendars) narrows the run to those of the selected calendars.
     """
-    return _calendar_run(account, batch_id, control, service, result, full=full)
+    return _calendar_run(
+        account, batch_id, control, service, result, full=full, calendar_ids=calendar_ids
+    )
 
 
 def _calendar_run(
@@ -93,6 +98,7 @@ def _calendar_run(
     *,
     full: bool = False,
     backfill: bool = False,
+    calendar_ids: Sequence[str] = (),
 ) -> SyncResult:
     """One _CalendarRun under the configuration in force, on the caller's service or its own."""
     with service_for(account, service, calendar_service) as calendar:
@@ -105,6 +111,7 @@ def _calendar_run(
             result=result,
             full=full,
             backfill=backfill,
+            calendar_ids=calendar_ids,
         )
         return run.execute()
 
@@ -202,6 +209,13 @@ def event_start(event: dict) -> datetime | None:
     return None
 
 
+def _updated(event: dict) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(event.get("updated") or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def calendar_events_store(
     *, account: GoogleAccount, batch_id: uuid.UUID, items: list[RawItem]
 ) -> UpsertCounts:
@@ -237,8 +251,10 @@ class _CalendarRun:
         result: SyncResult | None = None,
         backfill: bool = False,
         full: bool = False,
+        calendar_ids: Sequence[str] = (),
     ) -> None:
         self.backfill = backfill
+        self.calendar_ids = frozenset(calendar_ids)
         self.full = full
         self.priority = "background" if backfill else "normal"
         self.prefix = BACKFILL_PREFIX if backfill else ""
@@ -268,6 +284,10 @@ class _CalendarRun:
                     resource_id__startswith=BACKFILL_PREFIX
                 ).update(cursor="", page_token="", pass_query="", updated_at=timezone.now())
         calendars = selected_calendars(entries, self.config.calendar_selection)
+        if self.calendar_ids:
+            calendars = [
+                calendar_id for calendar_id in calendars if calendar_id in self.calendar_ids
+            ]
         states = {
             state.resource_id.removeprefix(self.prefix): state
             for state in SyncState.objects.filter(
@@ -379,6 +399,8 @@ class _CalendarRun:
                 self._calendar_failed(calendar_id, state, exc)
                 return True
             events = page.get("items", [])
+            if "syncToken" in params:
+                self._note_changes(calendar_id, events)
             with fenced(self.control):
                 self._store(calendar_id, events, time_zone=page.get("timeZone", ""))
                 state.page_token = page.get("nextPageToken", "")
@@ -399,6 +421,15 @@ class _CalendarRun:
             self._pace(len(events))
             if not state.page_token:
                 return True
+
+    def _note_changes(self, calendar_id: str, events: list[dict]) -> None:
+        """The newest change an incremental listing found (push health: was it announced?)."""
+        stamps = [stamp for event in events if (stamp := _updated(event)) is not None]
+        if stamps:
+            changed = self.result.changes.setdefault("calendars", {})
+            changed[calendar_id] = max(
+                [*stamps, *([changed[calendar_id]] if calendar_id in changed else [])]
+            )
 
     def _calendar_failed(self, calendar_id: str, state: SyncState, exc: Exception) -> None:
         failures = dict(state.failures)

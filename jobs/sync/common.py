@@ -20,6 +20,9 @@ from jobs.payloads import Payload
 from jobs.pipeline import next_stage
 from jobs.sync.raw_events import UpsertCounts
 
+# The sync job kind of each provider.
+SYNC_KINDS: dict[str, str] = {"gmail": "gmail_sync", "calendar": "calendar_sync"}
+
 
 class RunControl(Protocol):
     """Where a sync asks whether to stop: the JobContext in a job, a no-op elsewhere."""
@@ -94,6 +97,10 @@ class SyncResult:
     # Work is left (cap or deadline reached): the job continues in a new run.
     more: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # What changed at Google, for push health (jobs.sync.push), not for the metrics: Gmail
+    # "addedHistoryId" (the newest history record that added a message worth announcing),
+    # Calendar "calendars" ({calendar id: the newest `updated` of an incremental listing}).
+    changes: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self) -> Metrics:
         return Metrics(
@@ -234,6 +241,15 @@ def sync_job_run(
     account = sync_account(account_id=account_id, user_id=ctx.user_id)
     sync(account=account, batch_id=ctx.batch_id, control=ctx, result=result, **options)
     sync_follow_up(ctx, result=result, account=account, provider=provider, again=again)
+    if not result.more:
+        # imported here: jobs.sync.push enqueues syncs (jobs.sync.enqueue imports the runner)
+        from jobs.sync.push import push_sync_finished
+
+        # Notifications that arrived while this chain ran: one more sync, in a chain of its own.
+        follow_up = push_sync_finished(ctx, account=account, provider=provider, result=result)
+        if follow_up is not None:
+            ctx.start_chain(ctx.job.kind, follow_up)
+            result.extra["pushFollowUp"] = True
     if backfill is not None and not result.more:
         kind, pending = backfill
         if pending(account):

@@ -13,8 +13,8 @@ from jobs.enqueue import enqueue
 from jobs.models import GoogleAccount, GoogleAccountStatus, Job, Provider, SyncState
 from jobs.models.job import ACTIVE_STATUSES, CLAIMABLE_STATUSES
 from jobs.runner import run_job
-
-SYNC_KINDS: dict[str, str] = {Provider.GMAIL: "gmail_sync", Provider.CALENDAR: "calendar_sync"}
+from jobs.sync.common import SYNC_KINDS
+from jobs.sync.push import calendar_job_widen, poll_providers
 
 
 class SyncTargetError(LookupError):
@@ -90,6 +90,9 @@ def sync_enqueue(
                 batch_id=batch_id,
             )
             created = not getattr(job, "deduplicated", False)
+            if not created and provider == Provider.CALENDAR:
+                # A queued sync a push narrowed to some calendars now covers them all.
+                calendar_job_widen(job=job, calendar_ids=None)
             started.append(Enqueued(kind, account, job, created=created))
     return started
 
@@ -98,12 +101,18 @@ def sync_enqueue_all_accounts() -> list[Enqueued]:
     """Gmail and Calendar syncs for every active account (the periodic schedule's work).
 
     Each account gets its own batch and its own lanes. Lanes stop pile-ups: an account whose
-    sync is still active gets no second one; the least recently synced accounts go first.
+    sync is still active gets no second one; the least recently synced accounts go first. A
+    provider whose push notifications are healthy is polled only as a safety net, once its
+    last sync is push_poll_minutes old (jobs.sync.push.poll_providers).
     """
-    accounts = GoogleAccount.objects.filter(status=GoogleAccountStatus.ACTIVE)
+    accounts = _least_recently_synced(
+        list(GoogleAccount.objects.filter(status=GoogleAccountStatus.ACTIVE))
+    )
+    due = poll_providers(accounts=accounts)
     started: list[Enqueued] = []
-    for account in _least_recently_synced(list(accounts)):
-        started += sync_enqueue(accounts=[account])
+    for account in accounts:
+        if due[account.pk]:
+            started += sync_enqueue(accounts=[account], providers=due[account.pk])
     return started
 
 

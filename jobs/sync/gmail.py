@@ -400,11 +400,18 @@ class _GmailRun:
             self._save()
 
     def _note_changes(self, record: dict, actions: dict[str, str]) -> None:
+        announced = self.config.push_gmail_label_ids
         for entry in record.get("messagesAdded", []):
             message = entry.get("message", {})
+            labels = message.get("labelIds", [])
             # New drafts, chats and spam are not synced: no need to fetch them at all.
-            if not self.excluded.intersection(message.get("labelIds", [])):
+            if not self.excluded.intersection(labels):
                 actions[message["id"]] = "fetch"
+                # A change the Gmail watch announces (push health: was it announced?).
+                record_id = str(record.get("id") or "")
+                if record_id.isdigit() and (not announced or set(announced) & set(labels)):
+                    newest = max(int(record_id), self.result.changes.get("addedHistoryId", 0))
+                    self.result.changes["addedHistoryId"] = newest
         for key in ("labelsAdded", "labelsRemoved"):
             for entry in record.get(key, []):
                 actions[entry["message"]["id"]] = "fetch"

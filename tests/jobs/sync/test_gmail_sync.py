@@ -243,7 +243,7 @@ def test_the_chain_end_starts_the_next_stage_for_the_batch(google_account, monke
 
     follow = Job.objects.get(parent=job)
     assert follow.kind == "calendar_sync" and follow.batch_id == job.batch_id
-    assert follow.payload == {"account_id": google_account.pk, "full": False}
+    assert follow.payload == {"account_id": google_account.pk, "full": False, "calendar_ids": []}
     assert follow.dedupe_key == f"calendar_sync:{google_account.pk}:{job.batch_id}"
 
 
