@@ -191,6 +191,10 @@ class PushHub:
             self._topics.setdefault(topic, []).append(subscription)
         return subscription
 
+    def subscriptions(self) -> dict[str, list[Subscription]]:
+        with self._lock:
+            return {topic: list(subs) for topic, subs in self._topics.items()}
+
     def create_topic(self, topic: str) -> None:
         """A topic without subscriptions: users.watch accepts it, its messages go nowhere."""
         with self._lock:

@@ -129,6 +129,12 @@ def jwks_cache(url: str) -> JwksCache:
         return cache
 
 
+def jwks_caches_clear() -> None:
+    """Forget every cached key set (tests: a new emulator may reuse an old one's port)."""
+    with _caches_lock:
+        _caches.clear()
+
+
 def pubsub_token_verify(authorization: str | None, *, config: PipelineConfig | None = None) -> dict:
     """The claims of a valid Pub/Sub push token in an Authorization header, else PushAuthError.
 

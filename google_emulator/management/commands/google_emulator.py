@@ -1,9 +1,13 @@
-"""Run the local Google API emulator (Gmail v1, Calendar v3, OAuth) until interrupted."""
+"""Run the local Google API emulator (Gmail v1, Calendar v3, OAuth) until interrupted, or
+inject a new message or event into one that runs (which its push notifications announce)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,9 @@ class Command(BaseCommand):
         "Serve Gmail v1, Calendar v3, OAuth and batch endpoints locally for the real Google "
         "client library: point a discovery document's rootUrl (and token_uri) at the printed URL. "
         "Mail comes from --mbox files (Google Takeout labels honoured) and/or --generate N "
-        "realistic messages; events from --ics files and/or --events N. Needs no database."
+        "realistic messages; events from --ics files and/or --events N. Needs no database. "
+        "With --inject message|event it adds one to an emulator already running at --url "
+        "and exits."
     )
     requires_system_checks: list[str] = []
     requires_migrations_checks = False
@@ -77,8 +83,45 @@ class Command(BaseCommand):
             action="store_true",
             help="accept only access tokens issued by /token (prints a refresh token)",
         )
+        push = parser.add_argument_group("push notifications")
+        push.add_argument(
+            "--pubsub-push",
+            action="append",
+            default=[],
+            metavar="TOPIC=URL",
+            help="a Pub/Sub push subscription: Gmail notifications published to TOPIC (the "
+            "topic users.watch names) are POSTed to URL with a signed OIDC token (repeatable)",
+        )
+        push.add_argument(
+            "--pubsub-audience",
+            default="",
+            metavar="AUDIENCE",
+            help="the audience of the push tokens (default: each subscription's URL)",
+        )
+        push.add_argument(
+            "--push-service-account",
+            default="",
+            metavar="EMAIL",
+            help="the service account the push tokens are signed for",
+        )
+        inject = parser.add_argument_group("inject into a running emulator")
+        inject.add_argument(
+            "--inject",
+            choices=["message", "event"],
+            help="add a new message (or calendar event) to the emulator at --url, then exit",
+        )
+        inject.add_argument(
+            "--url", default="http://127.0.0.1:8765/", help="the running emulator's root URL"
+        )
+        inject.add_argument(
+            "--inject-account", default="", metavar="EMAIL", help="whose (default: the first)"
+        )
+        inject.add_argument("--subject", default="", help="the message's subject or event's")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["inject"]:
+            self.stdout.write(json.dumps(_inject(options)))
+            return
         emulator = _build(options)
         try:
             url = emulator.start(options["host"], options["port"])
@@ -123,6 +166,14 @@ class Command(BaseCommand):
             )
         for rule in emulator.faults.rules:
             self.stdout.write(f"  fault: {rule}")
+        if options["pubsub_push"]:
+            self.stdout.write(f"  push tokens verify against {emulator.jwks_url}")
+        for topic, subscriptions in emulator.push.subscriptions().items():
+            for subscription in subscriptions:
+                self.stdout.write(
+                    f"  Pub/Sub push: {topic} -> {subscription.endpoint} "
+                    f"(audience {subscription.audience})"
+                )
         self.stdout.write(self.style.SUCCESS(f"ready {url}"))
 
 
@@ -158,6 +209,22 @@ def _build(options: dict[str, Any]) -> GoogleEmulator:
             days=options["days"],
             aliases=options["alias"],
         )
+    for spec in options["pubsub_push"]:
+        topic, _, endpoint = spec.partition("=")
+        if not topic.startswith("projects/") or "/topics/" not in topic:
+            raise CommandError(f"--pubsub-push {spec}: expected projects/P/topics/T=URL")
+        if not endpoint.startswith(("http://", "https://")):
+            raise CommandError(f"--pubsub-push {spec}: the URL must start with http(s)://")
+        emulator.push.subscribe(
+            topic,
+            endpoint,
+            audience=options["pubsub_audience"] or None,
+            **(
+                {"service_account": options["push_service_account"]}
+                if options["push_service_account"]
+                else {}
+            ),
+        )
     mailbox = emulator.add_mailbox(options["owner"], generated, aliases=options["alias"])
     for path in options["mbox"]:
         mailbox.load_mbox(path)
@@ -177,3 +244,31 @@ def _build(options: dict[str, Any]) -> GoogleEmulator:
             )
         emulator.add_mailbox(email, extra)
     return emulator
+
+
+def _inject(options: dict[str, Any]) -> dict:
+    """POST the injection to the running emulator; its answer, or CommandError in one line."""
+    url = options["url"].rstrip("/") + f"/emulator/inject/{options['inject']}"
+    body: dict[str, Any] = {}
+    if options["inject_account"]:
+        body["account"] = options["inject_account"]
+    if options["subject"]:
+        body["subject" if options["inject"] == "message" else "summary"] = options["subject"]
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer: dict = json.loads(response.read())
+            return answer
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = exc.reason
+        raise CommandError(f"the emulator at {options['url']} refused: {message}") from None
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"no emulator answers at {options['url']}: {exc}") from None
