@@ -43,6 +43,7 @@ def qcluster(
     name: str | None = None,
     log_level: str | None = "INFO",
     stop: bool = True,
+    env: dict[str, str] | None = None,
     **pipeline: object,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`manage.py qcluster` with two workers and the CRM_PIPELINE settings `pipeline`, in a
@@ -52,8 +53,10 @@ def qcluster(
 
     On the way out, with `stop`: SIGTERM to the main process only (it stops its own workers in
     order), SIGKILL to its group after 20 s. Without `stop` (the test stops it itself): whatever
-    is left of its group is killed at once."""
-    env = subprocess_env(CRM_PIPELINE=json.dumps(pipeline), Q_WORKERS="2")
+    is left of its group is killed at once. `env`: more environment variables (GOOGLE_API_ROOT
+    of an emulator, say)."""
+    extra = env or {}
+    env = subprocess_env(CRM_PIPELINE=json.dumps(pipeline), Q_WORKERS="2", **extra)
     if log_level:
         env["Q_LOG_LEVEL"] = log_level
     if name:

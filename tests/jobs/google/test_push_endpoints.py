@@ -222,9 +222,7 @@ def test_the_first_sync_message_enqueues_nothing(client, emulator, channel):
     assert answer.status_code == 204 and not Job.objects.exists()
 
 
-def test_an_unknown_channel_or_a_wrong_token_is_403_and_enqueues_nothing(
-    client, emulator, channel
-):
+def test_an_unknown_channel_or_a_wrong_token_is_403_and_enqueues_nothing(client, emulator, channel):
     token = the_token(emulator, channel)
     assert calendar_push(client, channel.channel_id, token[:-1] + "x").status_code == 403
     assert calendar_push(client, channel.channel_id, None).status_code == 403

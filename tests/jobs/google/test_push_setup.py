@@ -19,6 +19,8 @@ from jobs.sync.push import push_reconcile
 from tests.fixtures.emulator import OWNER
 from tests.jobs.google.test_oauth_views import consent
 
+SHARED_CALENDAR = "c_839511c777138af419bf@group.calendar.google.com"
+
 
 def refused(settings, value: dict) -> str:
     settings.CRM_PIPELINE = value
@@ -121,7 +123,7 @@ def test_the_account_admin_shows_push_health_and_never_a_channel_token(
     assert "Gmail push" in changelist and "Calendar push" in changelist
     assert changelist.count("healthy") >= 2
     assert "Gmail push" in change and "healthy" in change
-    assert "Push channels" in change and "c_839511c777138af419bf@group.calendar.google.com" in change
+    assert "Push channels" in change and SHARED_CALENDAR in change
     assert OWNER in channels
     for page in (changelist, change, channels):
         for token in tokens:
