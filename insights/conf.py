@@ -239,7 +239,7 @@ def _parse(raw: Any) -> tuple[InsightsConfig, list[str]]:
         problems.append(
             _problem(
                 "awaiting_reply_max_age_days",
-                config.awaiting_reply_max_age_days,
+                raw.get("awaiting_reply_max_age_days", config.awaiting_reply_max_age_days),
                 f"more than awaiting_reply_days ({config.awaiting_reply_days:g})",
             )
         )
@@ -247,7 +247,7 @@ def _parse(raw: Any) -> tuple[InsightsConfig, list[str]]:
         problems.append(
             _problem(
                 "cold_max_silence_days",
-                config.cold_max_silence_days,
+                raw.get("cold_max_silence_days", config.cold_max_silence_days),
                 f"more than cold_min_silence_days ({config.cold_min_silence_days:g})",
             )
         )

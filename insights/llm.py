@@ -102,6 +102,11 @@ def _reason(kind: str, detail: str = "") -> str:
     return text if len(text) <= REASON_MAX_CHARS else text[: REASON_MAX_CHARS - 1] + "…"
 
 
+def _is_timeout(exc: OpenAIClientError) -> bool:
+    """No answer in time (the client says so in its message; a timeout has no HTTP status)."""
+    return exc.status is None and "no answer within" in str(exc)
+
+
 def llm_client(config: InsightsConfig) -> OpenAIClient:
     """The HTTP client for the configured endpoint (the key is read from llm_api_key_env at
     each call, never stored or logged)."""
@@ -220,7 +225,7 @@ def llm_phrase(
     try:
         answer = client.post_json("chat/completions", body, deadline=deadline)
     except OpenAIClientError as exc:
-        if exc.status is None and "no answer within" in str(exc):
+        if _is_timeout(exc):
             return LLMOutcome(reason=_reason("timeout"))
         return LLMOutcome(reason=_reason("error", str(exc)))
     try:

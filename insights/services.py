@@ -205,7 +205,7 @@ def insights_store(
     if not unique:
         return set()
     rows = list(unique.values())
-    params = {
+    params: dict[str, Any] = {
         "user_id": user_id,
         "fingerprint": [c.fingerprint for c in rows],
         "kind": [c.kind for c in rows],

@@ -5,9 +5,10 @@ The new part: quotequail finds the reply or forward header ("On ... wrote:", "--
 Message-----", "Begin forwarded message:") and keeps what is above it; then lines quoted with
 ">" and everything after a signature delimiter ("-- ") are dropped.
 
-A question is a sentence of the new part that ends with a question mark (also the full-width one; Spanish
-"¿...?" included), or that starts with a request ("could you", "can you", "would you", "please
-send / confirm / let me know / ...", "let me know"), except small talk ("how are you?").
+A question is a sentence of the new part that ends with a question mark (also the full-width
+one; Spanish "¿...?" included), or that starts with a request ("could you", "can you", "would
+you", "please send / confirm / let me know / ...", "let me know"), except small talk ("how are
+you?").
 Request phrases are English only; a question mark works in any language.
 """
 

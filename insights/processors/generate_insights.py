@@ -20,12 +20,12 @@ from typing import cast
 
 from contacts.rollups import touched_contact_ids
 from contacts.selectors import batch_interaction_ids
+from insights.services import PHASES, InsightsReport, insights_generate
 from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.errors import PayloadError
 from jobs.models import Job
 from jobs.payloads import Payload
-from insights.services import PHASES, InsightsReport, insights_generate
 
 CONTACT_SCOPES = ("auto", "all", "batch")
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from contacts.models import Contact
 from contacts.rollups import contact_rollups_refresh
 from insights.conf import build_config
+from insights.models import Insight
+from insights.rules.base import fingerprint
 from jobs.models import Interaction
 from tests.timeline.people import person, take_part
 
@@ -107,4 +109,44 @@ def exchange(
     ]
 
 
-__all__ = ["DAY", "NOW", "config", "exchange", "mail", "meeting_with", "person", "refresh"]
+def stored(
+    user,
+    title: str,
+    *,
+    kind: str = "awaiting_reply",
+    status: str = "new",
+    score=60.0,
+    contact: Contact | None = None,
+    evidence: dict | None = None,
+) -> Insight:
+    """An insight row as generate_insights would leave it (for admin and command tests)."""
+    return Insight.objects.create(
+        user=user,
+        kind=kind,
+        contact=contact,
+        fingerprint=fingerprint(kind, f"test:{title}"),
+        status=status,
+        title=title,
+        summary=f"{title}: summary",
+        heuristic_summary=f"{title}: summary",
+        evidence=evidence
+        if evidence is not None
+        else {"days_waiting": 4.5, "interaction_ids": [1, 2]},
+        score=score,
+        content_hash="c",
+        basis_hash="b",
+        expires_at=NOW + 14 * DAY,
+    )
+
+
+__all__ = [
+    "DAY",
+    "NOW",
+    "config",
+    "exchange",
+    "mail",
+    "meeting_with",
+    "person",
+    "refresh",
+    "stored",
+]
