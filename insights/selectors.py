@@ -479,6 +479,17 @@ def insight_list(
     return insights.select_related("contact").order_by("-score", "-updated_at", "-id")
 
 
+def insights_summary(*, user_id: int) -> dict[str, object]:
+    """The user's insights: how many, and how many of each kind (for the demo summary)."""
+    by_kind = dict(
+        Insight.objects.filter(user_id=user_id)
+        .values_list("kind")
+        .annotate(n=Count("id"))
+        .order_by("kind")
+    )
+    return {"insights": sum(by_kind.values()), "insightsByKind": by_kind}
+
+
 def insights_llm_pending(*, user_id: int, kinds: Iterable[str], after_id: int) -> QuerySet[Insight]:
     """Open insights of `kinds` whose current content the LLM has not answered for (new or
     changed content, or a timeout or error last time), by id after `after_id`."""

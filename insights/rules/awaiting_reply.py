@@ -9,9 +9,10 @@ contact), at `now`:
 - the thread is awaiting a reply when some asking message is at least `awaiting_reply_days`
   old (3); days_waiting counts from the oldest such message (2 decimals).
 
-score = min(100, 50 + 5 * days_waiting). Fingerprint: the thread and its latest unanswered
-message, so their writing again (a reminder) is a new insight even if the previous one was
-dismissed; your reply resolves it.
+score = min(100, 50 + 50 * days_waiting / awaiting_reply_max_age_days): the longer a question
+waits, the higher (55 after 3 days, 100 at the 30-day horizon). Fingerprint: the thread and its
+latest unanswered message, so their writing again (a reminder) is a new insight even if the
+previous one was dismissed; your reply resolves it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def awaiting_reply(
     latest_asking, _ = asking[-1]
     latest = thread.unanswered[-1]
     waiting = days_between(first.occurred_at, now)
-    score = round(min(100.0, 50.0 + 5.0 * waiting), 1)
+    score = round(min(100.0, 50.0 + 50.0 * waiting / config.awaiting_reply_max_age_days), 1)
     open_questions = [{"text": q, "interaction_id": m.id} for m, qs in asking for q in qs]
     subject = latest_asking.subject or first.subject or "(no subject)"
     evidence = {

@@ -154,7 +154,7 @@ def test_an_unanswered_question_is_awaiting_a_reply_until_you_write_in_the_threa
     assert insight.open_questions == [
         {"text": "Could you send the signed contract?", "interaction_id": asked.pk}
     ]
-    assert insight.score == 75.0
+    assert insight.score == 58.3  # 50 + 50 * 5 days / 30
     assert insight.summary == (
         "Jane Doe asked 1 question in “Contract” 5 days ago, and you have not replied: "
         "“Could you send the signed contract?”"

@@ -239,7 +239,7 @@ def test_awaiting_reply_counts_from_the_oldest_due_question():
         {"text": "Could you send the signed copy?", "interaction_id": 11},
         {"text": "Also, which invoice address should we use?", "interaction_id": 13},
     ]
-    assert candidate.score == 75.0  # 50 + 5 * 5
+    assert candidate.score == 58.3  # 50 + 50 * 5 / 30
     assert candidate.contact_id == 7
     # the thread and its latest message: a reminder from them is a new situation
     assert candidate.fingerprint == fingerprint("awaiting_reply", "thread:t-1", "latest:13")
