@@ -2,19 +2,20 @@
 extracts its open questions, with JSON-schema output that is validated here.
 
 The request (``POST {llm_base_url}/chat/completions``) carries the insight's kind, title,
-heuristic summary and evidence, and the text of its newest messages (quoted history removed),
-with ``response_format`` = ``{"type": "json_schema", "json_schema": {"name": ..., "strict":
-true, "schema": REPLY_SCHEMA}}``. Servers do not all enforce a schema (and strict mode has no
-length limits), so the reply is checked here against the same rules: an object with exactly
-``summary`` (a non-empty string of at most SUMMARY_MAX_CHARS) and ``open_questions`` (at most
-MAX_QUESTIONS objects with exactly ``text``, a non-empty string, and ``interaction_id``, one of
-the messages given or null).
+heuristic summary and evidence (without its list of interaction ids), and the text of its
+newest messages (quoted history removed), with ``response_format`` = ``{"type":
+"json_schema", "json_schema": {"name": ..., "strict": true, "schema": REPLY_SCHEMA}}``.
+Servers do not all enforce a schema (and strict mode has no length limits), so the reply is
+checked here against the same rules: an object with exactly ``summary`` (a non-empty string of
+at most SUMMARY_MAX_CHARS) and ``open_questions`` (at most MAX_QUESTIONS objects with exactly
+``text``, a non-empty string, and ``interaction_id``, one of the messages given or null).
 
 Outcomes (LLMOutcome): phrased; or a fallback whose reason is recorded on the insight while the
 heuristic text stands: "timeout" (no answer within llm_timeout_s, after llm_max_retries),
-"invalid_output: <what is wrong>" (not asked again until the content changes),
-"error: <what happened>" (HTTP errors, refused connections, refusals). "not_configured" is set
-when the insight is stored (insights.services), since no call is made.
+"invalid_output: <what is wrong>" (a reply that breaks the schema, or a refusal; not asked
+again until the content changes), "error: <what happened>" (HTTP errors, refused
+connections). "not_configured" is set when the insight is stored (insights.services), since no
+call is made.
 """
 
 from __future__ import annotations
@@ -124,11 +125,13 @@ def request_body(
     *, config: InsightsConfig, insight: Insight, messages: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The chat completion request for one insight."""
+    evidence = insight.evidence if isinstance(insight.evidence, dict) else {}
     facts = {
         "kind": insight.kind,
         "title": insight.title,
         "draft_summary": insight.heuristic_summary,
-        "evidence": insight.evidence,
+        # the messages carry their own ids; a digest's week of ids would only cost tokens
+        "evidence": {k: v for k, v in evidence.items() if k != "interaction_ids"},
         "messages": messages,
     }
     return {
