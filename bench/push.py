@@ -64,6 +64,8 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm_pipeline.settings")
+    # Progress lines only: not one log line per job of the simulated week.
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 
     django.setup()
@@ -71,9 +73,7 @@ def main() -> None:
 
     from django.db import connection
 
-    # Progress lines only: not one metrics line per job of the simulated week.
-    for name in ("jobs", "django_q"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("jobs.metrics").setLevel(logging.WARNING)
 
     connection.settings_dict["TEST"]["NAME"] = f"bench_push_{os.getpid()}"
     original_name = connection.settings_dict["NAME"]

@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from googleapiclient.discovery import Resource
 
@@ -459,23 +458,6 @@ def _calendar_health(
     if _missed(rows, missed_before):
         return PushHealth(FAILING, "a poll found changes no notification announced", *seen)
     return PushHealth(HEALTHY, "", *seen)
-
-
-def push_channels_expiring(
-    *, config: PipelineConfig | None = None, now: datetime | None = None
-) -> Q:
-    """The rows the renewal schedule must look at (for a filter on PushChannel)."""
-    config = config or get_config()
-    now = now or timezone.now()
-    soon = now + timedelta(seconds=config.push_renew_before_expiry_s)
-    rewatch = now - timedelta(seconds=config.push_gmail_rewatch_after_s)
-    return (
-        ~Q(status=PushChannelStatus.ACTIVE)
-        | Q(expires_at__isnull=True)
-        | Q(expires_at__lte=soon)
-        | Q(provider=Provider.GMAIL, renewed_at__lte=rewatch)
-        | Q(provider=Provider.GMAIL, renewed_at__isnull=True)
-    )
 
 
 # Compared against when the channel is unknown, so that case runs the same comparison.

@@ -47,7 +47,6 @@ from jobs.google.client import calendar_service, execute
 from jobs.google.push import (
     Fence,
     NoFence,
-    PushHealth,
     calendar_channel_due,
     calendar_channel_open,
     calendar_channel_stop,
@@ -580,8 +579,3 @@ def last_synced(*, accounts: list[GoogleAccount]) -> dict[tuple[int, str], datet
         if synced is not None:
             found[key] = min(found.get(key, synced), synced)
     return found
-
-
-def push_health_of(account: GoogleAccount) -> dict[str, PushHealth]:
-    """One account's push health by provider (for the admin and commands)."""
-    return push_health(accounts=[account])[account.pk]
