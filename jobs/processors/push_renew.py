@@ -8,7 +8,7 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.models import GoogleAccount, GoogleAccountStatus, Job
 from jobs.payloads import Payload
-from jobs.sync.push import push_reconcile
+from jobs.sync.push import RenewResult, push_reconcile
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     if account is None or account.status != GoogleAccountStatus.ACTIVE:
         # Disconnected meanwhile (its subscriptions were stopped then) or needing re-auth.
         return Metrics(details={"skipped": "account not active"})
-    result = push_reconcile(account=account, control=ctx)
-    done = int(result.gmail == "watched") + result.channels_opened
-    return Metrics(items_fetched=done, items_inserted=done, details=result.details())
+    # Tracked from the start: an attempt that fails after renewing still reports it.
+    result = RenewResult()
+    ctx.track(result.metrics)
+    push_reconcile(account=account, control=ctx, result=result)
+    return result.metrics()

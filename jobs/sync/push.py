@@ -39,7 +39,7 @@ from django.db.models.functions import Greatest, Now
 from django.utils import timezone
 
 from jobs.config import PipelineConfig, get_config
-from jobs.context import JobContext
+from jobs.context import JobContext, Metrics
 from jobs.dispatcher import get_processor
 from jobs.enqueue import enqueue
 from jobs.errors import PermanentError, TransientError
@@ -347,6 +347,10 @@ class RenewResult:
     channels_stopped: int = 0
     failures: list[str] = field(default_factory=list)
 
+    def metrics(self) -> Metrics:
+        done = int(self.gmail == "watched") + self.channels_opened
+        return Metrics(items_fetched=done, items_inserted=done, details=self.details())
+
     def details(self) -> dict[str, Any]:
         return {
             "gmail": self.gmail,
@@ -361,6 +365,7 @@ def push_reconcile(
     account: GoogleAccount,
     control: Fence | None = None,
     config: PipelineConfig | None = None,
+    result: RenewResult | None = None,
 ) -> RenewResult:
     """Bring the account's push subscriptions to what the configuration wants: a Gmail watch
     made or renewed when due (gmail_watch_due), a channel on each selected calendar opened or
@@ -373,7 +378,8 @@ def push_reconcile(
     """
     config = config or get_config()
     control = control or NoFence()
-    result = RenewResult()
+    # The caller's result when given: it can read the work done so far (ctx.track).
+    result = result if result is not None else RenewResult()
     transient: list[TransientError] = []
 
     def attempt(what: str, call: Any) -> Any:

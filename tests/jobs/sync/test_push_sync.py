@@ -163,6 +163,29 @@ def test_one_mailbox_in_two_users_keeps_its_watch_until_the_last_one_leaves(
     assert emulator.push.stop_calls == [OWNER]
 
 
+def test_two_accounts_of_one_user_each_get_their_own_watch_and_channels(
+    google_account, emulator, user
+):
+    second_address = "ada.work@pipeline.example"
+    second = google_account_connect(
+        user=user,
+        email=second_address,
+        refresh_token=emulator.register_account(second_address),
+        scopes=[GMAIL_READONLY, CALENDAR_READONLY],
+    )
+
+    assert push_renew_due() == 2
+    run_due_jobs(kinds=["push_renew"], until_empty=True)
+
+    assert sorted(call["email"] for call in emulator.push.watch_calls) == sorted(
+        [OWNER, second_address]
+    )
+    assert {row.resource_id for row in rows(second, "calendar")} == {second_address}
+    assert len(rows(google_account, "calendar")) == 2
+    outcomes = push_gmail_notified(email=second_address, history_id=10**6)
+    assert [(o.account_id, o.outcome) for o in outcomes] == [(second.pk, "enqueued")]
+
+
 def test_push_turned_off_stops_what_is_left(google_account, emulator, pipeline_config):
     push_reconcile(account=google_account)
     pipeline_config(push_gmail_topic="", push_calendar_address="")
@@ -197,6 +220,8 @@ def test_a_transient_failure_retries_the_renewal_job(google_account, emulator):
     job = Job.objects.get(pk=_renew(google_account))
 
     assert job.status == JobStatus.RETRYING and "503" in job.last_error
+    # The failed attempt still reports what it did.
+    assert job.metrics["details"]["gmail"] == "watched" and job.metrics["itemsInserted"] == 1
     assert rows(google_account, "gmail")[0].status == "active"  # done, not done again
     emulator.faults.clear()
     Job.objects.filter(pk=job.pk).update(run_after=timezone.now())
