@@ -205,9 +205,9 @@ def _gauges() -> Iterator[Metric]:
         "UTC day so far (units for Gmail, requests for Calendar).",
         labels=["api", "period"],
     )
-    for row in status.quota:
-        quota.add_metric([row.api, "last_minute"], row.last_minute)
-        quota.add_metric([row.api, "today"], row.today)
+    for spent in status.quota:
+        quota.add_metric([spent.api, "last_minute"], spent.last_minute)
+        quota.add_metric([spent.api, "today"], spent.today)
     yield quota
     yield GaugeMetricFamily(
         "crm_pipeline_accounts_needing_reauth",

@@ -620,7 +620,7 @@ def _accounts(now: datetime) -> list[AccountRow]:
             "id", "email", "user_id", "status", f"user__{username_field}"
         )
     )
-    states: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    states: dict[tuple[int, str], list[Any]] = {}
     for state in SyncState.objects.filter(account_id__in=[a["id"] for a in accounts]).values(
         "account_id",
         "provider",

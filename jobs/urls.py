@@ -1,6 +1,6 @@
 """URLs for machines: include them at the site root so they answer at /health/ and /metrics.
 
-    urlpatterns += [path("", include("jobs.urls"))]
+urlpatterns += [path("", include("jobs.urls"))]
 """
 
 from django.urls import path

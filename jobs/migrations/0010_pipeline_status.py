@@ -5,72 +5,101 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0009_quota_scope_per_mailbox'),
+        ("jobs", "0009_quota_scope_per_mailbox"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='QuotaDaily',
+            name="QuotaDaily",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scope', models.CharField(max_length=400)),
-                ('day', models.DateField()),
-                ('units', models.FloatField(default=0.0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("scope", models.CharField(max_length=400)),
+                ("day", models.DateField()),
+                ("units", models.FloatField(default=0.0)),
             ],
         ),
         migrations.CreateModel(
-            name='RunTotals',
+            name="RunTotals",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=64)),
-                ('status', models.CharField(max_length=16)),
-                ('runs', models.BigIntegerField(default=0)),
-                ('timed_runs', models.BigIntegerField(default=0)),
-                ('duration_s_sum', models.FloatField(default=0.0)),
-                ('duration_buckets', models.JSONField(default=list)),
-                ('items_fetched', models.BigIntegerField(default=0)),
-                ('items_inserted', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=64)),
+                ("status", models.CharField(max_length=16)),
+                ("runs", models.BigIntegerField(default=0)),
+                ("timed_runs", models.BigIntegerField(default=0)),
+                ("duration_s_sum", models.FloatField(default=0.0)),
+                ("duration_buckets", models.JSONField(default=list)),
+                ("items_fetched", models.BigIntegerField(default=0)),
+                ("items_inserted", models.BigIntegerField(default=0)),
             ],
         ),
         migrations.CreateModel(
-            name='RunTotalsMark',
+            name="RunTotalsMark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('finished_at', models.DateTimeField()),
-                ('job_id', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("finished_at", models.DateTimeField()),
+                ("job_id", models.BigIntegerField(default=0)),
             ],
         ),
         migrations.AddField(
-            model_name='syncstate',
-            name='pass_fetched',
+            model_name="syncstate",
+            name="pass_fetched",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='syncstate',
-            name='pass_listed',
+            model_name="syncstate",
+            name="pass_listed",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['created_at'], include=('kind', 'status'), name='job_created_idx'),
+            model_name="job",
+            index=models.Index(
+                fields=["created_at"], include=("kind", "status"), name="job_created_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('finished_at__isnull', False)), fields=['finished_at'], include=('kind', 'status', 'started_at'), name='job_finished_idx'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("finished_at__isnull", False)),
+                fields=["finished_at"],
+                include=("kind", "status", "started_at"),
+                name="job_finished_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('status__in', ['queued', 'retrying'])), fields=['kind', 'status', 'run_after'], name='job_waiting_kind_idx'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("status__in", ["queued", "retrying"])),
+                fields=["kind", "status", "run_after"],
+                name="job_waiting_kind_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='quotadaily',
-            constraint=models.UniqueConstraint(fields=('scope', 'day'), name='quota_daily_scope_day_uniq'),
+            model_name="quotadaily",
+            constraint=models.UniqueConstraint(
+                fields=("scope", "day"), name="quota_daily_scope_day_uniq"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='runtotals',
-            constraint=models.UniqueConstraint(fields=('kind', 'status'), name='run_totals_kind_status_uniq'),
+            model_name="runtotals",
+            constraint=models.UniqueConstraint(
+                fields=("kind", "status"), name="run_totals_kind_status_uniq"
+            ),
         ),
     ]
