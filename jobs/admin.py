@@ -385,6 +385,8 @@ class RawEventAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[RawEvent], search_term: str
     ) -> tuple[QuerySet[RawEvent], bool]:
         term = search_term.strip()
+        if not term:
+            return queryset, False
         try:
             return queryset.filter(batch_id=uuid.UUID(term)), False
         except ValueError:

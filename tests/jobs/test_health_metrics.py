@@ -29,9 +29,7 @@ def scrape(client) -> dict[str, dict[tuple, float]]:
     samples: dict[str, dict[tuple, float]] = {}
     for family in text_string_to_metric_families(response.content.decode()):
         for sample in family.samples:
-            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = (
-                sample.value
-            )
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
 
 
