@@ -373,7 +373,7 @@ def _rows(sql: str, params: dict[str, Any]) -> list[tuple]:
 
 
 def _kind_rows(since: datetime) -> list[KindRow]:
-    """Serves from job_created_idx (created_at INCLUDE kind, status): an index-only scan."""
+    """Serves from job_created_idx (created_at INCLUDE kind, status): index-only."""
     counts: dict[str, dict[str, int]] = {}
     for kind, status, count in _rows(
         f"SELECT kind, status, count(*) FROM {_JOB} WHERE created_at >= %(since)s "
@@ -467,8 +467,8 @@ def failure_group_job_ids(*, kind: str, pattern: str, since: datetime) -> list[i
 
 
 def _queue(now: datetime) -> list[QueueRow]:
-    """Waiting jobs serve from job_waiting_kind_idx (kind, status, run_after): index-only;
-    running ones from job_lease_idx (running jobs only)."""
+    """Waiting jobs serve from job_due_idx (waiting jobs only), running ones from
+    job_status_idx: both small sets of rows."""
     found: dict[str, dict[str, Any]] = {}
     running = dict(
         Job.objects.filter(status=JobStatus.RUNNING)
@@ -502,7 +502,7 @@ def _queue(now: datetime) -> list[QueueRow]:
 
 
 def _running(now: datetime) -> list[RunningJob]:
-    """The longest-running jobs first; serves from job_lease_idx (running jobs only)."""
+    """The longest-running jobs first; serves from job_status_idx."""
     shown = (
         Job.objects.filter(status=JobStatus.RUNNING)
         .order_by("started_at", "id")

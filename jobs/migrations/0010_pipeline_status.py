@@ -82,14 +82,6 @@ class Migration(migrations.Migration):
                 name="job_finished_idx",
             ),
         ),
-        migrations.AddIndex(
-            model_name="job",
-            index=models.Index(
-                condition=models.Q(("status__in", ["queued", "retrying"])),
-                fields=["kind", "status", "run_after"],
-                name="job_waiting_kind_idx",
-            ),
-        ),
         migrations.AddConstraint(
             model_name="quotadaily",
             constraint=models.UniqueConstraint(

@@ -385,3 +385,19 @@ def test_no_token_appears_on_any_page(staff_client, google_account, user, other_
         body = response.content.decode()
         for secret in secrets:
             assert secret not in body, url
+
+
+def test_merge_suggestion_and_merge_pages_have_no_save_button(staff_client, user):
+    from contacts.models import MergeSuggestion
+
+    a = Contact.objects.create(user=user, display_name="Grace Hopper", primary_email="g@n.example")
+    b = Contact.objects.create(
+        user=user, display_name="Grace M Hopper", primary_email="h@n.example"
+    )
+    suggestion = MergeSuggestion.objects.create(
+        user=user, contact_a=a, contact_b=b, score=92.0, reason="similar names"
+    )
+    url = reverse("admin:contacts_mergesuggestion_change", args=[suggestion.pk])
+    page = staff_client.get(url).content.decode()
+    assert "similar names" in page and 'name="_save"' not in page
+    assert staff_client.post(url, {"status": "accepted"}).status_code == 405
