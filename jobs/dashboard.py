@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
 
 from jobs.models import GoogleAccountStatus, JobStatus
 from jobs.status import PipelineStatus
@@ -41,6 +42,27 @@ class Figure:
     value: Any
     text: str
     url: str | None = None
+
+    def __html__(self) -> str:
+        """Rendered here rather than by an {% include %}: the page shows thousands of them."""
+        value = "" if self.value is None else self.value
+        if self.url:
+            return format_html(
+                '<a href="{}" class="figure" data-figure="{}" data-value="{}">{}</a>',
+                self.url,
+                self.path,
+                value,
+                self.text,
+            )
+        return format_html(
+            '<span class="figure" data-figure="{}" data-value="{}">{}</span>',
+            self.path,
+            value,
+            self.text,
+        )
+
+    def __str__(self) -> str:
+        return self.__html__()
 
 
 def _iso(moment: datetime) -> str:

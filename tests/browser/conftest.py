@@ -72,8 +72,13 @@ class Watched:
         page.on("response", self._response)
 
     def _console(self, message: Any) -> None:
-        if message.type == "error":
-            self.problems.append(f"console error: {message.text}")
+        if message.type != "error":
+            return
+        # Browsers ask every site for /favicon.ico; the admin has none (a 404, not an error of
+        # a page).
+        if (message.location or {}).get("url", "").endswith("/favicon.ico"):
+            return
+        self.problems.append(f"console error: {message.text} at {message.location}")
 
     def _response(self, response: Any) -> None:
         if response.status >= 500:
