@@ -172,3 +172,27 @@ def test_health_fails_when_the_redis_broker_is_down():
     assert result["status"] == 503
     assert result["body"]["failed"] == ["broker"]
     assert result["body"]["checks"]["database"]["ok"] is True
+
+
+def test_the_pacer_keeps_a_days_total_per_scope_and_sweeps_old_days():
+
+    from django.utils import timezone
+
+    from jobs.models import QuotaDaily
+    from jobs.models.quota import QUOTA_DAILY_KEEP_DAYS
+
+    pacer.take("ada@pipeline.example", 5, api="gmail")
+    pacer.take("ada@pipeline.example", 7, api="gmail", priority="background")
+    today = timezone.now().date()
+    totals = dict(QuotaDaily.objects.values_list("scope", "units"))
+    assert totals == {
+        "gmail:project": 12,
+        "gmail:user:ada@pipeline.example": 12,
+        "gmail:user:ada@pipeline.example:background": 7,
+    }
+    old = QuotaDaily.objects.create(
+        scope="gmail:project", day=today - timedelta(days=QUOTA_DAILY_KEEP_DAYS + 1), units=1
+    )
+    pacer.sweep()
+    assert not QuotaDaily.objects.filter(pk=old.pk).exists()
+    assert QuotaDaily.objects.count() == 3
