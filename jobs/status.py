@@ -11,7 +11,7 @@ The time every figure is measured against is the database's clock (`now`), as in
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ from jobs.models import (
 )
 from jobs.models.job import ACTIVE_STATUSES
 from jobs.pipeline import STAGES
+from jobs.sync.sweep import covering_kinds
 
 WINDOW_HOURS = 24
 RUNNING_SHOWN = 50
@@ -284,8 +285,7 @@ def pipeline_status(
         quota=_project_quota(now),
         failure_rate=_failure_rate(now, config.health_failure_rate_window_s),
     )
-    problems = health_problems(status=status, config=config)
-    return PipelineStatus(**{**_shallow(status), "problems": problems})
+    return replace(status, problems=health_problems(status=status, config=config))
 
 
 def health_problems(*, status: PipelineStatus, config: PipelineConfig) -> list[Problem]:
@@ -556,8 +556,6 @@ def _raw_events(now: datetime, config: PipelineConfig) -> RawEventFigures:
     stale = pending.filter(updated_at__lt=now - timedelta(seconds=after))
     # The users whose pending raw events an active job covers, per provider (as the sweep
     # decides): read from the few active jobs, not joined row by row.
-    from jobs.sync.sweep import covering_kinds
-
     uncovered = 0
     for provider in Provider.values:
         covered = set(
@@ -631,7 +629,6 @@ def _accounts(now: datetime) -> list[AccountRow]:
         "backfill_done_at",
         "pass_listed",
         "pass_fetched",
-        "page_token",
         "pass_query",
         "pass_cursor",
         pending=Func(F("pending_ids"), function="jsonb_array_length", output_field=IntegerField()),
@@ -742,7 +739,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     return value
-
-
-def _shallow(status: PipelineStatus) -> dict[str, Any]:
-    return {f.name: getattr(status, f.name) for f in fields(status)}

@@ -175,7 +175,9 @@ def test_accounts_show_sync_state_and_quota(user, other_user):
 def test_later_stages_appear_when_their_kind_is_registered(monkeypatch):
     from jobs import dispatcher
 
-    assert "embed" not in pipeline_kinds()
+    for later in ("embed", "generate_insights"):
+        monkeypatch.delitem(dispatcher.REGISTRY, later, raising=False)
+    assert "embed" not in pipeline_kinds() and "generate_insights" not in pipeline_kinds()
     spec = dispatcher.REGISTRY["noop"]
     monkeypatch.setitem(dispatcher.REGISTRY, "embed", spec)
     monkeypatch.setitem(dispatcher.REGISTRY, "generate_insights", spec)
