@@ -168,6 +168,10 @@ GOOGLE_REDIRECT_URI = env.str("GOOGLE_REDIRECT_URI", default="")
 # Required outside DEBUG/tests (system check crm_pipeline.E001).
 CRM_PIPELINE_ENCRYPTION_KEYS: list[str] = env.list("CRM_PIPELINE_ENCRYPTION_KEYS", default=[])
 
+# /metrics answers only requests with "Authorization: Bearer <token>" when this is set; empty:
+# open, like most exporters (restrict it at the proxy, or set a token).
+CRM_PIPELINE_METRICS_TOKEN = env.str("CRM_PIPELINE_METRICS_TOKEN", default="")
+
 REDIS_URL = env.str("REDIS_URL", default="")
 _job_cap_s = _number(CRM_PIPELINE, "job_wall_clock_cap_s", 600)
 Q_CLUSTER: dict[str, object] = {

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("jobs", "0009_quota_scope_per_mailbox"),
+        ("jobs", "0010_pipeline_status"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
