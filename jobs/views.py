@@ -50,12 +50,20 @@ def _migrations() -> str:
     if time.monotonic() < _migrations_ok_until:
         return ""
     executor = MigrationExecutor(connection)
-    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    if plan:
-        first = plan[0][0]
-        raise RuntimeError(
-            f"{len(plan)} migration(s) not applied (first: {first.app_label}.{first.name})"
+    graph, applied = executor.loader.graph, executor.loader.applied_migrations
+    # Every migration the leaves need, not only the plan to the leaves: Django's plan skips the
+    # ancestors of an applied leaf, so a gap below the newest migration would go unseen.
+    missing = list(
+        dict.fromkeys(
+            key
+            for leaf in graph.leaf_nodes()
+            for key in graph.forwards_plan(leaf)
+            if key not in applied
         )
+    )
+    if missing:
+        app_label, name = missing[0]
+        raise RuntimeError(f"{len(missing)} migration(s) not applied (first: {app_label}.{name})")
     _migrations_ok_until = time.monotonic() + MIGRATIONS_CHECK_TTL_S
     return ""
 
