@@ -5,10 +5,10 @@
 1. GEMM rate: numpy float32 matmuls of the encoder's own shapes, (M x 384) @ (384 x 1152 |
    384 | 1536) and (M x 1536) @ (1536 x 384), for M = 2048 and 4096 token rows (the size of
    the encoder's batches), best of 7 runs each; the better M's aggregate rate is the
-   machine's rate. Measured before and after the encoder, the best of both kept, so a
+   machine's rate. Measured before each encoder run and after the last, the best kept, so a
    neighbour's load that slows one phase does not flatter the ratio.
 2. Encoder: `LocalEmbeddingProvider.embed()` (tokenization included) over `sentences`
-   e-mail-like texts of 8 to 256 tokens (the lengths are printed), best of `repeats` runs.
+   e-mail-like texts of 32 to 256 tokens (the lengths are printed), best of `repeats` runs.
 3. Model FLOPs per sentence of L tokens, counted analytically over its real tokens (padding is
    the encoder's cost, not credited), multiply-add = 2 FLOPs, per layer of 6, with d = 384:
      projections  2 L (3 d^2 + d^2)      query/key/value and attention output
@@ -245,16 +245,20 @@ def _measure_here(sentences: int, repeats: int, say: Any) -> dict[str, Any]:
         f"{statistics.median(lengths):g} / mean {statistics.fmean(lengths):.1f} / max "
         f"{max(lengths)}; {flops / sentences / 1e9:.2f} GFLOP per sentence on average"
     )
-    gemm_before = gemm_rate()
-    say(f"GEMM float32 (encoder shapes): {gemm_before / 1e9:.1f} GFLOP/s")
     provider.embed(texts[:64])  # load the weights, warm up
-    runs = []
+    # GEMM and encoder runs alternate, so both peaks are sampled over the same minutes of a
+    # machine whose load may change.
+    gemms, runs = [], []
     for _ in range(repeats):
+        gemms.append(gemm_rate())
         runs.append(_timed(lambda: provider.embed(texts)))
-        say(f"encoder: {sentences / runs[-1]:.1f} sentences/s")
-    gemm_after = gemm_rate()
-    gemm = max(gemm_before, gemm_after)
-    say(f"GEMM float32 again: {gemm_after / 1e9:.1f} GFLOP/s (best {gemm / 1e9:.1f})")
+        say(
+            f"GEMM float32 (encoder shapes): {gemms[-1] / 1e9:.1f} GFLOP/s; "
+            f"encoder: {sentences / runs[-1]:.1f} sentences/s"
+        )
+    gemms.append(gemm_rate())
+    say(f"GEMM float32 (encoder shapes): {gemms[-1] / 1e9:.1f} GFLOP/s")
+    gemm = max(gemms)
     best = min(runs)
     achieved = flops / best
     result = {

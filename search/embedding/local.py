@@ -64,6 +64,8 @@ REQUIRED_FILES = ("config.json", "tokenizer.json", "model.safetensors")
 # for efficient GEMMs, small enough that the attention scores (rows x 12 x length^2 floats,
 # 50 MB at 16 x 256 tokens) and the feed-forward activations stay modest.
 MAX_BATCH_TOKENS = 4096
+# At most this many threads run batches at once (each holds a batch's activations, ~50 MB).
+MAX_THREADS = 8
 # At least this share of a batch's token positions are real tokens, not padding.
 MIN_BATCH_FILL = 0.8
 # Element-wise work (GELU) runs over blocks of this many rows of the 1536-wide feed-forward
@@ -239,15 +241,18 @@ def _softmax_(
     adding each row's key bias (rows, keys); over blocks of rows that stay in cache."""
     rows, heads, queries, keys = scores.shape
     step = max(1, (_ELEMENTWISE_ROWS * 1536) // (heads * queries * keys))
+    ones = np.ones(keys, dtype=np.float32)
     for start in range(0, rows, step):
         block = scores[start : start + step]
         if key_bias is not None:
             block += key_bias[start : start + step, None, None, :]
         block -= block.max(axis=-1, keepdims=True)
         np.exp(block, out=block)
-        total = block.sum(axis=-1, keepdims=True)
+        # Row sums as a matrix-vector product: BLAS beats numpy's reduction over a short
+        # last axis several times over.
+        total = block @ ones
         np.reciprocal(total, out=total)
-        block *= total
+        block *= total[..., None]
     return scores
 
 
@@ -257,8 +262,8 @@ def _layer_norm_(
     bias: npt.NDArray[np.float32],
     eps: float,
 ) -> npt.NDArray[np.float32]:
-    """LayerNorm over the last axis, in place."""
-    x -= x.mean(axis=-1, keepdims=True)
+    """LayerNorm over the last axis of (tokens, hidden), in place."""
+    x -= (x @ np.full(x.shape[-1], 1.0 / x.shape[-1], dtype=np.float32))[:, None]
     variance = np.einsum("ij,ij->i", x, x)[:, None]
     variance *= np.float32(1.0 / x.shape[-1])
     variance += np.float32(eps)
@@ -535,9 +540,9 @@ def _batches(
 # BLAS threads its GEMMs, but the attention's many small GEMMs (12 heads x rows, 32 deep) pay
 # for the thread hand-off on every call, and GELU, softmax and LayerNorm run on one core
 # anyway. So while embed() runs, BLAS is held to one thread and the batches run on as many
-# Python threads as BLAS had (numpy releases the GIL in matmul and ufuncs): every operation
-# then runs on every core. The limit is process-wide and counted, so concurrent embed() calls
-# restore the original only when the last one ends.
+# Python threads as BLAS had, at most MAX_THREADS (numpy releases the GIL in matmul and
+# ufuncs): every operation then runs on every core. The limit is process-wide and counted, so
+# concurrent embed() calls restore the original only when the last one ends.
 
 _blas_lock = threading.Lock()
 _blas_users = 0
@@ -566,6 +571,7 @@ def _one_blas_thread() -> Iterator[int]:
         if _blas_users == 0:
             controller = _blas_controller()
             _blas_threads = max((lib.num_threads for lib in controller.lib_controllers), default=1)
+            _blas_threads = min(_blas_threads, MAX_THREADS)
             _blas_limiter = controller.limit(limits=1) if _blas_threads > 1 else None
         _blas_users += 1
         workers = _blas_threads

@@ -271,6 +271,30 @@ def test_fetch_when_the_wheel_is_installed_only_reports_where(settings, local_pr
     assert f"all-MiniLM-L6-v2 is at {local_provider.source.path} (already installed" in out
 
 
+def test_fetch_does_nothing_when_the_hugging_face_cache_has_the_model(
+    settings, local_provider, tmp_path, monkeypatch, capsys
+):
+    snapshot = tmp_path / "hub" / HF_REPO_DIR / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    assert local_provider.source.path is not None
+    for name in REQUIRED_FILES:
+        (snapshot / name).symlink_to(local_provider.source.path / name)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    settings.CRM_PIPELINE_SEARCH = {}
+    call_command("embedding_model", "fetch")
+    out = capsys.readouterr().out
+    assert out == f"all-MiniLM-L6-v2 is at {snapshot} (the Hugging Face cache); nothing to fetch\n"
+    call_command("embedding_model", "status")
+    assert f"local model: Hugging Face cache {snapshot}" in capsys.readouterr().out
+
+
+def test_fetch_refuses_a_model_dir_whose_weights_are_not_minilms(settings, tmp_path):
+    (model_files(tmp_path / "mine") / "model.safetensors").write_bytes(b"other weights")
+    settings.CRM_PIPELINE_SEARCH = {"model_dir": str(tmp_path / "mine")}
+    with pytest.raises(CommandError, match=r"is not all-MiniLM-L6-v2's .*unset model_dir"):
+        call_command("embedding_model", "fetch")
+
+
 @pytest.mark.slow
 def test_the_command_prints_one_line_and_no_traceback_when_weights_are_missing(tmp_path):
     done = subprocess.run(
