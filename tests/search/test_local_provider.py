@@ -23,7 +23,10 @@ from search.embedding.local import (
     REQUIRED_FILES,
     LocalEmbeddingProvider,
     ModelNotFound,
+    _add_layer_norm_,
     _batches,
+    _score_bounds,
+    _softmax_,
     gelu_,
     load_model,
     locate_weights,
@@ -143,6 +146,42 @@ def test_gelu_matches_the_erf_gelu_within_float32_precision():
     bias = np.linspace(-1, 1, 1001, dtype=np.float32)
     shifted = gelu_(np.zeros((3, 1001), dtype=np.float32), bias)
     np.testing.assert_allclose(shifted[0], gelu_(bias.copy()[None, :])[0], atol=0)
+
+
+def reference_softmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    shifted = np.where(mask[:, None, None, :] > 0, scores.astype(np.float64), -np.inf)
+    shifted -= shifted.max(axis=-1, keepdims=True)
+    weights = np.exp(shifted)
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("scale", [1.0, 400.0])  # scores within exp's reach, and far beyond
+def test_softmax_matches_the_textbook_one_with_or_without_the_maximum(scale):
+    rng = np.random.default_rng(3)
+    q = (rng.standard_normal((3, 12, 20, 32)) * scale / 8).astype(np.float32)
+    k = (rng.standard_normal((3, 12, 32, 20)) / 8).astype(np.float32)
+    mask = np.ones((3, 20), dtype=np.float32)
+    mask[1, 15:] = 0.0
+    mask[2, 3:] = 0.0
+    key_bias = ((1.0 - mask) * np.finfo(np.float32).min).astype(np.float32)
+    scores = q @ k
+    bounds = _score_bounds(q, k)
+    assert np.all(np.abs(scores).max(axis=(2, 3)) <= bounds * (1 + 1e-6))
+    assert (bounds.max() <= 80) == (scale == 1.0)
+    expected = reference_softmax(scores, mask)
+    for given in (bounds, None):
+        np.testing.assert_allclose(_softmax_(scores.copy(), key_bias, given), expected, atol=1e-6)
+
+
+def test_add_layer_norm_is_layer_norm_of_the_sum():
+    rng = np.random.default_rng(4)
+    x, residual = rng.standard_normal((2, 700, 384)).astype(np.float32)
+    bias, weight, shift = rng.standard_normal((3, 384)).astype(np.float32)
+    total = x.astype(np.float64) + bias + residual
+    expected = (total - total.mean(1, keepdims=True)) / np.sqrt(total.var(1, keepdims=True) + 1e-12)
+    expected = expected * weight + shift
+    ours = _add_layer_norm_(x.copy(), bias, residual, weight, shift, 1e-12)
+    np.testing.assert_allclose(ours, expected, atol=2e-5)
 
 
 # --- the encoder (needs the weights) -------------------------------------------------------------
