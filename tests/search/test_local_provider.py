@@ -14,6 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from crm_pipeline.embedded_db import command_needs_database
 from search.embedding import get_provider
 from search.embedding.base import EmbeddingError, EmbeddingProvider
 from search.embedding.local import (
@@ -332,6 +333,10 @@ def test_fetch_refuses_a_model_dir_whose_weights_are_not_minilms(settings, tmp_p
     settings.CRM_PIPELINE_SEARCH = {"model_dir": str(tmp_path / "mine")}
     with pytest.raises(CommandError, match=r"is not all-MiniLM-L6-v2's .*unset model_dir"):
         call_command("embedding_model", "fetch")
+
+
+def test_the_command_needs_no_database():
+    assert not command_needs_database(["manage.py", "embedding_model", "fetch"])
 
 
 @pytest.mark.slow
