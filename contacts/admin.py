@@ -32,6 +32,7 @@ from contacts.services.merge import (
     merge_suggestion_accept,
     merge_suggestion_reject,
 )
+from jobs.admin_base import ReadOnlyPageMixin
 
 RECENT = 10
 # The rollups as computed (the recent interactions have a display of their own), and when.
@@ -227,7 +228,7 @@ def _side(contact: Contact) -> str:
 
 
 @admin.register(MergeSuggestion)
-class MergeSuggestionAdmin(OwnRowsMixin, admin.ModelAdmin):
+class MergeSuggestionAdmin(ReadOnlyPageMixin, OwnRowsMixin, admin.ModelAdmin):
     list_display = (
         "contact_a_display",
         "contact_b_display",
@@ -291,7 +292,7 @@ class MergeSuggestionAdmin(OwnRowsMixin, admin.ModelAdmin):
 
 
 @admin.register(ContactMerge)
-class ContactMergeAdmin(OwnRowsMixin, admin.ModelAdmin):
+class ContactMergeAdmin(ReadOnlyPageMixin, OwnRowsMixin, admin.ModelAdmin):
     list_display = ("source", "target", "moved_counts", "merged_at", "undone_at")
     list_select_related = ("source", "target")
     ordering = ("-merged_at", "-id")

@@ -146,6 +146,10 @@ CRM_PIPELINE_CONTACTS: dict[str, object] | str = _json_setting(
 CRM_PIPELINE_SEARCH: dict[str, object] | str = _json_setting(
     env.str("CRM_PIPELINE_SEARCH", default="")
 )
+# Insights (insights/conf.py): rules, expiry and the optional LLM; checked by insights.E001.
+CRM_PIPELINE_INSIGHTS: dict[str, object] | str = _json_setting(
+    env.str("CRM_PIPELINE_INSIGHTS", default="")
+)
 
 # --- Google -----------------------------------------------------------------------------------
 # GOOGLE_API_ROOT "" means Google itself; set it to the emulator's root ("http://127.0.0.1:PORT/")
@@ -163,6 +167,10 @@ GOOGLE_REDIRECT_URI = env.str("GOOGLE_REDIRECT_URI", default="")
 # rotated in by prepending it, running `manage.py rotate_tokens`, then dropping the old one.
 # Required outside DEBUG/tests (system check crm_pipeline.E001).
 CRM_PIPELINE_ENCRYPTION_KEYS: list[str] = env.list("CRM_PIPELINE_ENCRYPTION_KEYS", default=[])
+
+# /metrics answers only requests with "Authorization: Bearer <token>" when this is set; empty:
+# open, like most exporters (restrict it at the proxy, or set a token).
+CRM_PIPELINE_METRICS_TOKEN = env.str("CRM_PIPELINE_METRICS_TOKEN", default="")
 
 REDIS_URL = env.str("REDIS_URL", default="")
 _job_cap_s = _number(CRM_PIPELINE, "job_wall_clock_cap_s", 600)

@@ -7,6 +7,8 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("google/", include("jobs.google.urls")),
+    # /health/ (load balancers) and /metrics (Prometheus)
+    path("", include("jobs.urls")),
     # A sign-in page at Django's default LOGIN_URL for every user, not only staff: the Google
     # pages send anyone who is not signed in to settings.LOGIN_URL. A host project has its own.
     path(

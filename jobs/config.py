@@ -130,6 +130,26 @@ class PipelineConfig:
     # minute's quota followed by a wait of most of a minute.
     quota_burst_window_s: float = field(default=15.0, metadata={"min": 0.0, "max": 3600.0})
 
+    # Health thresholds ---------------------------------------------------------------------
+    # `manage.py pipeline_status` exits non-zero (and the pipeline page shows the reason) when
+    # any is exceeded (jobs/status.py, health_problems):
+    # a due job has waited longer than this for a worker (seconds),
+    health_max_due_job_age_s: float = field(default=900.0, metadata={"min": 1, "max": 30 * DAY_S})
+    # more than this share of the jobs finished over the window failed, counted only once at
+    # least health_failure_rate_min_jobs finished (one failure of one job is not an outage),
+    health_max_failure_rate: float = field(default=0.2, metadata={"min": 0.0, "max": 1.0})
+    health_failure_rate_window_s: float = field(
+        default=3600.0, metadata={"min": 60, "max": 7 * DAY_S}
+    )
+    health_failure_rate_min_jobs: int = field(default=20, metadata={"min": 1, "max": 1_000_000})
+    # more Google accounts than this need their user to reconnect them,
+    health_max_reauth_accounts: int = field(default=0, metadata={"min": 0, "max": 1_000_000})
+    # more raw events than this have waited for normalization longer than pending_sweep_after_s
+    # (the sweep should have picked them up).
+    health_max_stale_pending_raw_events: int = field(
+        default=0, metadata={"min": 0, "max": 1_000_000_000}
+    )
+
 
 # --- validation ---------------------------------------------------------------------------------
 

@@ -1,24 +1,80 @@
-"""Operator's view of connected Google accounts: status and scopes, never a token."""
+"""Operator's view of connected Google accounts: status, scopes and sync state, never a token."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
+from jobs.admin_base import ReadOnlyPageMixin
 from jobs.google.accounts import google_account_disconnect
 from jobs.models import GoogleAccount, GoogleAccountStatus, SyncState
 from jobs.models.google_account import TOKEN_FIELDS
+from jobs.sync.enqueue import sync_enqueue
+
+
+class SyncStateColumns:
+    """The columns a sync state is read by, in its changelist and on its account's page."""
+
+    @admin.display(description="cursor", boolean=True)
+    def cursor_set(self, state: SyncState) -> bool:
+        return bool(state.cursor)
+
+    @admin.display(description="pending ids")
+    def pending_count(self, state: SyncState) -> int:
+        return len(state.pending_ids or ())
+
+    @admin.display(description="pass fetched / listed")
+    def pass_progress(self, state: SyncState) -> str:
+        return f"{state.pass_fetched} / {state.pass_listed}"
+
+    @admin.display(description="failed items")
+    def failure_count(self, state: SyncState) -> int:
+        return len(state.failures or {})
+
+
+class SyncStateInline(SyncStateColumns, admin.TabularInline):
+    """Where the account's syncs stand, one row per provider and calendar (read-only)."""
+
+    model = SyncState
+    fields = (
+        "provider",
+        "resource_id",
+        "cursor_set",
+        "pending_count",
+        "pass_progress",
+        "failure_count",
+        "last_synced_at",
+        "last_full_sync_at",
+        "backfill_until",
+        "backfill_done_at",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("provider", "resource_id")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(GoogleAccount)
-class GoogleAccountAdmin(admin.ModelAdmin):
+class GoogleAccountAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
     list_display = ("email", "user", "status", "scopes_display", "token_set", "updated_at")
     list_filter = ("status",)
     list_select_related = ("user",)
     search_fields = ("email", "user__username", "user__email")
     ordering = ("email",)
-    actions = ("disconnect_accounts",)
+    actions = ("sync_now", "disconnect_accounts")
+    inlines = (SyncStateInline,)
     # Ciphertexts stay out of every form and page; "token set" says all an operator needs.
     exclude = TOKEN_FIELDS
     fields = (
@@ -32,6 +88,7 @@ class GoogleAccountAdmin(admin.ModelAdmin):
         "last_error",
         "created_at",
         "updated_at",
+        "pipeline_links",
     )
     readonly_fields = fields
 
@@ -46,6 +103,37 @@ class GoogleAccountAdmin(admin.ModelAdmin):
     def token_set(self, account: GoogleAccount) -> bool:
         return account.has_refresh_token
 
+    @admin.display(description="pipeline")
+    def pipeline_links(self, account: GoogleAccount) -> str:
+        return format_html(
+            '<a href="{}?account__id__exact={}">sync states</a> · '
+            '<a href="{}?account__id__exact={}">raw events</a> · <a href="{}">pipeline page</a>',
+            reverse("admin:jobs_syncstate_changelist"),
+            account.pk,
+            reverse("admin:jobs_rawevent_changelist"),
+            account.pk,
+            reverse("admin:jobs_job_pipeline"),
+        )
+
+    @admin.action(description="Sync now (Gmail and Calendar)", permissions=["change"])
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[GoogleAccount]) -> None:
+        """A sync per provider for each selected active account; an account whose sync is
+        already queued or running keeps that one (its lane holds one)."""
+        active = list(queryset.filter(status=GoogleAccountStatus.ACTIVE))
+        started = sync_enqueue(accounts=active)
+        created = sum(1 for item in started if item.created)
+        self.message_user(
+            request,
+            f"{created} sync job(s) started for {len(active)} account(s); "
+            f"{len(started) - created} already queued or running.",
+            messages.SUCCESS,
+        )
+        skipped = queryset.count() - len(active)
+        if skipped:
+            self.message_user(
+                request, f"{skipped} account(s) skipped: not active.", messages.WARNING
+            )
+
     @admin.action(
         description="Disconnect selected accounts (revoke at Google, forget tokens)",
         permissions=["change"],
@@ -57,9 +145,21 @@ class GoogleAccountAdmin(admin.ModelAdmin):
             done += 1
         self.message_user(request, f"{done} account(s) disconnected.", messages.SUCCESS)
 
+    def delete_model(self, request: HttpRequest, obj: GoogleAccount) -> None:
+        """Deleting an account revokes its grant at Google first, as disconnecting does."""
+        if obj.status != GoogleAccountStatus.REVOKED:
+            google_account_disconnect(account=obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[GoogleAccount]) -> None:
+        """The changelist's "delete selected": every grant revoked first, as above."""
+        for account in queryset.exclude(status=GoogleAccountStatus.REVOKED):
+            google_account_disconnect(account=account)
+        super().delete_queryset(request, queryset)
+
 
 @admin.register(SyncState)
-class SyncStateAdmin(admin.ModelAdmin):
+class SyncStateAdmin(SyncStateColumns, admin.ModelAdmin):
     """Where each account's syncs stand, and the items they skip because they failed."""
 
     list_display = (
@@ -68,12 +168,13 @@ class SyncStateAdmin(admin.ModelAdmin):
         "resource_id",
         "cursor_set",
         "pending_count",
+        "pass_progress",
         "failure_count",
         "backfill_until",
         "backfill_done_at",
         "last_synced_at",
     )
-    list_filter = ("provider",)
+    list_filter = ("provider", "account")
     list_select_related = ("account",)
     search_fields = ("account__email", "resource_id")
     ordering = ("account__email", "provider", "resource_id")
@@ -84,15 +185,3 @@ class SyncStateAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
-
-    @admin.display(description="cursor", boolean=True)
-    def cursor_set(self, state: SyncState) -> bool:
-        return bool(state.cursor)
-
-    @admin.display(description="pending ids")
-    def pending_count(self, state: SyncState) -> int:
-        return len(state.pending_ids or ())
-
-    @admin.display(description="failed items")
-    def failure_count(self, state: SyncState) -> int:
-        return len(state.failures or {})

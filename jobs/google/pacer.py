@@ -39,7 +39,8 @@ from django.db import connection, transaction
 
 from jobs.config import PipelineConfig, get_config
 from jobs.errors import PermanentError, TransientError
-from jobs.models import QuotaUsage
+from jobs.models import QuotaDaily, QuotaUsage
+from jobs.models.quota import QUOTA_DAILY_KEEP_DAYS
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,16 @@ taken AS (
     FROM spec s
     WHERE (SELECT at FROM fits) <= (SELECT at FROM now)
     RETURNING 1
+),
+daily AS (
+    -- The day's total per scope (QuotaDaily), in the same statement: usage rows leave
+    -- after the window, so "units spent today" needs a row of its own.
+    INSERT INTO {daily} (scope, day, units)
+    SELECT DISTINCT s.scope, ((SELECT at FROM now) AT TIME ZONE 'UTC')::date, %(units)s::float8
+    FROM spec s
+    WHERE (SELECT at FROM fits) <= (SELECT at FROM now)
+    ON CONFLICT (scope, day) DO UPDATE SET units = {daily}.units + EXCLUDED.units
+    RETURNING 1
 )
 SELECT EXTRACT(EPOCH FROM (SELECT at FROM fits) - (SELECT at FROM now))::float8,
        (SELECT count(*) FROM taken)
@@ -117,6 +128,9 @@ DELETE FROM {table} WHERE id IN (
     WHERE spent_at <= clock_timestamp() - make_interval(secs => %(window)s)
     LIMIT 10000 FOR UPDATE SKIP LOCKED
 )
+"""
+_SWEEP_DAILY_SQL = """
+DELETE FROM {daily} WHERE day < (clock_timestamp() AT TIME ZONE 'UTC')::date - %(keep)s::int
 """
 
 
@@ -241,18 +255,27 @@ def _reserve(found: list[Scope], units: float) -> float:
     }
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(_LOCK_SQL, [_LOCK_CLASS, lock_ids])
-        cursor.execute(_RESERVE_SQL.format(table=table), params)
+        cursor.execute(_RESERVE_SQL.format(table=table, daily=_daily_table()), params)
         wait, taken = cursor.fetchone()
     return 0.0 if taken else max(float(wait), 0.001)
 
 
 def sweep(window_s: float | None = None) -> int:
-    """Delete expired usage rows of every scope (rows of busy scopes go at each reservation)."""
+    """Delete expired usage rows of every scope (rows of busy scopes go at each reservation),
+    and daily totals older than QUOTA_DAILY_KEEP_DAYS."""
     window = get_config().quota_window_s if window_s is None else window_s
     table = connection.ops.quote_name(QuotaUsage._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(_SWEEP_SQL.format(table=table), {"window": window})
-        return cursor.rowcount
+        deleted = cursor.rowcount
+        cursor.execute(
+            _SWEEP_DAILY_SQL.format(daily=_daily_table()), {"keep": QUOTA_DAILY_KEEP_DAYS}
+        )
+        return deleted
+
+
+def _daily_table() -> str:
+    return connection.ops.quote_name(QuotaDaily._meta.db_table)
 
 
 def spent(scope_key: str, window_s: float | None = None) -> float:

@@ -82,6 +82,19 @@ class Job(models.Model):
             models.Index(fields=["kind", "-id"], name="job_kind_idx"),
             models.Index(fields=["user", "-id"], name="job_user_idx"),
             models.Index(fields=["batch_id"], name="job_batch_idx"),
+            # Serve the pipeline page, pipeline_status and /metrics (jobs/status.py,
+            # jobs/metrics.py) with index(-only) scans at millions of rows:
+            # "jobs created since T, by kind and status",
+            models.Index(fields=["created_at"], include=["kind", "status"], name="job_created_idx"),
+            # "jobs finished since T, by hour, kind and status" (throughput, failure groups,
+            # failure rate, the metrics fold). Waiting jobs per kind read job_due_idx, running
+            # ones job_status_idx: both sets are small.
+            models.Index(
+                fields=["finished_at"],
+                include=["kind", "status", "started_at"],
+                name="job_finished_idx",
+                condition=Q(finished_at__isnull=False),
+            ),
         ]
         constraints = [
             # Per-user lanes: one active job per dedupe key.

@@ -28,3 +28,25 @@ class QuotaUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}: {self.units:g} at {self.spent_at:%H:%M:%S.%f}"
+
+
+class QuotaDaily(models.Model):
+    """Units spent per scope and UTC day, added by the same statement that records a
+    reservation (QuotaUsage rows leave after the pacer's window, so "today" needs its own row).
+    Read by the pipeline page, pipeline_status and /metrics; days older than
+    QUOTA_DAILY_KEEP_DAYS are deleted by the pacer's sweep."""
+
+    scope = models.CharField(max_length=400)
+    day = models.DateField()
+    units = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "day"], name="quota_daily_scope_day_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} on {self.day}: {self.units:g}"
+
+
+QUOTA_DAILY_KEEP_DAYS = 35

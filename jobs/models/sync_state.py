@@ -27,6 +27,10 @@ class SyncState(models.Model):
     pending_ids = models.JSONField(default=list, blank=True)
     pass_cursor = models.CharField(max_length=1024, blank=True)
     pass_query = models.CharField(max_length=512, blank=True)
+    # Progress of the open pass (the pipeline page's "listed vs fetched"): ids listed and
+    # items fetched since the pass started (Gmail; Calendar lists and fetches in one call).
+    pass_listed = models.PositiveIntegerField(default=0)
+    pass_fetched = models.PositiveIntegerField(default=0)
     # Items that failed permanently and are skipped: {item id (message id; calendar id): {
     # "error", "attempts", "firstFailedAt", "lastFailedAt", "retryAt" (ISO 8601; null once
     # given up after sync_failed_max_attempts)}}. Retried every sync_failed_retry_every_s.

@@ -255,9 +255,18 @@ def raw_events_normalize_chunk(
     )
 
 
-def raw_events_reset(*, user_id: int, providers: list[str], failed_only: bool = False) -> int:
-    """Put the user's raw events of `providers` (only the failed ones, if asked) back to pending."""
+def raw_events_reset(
+    *,
+    user_id: int,
+    providers: list[str],
+    failed_only: bool = False,
+    ids: Collection[int] | None = None,
+) -> int:
+    """Put the user's raw events of `providers` (only the failed ones, if asked; only those of
+    `ids`, when given: the admin's "normalize again") back to pending."""
     events = RawEvent.objects.filter(user_id=user_id, provider__in=providers)
+    if ids is not None:
+        events = events.filter(pk__in=list(ids))
     if failed_only:
         events = events.filter(status=NormalizationStatus.FAILED)
     else:

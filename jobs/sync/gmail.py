@@ -150,6 +150,8 @@ _RUN_FIELDS = [
     "pending_ids",
     "pass_cursor",
     "pass_query",
+    "pass_listed",
+    "pass_fetched",
     "failures",
     "last_full_sync_at",
     "last_synced_at",
@@ -257,6 +259,7 @@ class _GmailRun:
         self.window_start = start
         state.page_token = ""
         state.pending_ids = []
+        state.pass_listed = state.pass_fetched = 0
         # Saved (fenced) with the first listed page, or at the latest with the run's end.
 
     def _refresh_addresses(self) -> None:
@@ -336,6 +339,7 @@ class _GmailRun:
                 if ref["id"] not in known:
                     known.add(ref["id"])
                     ids.append(ref["id"])
+                    state.pass_listed += 1
             state.page_token = page.get("nextPageToken", "")
             if not state.page_token:
                 # Listing done; what is left is fetching pending_ids.
@@ -393,6 +397,7 @@ class _GmailRun:
                     merge=True,
                 )
             state.pending_ids = [mid for mid, action in actions.items() if action == "fetch"]
+            state.pass_listed, state.pass_fetched = len(state.pending_ids), 0
             state.pass_cursor = latest
             state.pass_query = ""
             state.page_token = ""
@@ -427,6 +432,7 @@ class _GmailRun:
             chunk = ids[done : min(done + chunk_size, to_fetch)]
             messages, failed = self._get_messages(chunk)
             done += len(chunk)
+            state.pass_fetched += len(chunk)
             with fenced(self.control):
                 self._store(messages)
                 self._note_failures(chunk, failed)
@@ -616,6 +622,7 @@ class _GmailBackfillRun(_GmailRun):
                 )
                 state.page_token = ""
                 state.pending_ids = []
+                state.pass_listed = state.pass_fetched = 0
         self._work_pass()
         if not self.result.more and not retries_only:
             self._finish(horizon)

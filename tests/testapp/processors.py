@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.db import transaction
 
@@ -153,3 +154,18 @@ def fenced(job: Job, ctx: JobContext) -> Metrics:
                 job_id=job.pk, attempt=job.attempts, phase="effect", worker_pid=os.getpid()
             )
     return Metrics(items_fetched=p.rows, items_inserted=p.rows)
+
+
+@dataclass(frozen=True)
+class FlakyPayload(Payload):
+    fail_until: str = ""  # ISO 8601: fails permanently before this moment, succeeds after
+    item: int = 0
+
+
+@processor("flaky", payload=FlakyPayload)
+def flaky(job: Job, ctx: JobContext) -> Metrics:
+    """An upstream outage that ends: a failure group an operator retries once it is over."""
+    p: FlakyPayload = ctx.payload  # type: ignore[assignment]
+    if p.fail_until and datetime.now(UTC) < datetime.fromisoformat(p.fail_until):
+        raise PermanentError(f"upstream answered 503 for item {p.item}")
+    return Metrics(items_fetched=1, items_inserted=1)

@@ -21,7 +21,8 @@ def test_item6_extract_contacts_fans_out_to_write_timeline_and_update_rollups(mo
     # single-stage callers keep working
     assert next_stage("gmail_sync") == "normalize_gmail"
     assert next_stage("calendar_sync") == "normalize_calendar"
-    assert next_stages("write_timeline") == next_stages("update_rollups") == []
+    assert next_stages("write_timeline") == []
+    assert next_stages("update_rollups") == ["generate_insights"]
     assert next_stage("write_timeline") is None
 
 

@@ -45,7 +45,13 @@ def test_item6_a_batch_flows_through_every_stage_and_the_numbers_add_up(user):
     )
 
     jobs = {j.kind: j for j in Job.objects.filter(batch_id=batch)}
-    assert set(jobs) == {"normalize_gmail", "extract_contacts", "write_timeline", "update_rollups"}
+    assert set(jobs) == {
+        "normalize_gmail",
+        "extract_contacts",
+        "write_timeline",
+        "update_rollups",
+        "generate_insights",  # the insights app follows the rollups
+    }
     assert {j.status for j in jobs.values()} == {"succeeded"}
     pairs = set(InteractionParticipant.objects.values_list("interaction_id", "contact_id"))
     assert len(pairs) == 5
