@@ -142,6 +142,10 @@ CRM_PIPELINE: dict[str, object] | str = _json_setting(env.str("CRM_PIPELINE", de
 CRM_PIPELINE_CONTACTS: dict[str, object] | str = _json_setting(
     env.str("CRM_PIPELINE_CONTACTS", default="")
 )
+# Search and embeddings (search/conf.py); bad JSON likewise stays a string for search.E001.
+CRM_PIPELINE_SEARCH: dict[str, object] | str = _json_setting(
+    env.str("CRM_PIPELINE_SEARCH", default="")
+)
 
 # --- Google -----------------------------------------------------------------------------------
 # GOOGLE_API_ROOT "" means Google itself; set it to the emulator's root ("http://127.0.0.1:PORT/")

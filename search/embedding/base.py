@@ -27,8 +27,13 @@ class EmbeddingError(Exception):
 class EmbeddingProvider(Protocol):
     name: str  # "local" | "openai"
     model: str  # e.g. "sentence-transformers/all-MiniLM-L6-v2"
-    dims: int
     max_tokens: int
+
+    @property
+    def dims(self) -> int:
+        """The size of every vector (read-only: a plain attribute satisfies it too; the openai
+        provider may learn it from the endpoint on first use)."""
+        ...
 
     def count_tokens(self, text: str) -> int:
         """How many of the model's tokens `text` takes (the local model counts exactly with its

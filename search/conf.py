@@ -1,0 +1,216 @@
+"""Search and embedding settings: ``settings.CRM_PIPELINE_SEARCH`` (a dict, from the JSON
+environment variable of that name) over the defaults of `SearchConfig`. A bad value is refused at
+start-up by the system check search.E001 (search/checks.py), one line per problem.
+
+Each key is a field of `SearchConfig` with its default and, in its metadata, what a valid value
+is: ``{"min": a, "max": b}`` (inclusive bounds of a number), ``{"choices": (...)}`` or
+``{"pattern": regex}`` (a string must match in full). The type comes from the annotation: int,
+float, bool, str and ``X | None`` (JSON null allowed). Adding a key is adding a field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from functools import cache, lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+SETTING = "CRM_PIPELINE_SEARCH"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    # --- embedding providers ---------------------------------------------------------------
+    # "local": all-MiniLM-L6-v2 on numpy, offline (search/embedding/local.py); "openai": any
+    # OpenAI-compatible /v1/embeddings endpoint (search/embedding/openai.py).
+    provider: str = field(default="local", metadata={"choices": ("local", "openai")})
+    # A directory holding the local model's files (config.json, tokenizer.json,
+    # model.safetensors); null: the Hugging Face cache, else `manage.py embedding_model fetch`.
+    model_dir: str | None = field(default=None, metadata={"pattern": r".*\S.*"})
+    openai_base_url: str = field(
+        default="https://api.openai.com/v1", metadata={"pattern": r"https?://\S+"}
+    )
+    openai_model: str = field(default="text-embedding-3-small", metadata={"pattern": r"\S+"})
+    # Sent as `dimensions` when set (text-embedding-3-* can shorten their vectors); every
+    # response must have exactly this many (or the model's own size when null).
+    openai_dimensions: int | None = field(default=None, metadata={"min": 1, "max": 65_536})
+    # The longest input the remote model reads, in its tokens (8191 for OpenAI's models).
+    openai_max_tokens: int = field(default=8191, metadata={"min": 16, "max": 1_000_000})
+    # The name of the environment variable holding the bearer key (never the key itself, so
+    # the key stays out of settings dumps); an unset or empty variable sends no key (Ollama).
+    openai_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"pattern": r"[A-Za-z_][A-Za-z0-9_]*"}
+    )
+    # Texts per provider call (one HTTP request, or one batch of the local encoder).
+    batch_size: int = field(default=64, metadata={"min": 1, "max": 2048})
+    # HTTP: seconds per request; retries after the first attempt on 429, 5xx, timeouts and
+    # connection errors, with full-jitter exponential backoff that never waits less than
+    # Retry-After (and gives up at once when Retry-After exceeds backoff_cap_s).
+    timeout_s: float = field(default=30.0, metadata={"min": 0.1, "max": 600})
+    max_retries: int = field(default=3, metadata={"min": 0, "max": 20})
+    backoff_base_s: float = field(default=1.0, metadata={"min": 0, "max": 600})
+    backoff_cap_s: float = field(default=30.0, metadata={"min": 0, "max": 3600})
+
+    # --- search and embed stage ------------------------------------------------------------
+    # (keys of the embed processor and of interaction_search go here)
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    name: str
+    kind: type
+    optional: bool
+    metadata: typing.Mapping[str, Any]
+
+
+@cache
+def _specs() -> dict[str, _Spec]:
+    hints = typing.get_type_hints(SearchConfig)
+    specs = {}
+    for f in fields(SearchConfig):
+        hint, optional = hints[f.name], False
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+            optional = True
+            (hint,) = (a for a in args if a is not type(None))
+        specs[f.name] = _Spec(f.name, hint, optional, f.metadata)
+    return specs
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _expected(spec: _Spec) -> str:
+    meta = spec.metadata
+    if "choices" in meta:
+        what = "one of " + ", ".join(json.dumps(c) for c in meta["choices"])
+    else:
+        what = _TYPE_NAMES.get(spec.kind, spec.kind.__name__)
+        if "min" in meta and "max" in meta:
+            what += f" between {_number(meta['min'])} and {_number(meta['max'])}"
+        if "pattern" in meta:
+            what += f" matching the pattern {meta['pattern']}"
+    if spec.optional:
+        what += " or null"
+    return what
+
+
+def _convert(spec: _Spec, value: Any) -> tuple[bool, Any]:
+    """(ok, converted value) for one value against its field's type and metadata."""
+    if value is None:
+        return spec.optional, None
+    meta, kind = spec.metadata, spec.kind
+    if isinstance(value, bool) and kind is not bool:
+        return False, None
+    if kind is float:
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return False, None
+        value = float(value)
+    elif kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            return False, None
+    elif not isinstance(value, kind):
+        return False, None
+    if "min" in meta and value < meta["min"]:
+        return False, None
+    if "max" in meta and value > meta["max"]:
+        return False, None
+    if "choices" in meta and value not in meta["choices"]:
+        return False, None
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value, flags=re.DOTALL):
+        return False, None
+    return True, value
+
+
+def _show(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+_EXPECTED_OBJECT = 'expected a JSON object of search settings, such as {"provider": "openai"}'
+
+
+def _parse(raw: Any) -> tuple[SearchConfig, list[str]]:
+    """(config, problems): every problem names the key, the value and what is expected; the
+    config has the defaults where a value is bad."""
+    if raw is None:
+        raw = {}
+    if isinstance(raw, str):
+        # The settings keep an unparsable CRM_PIPELINE_SEARCH environment variable as it came.
+        try:
+            json.loads(raw)
+            detail = ""
+        except ValueError as exc:
+            detail = f" (not valid JSON: {exc})"
+        return SearchConfig(), [f"{SETTING}: got {raw!r}{detail}; {_EXPECTED_OBJECT}"]
+    if not isinstance(raw, dict):
+        return SearchConfig(), [
+            f"{SETTING}: got {_show(raw)} ({type(raw).__name__}); {_EXPECTED_OBJECT}"
+        ]
+    specs = _specs()
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in raw.items():
+        spec = specs.get(key)
+        if spec is None:
+            problems.append(
+                f"{SETTING}[{key!r}]: unknown key (value {_show(value)}); expected one of "
+                + ", ".join(json.dumps(k) for k in sorted(specs))
+            )
+            continue
+        ok, converted = _convert(spec, value)
+        if ok:
+            values[key] = converted
+        else:
+            problems.append(f"{SETTING}[{key!r}]: got {_show(value)}; expected {_expected(spec)}")
+    config = SearchConfig(**values)
+    if config.backoff_cap_s < config.backoff_base_s:
+        problems.append(
+            f"{SETTING}['backoff_cap_s']: got {_number(config.backoff_cap_s)}; expected a "
+            f"number >= backoff_base_s ({_number(config.backoff_base_s)})"
+        )
+    return config, problems
+
+
+def config_problems() -> list[str]:
+    """Everything wrong with settings.CRM_PIPELINE_SEARCH, one line each (empty when valid)."""
+    return _parse(getattr(settings, SETTING, None))[1]
+
+
+def build_config(raw: Any) -> SearchConfig:
+    """Validate a CRM_PIPELINE_SEARCH value; ImproperlyConfigured names every bad key."""
+    config, problems = _parse(raw)
+    if problems:
+        raise ImproperlyConfigured("; ".join(problems))
+    return config
+
+
+@lru_cache(maxsize=1)
+def get_config() -> SearchConfig:
+    return build_config(getattr(settings, SETTING, None))
+
+
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING:
+        get_config.cache_clear()
+
+
+setting_changed.connect(_reset)
