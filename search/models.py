@@ -62,7 +62,10 @@ class Embedding(models.Model):
     `content_hash` is the chunk text's hash: a rerun whose chunk is unchanged calls no provider.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # indexed by embedding_user_space_idx (user first), not on its own
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="+")
     model = models.CharField(max_length=200)
     dims = models.PositiveIntegerField()

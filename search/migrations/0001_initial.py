@@ -38,7 +38,7 @@ class Migration(migrations.Migration):
                 ('vector', pgvector.django.vector.VectorField()),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('interaction', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='jobs.interaction')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('user', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
                 'indexes': [models.Index(fields=['user', 'model', 'dims'], name='embedding_user_space_idx')],
@@ -76,6 +76,19 @@ class Migration(migrations.Migration):
             options={
                 'indexes': [django.contrib.postgres.indexes.GinIndex(fields=['search_vector'], name='search_document_tsv_idx'), models.Index(fields=['user'], name='search_document_user_idx')],
             },
+        ),
+        migrations.CreateModel(
+            name='InteractionSearch',
+            fields=[
+            ],
+            options={
+                'verbose_name': 'interaction search',
+                'verbose_name_plural': 'interaction search',
+                'proxy': True,
+                'indexes': [],
+                'constraints': [],
+            },
+            bases=('search.searchdocument',),
         ),
         migrations.RunSQL(
             sql=(
