@@ -52,11 +52,13 @@ class SearchForm(forms.Form):
 
 def highlighted(snippet: str) -> SafeString:
     """The snippet escaped, its matching words (between « and ») in <mark>."""
-    html = escape(snippet)
-    html = html.replace(escape(HIGHLIGHT_START), "<mark>").replace(escape(HIGHLIGHT_STOP), "</mark>")
+    html = str(escape(snippet))
+    html = html.replace(escape(HIGHLIGHT_START), "<mark>").replace(
+        escape(HIGHLIGHT_STOP), "</mark>"
+    )
     if html.count("<mark>") != html.count("</mark>"):
-        html = escape(snippet)
-    return mark_safe(html)  # noqa: S308 - escaped above; only our own tags added
+        html = str(escape(snippet))
+    return mark_safe(html)
 
 
 def interaction_url(interaction_id: int) -> str | None:
@@ -94,7 +96,7 @@ class InteractionSearchAdmin(admin.ModelAdmin):
             path(
                 "",
                 self.admin_site.admin_view(self.changelist_view),
-                name="%s_%s_changelist" % info,
+                name="{}_{}_changelist".format(*info),
             )
         ]
 
@@ -111,9 +113,7 @@ class InteractionSearchAdmin(admin.ModelAdmin):
             user = data["user"]
             try:
                 contact = (
-                    contact_find(user=user, identifier=data["contact"])
-                    if data["contact"]
-                    else None
+                    contact_find(user=user, identifier=data["contact"]) if data["contact"] else None
                 )
                 found = interaction_search(
                     user=user,

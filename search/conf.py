@@ -72,8 +72,10 @@ class SearchConfig:
     # codes, comma-separated).
     reply_languages: str = field(
         default="en,de,es,fr,it,nl,pl,sv,da,cs,ja,ko,zh",
-        metadata={"pattern": r"(en|de|es|fr|it|nl|pl|sv|da|cs|ja|ko|zh)"
-                  r"(,(en|de|es|fr|it|nl|pl|sv|da|cs|ja|ko|zh))*"},
+        metadata={
+            "pattern": r"(en|de|es|fr|it|nl|pl|sv|da|cs|ja|ko|zh)"
+            r"(,(en|de|es|fr|it|nl|pl|sv|da|cs|ja|ko|zh))*"
+        },
     )
     # Reciprocal rank fusion: an interaction scores the sum of 1 / (rrf_k + its rank) over the
     # vector and the text ranking.
@@ -85,9 +87,7 @@ class SearchConfig:
     # HNSW search (pgvector): the candidate list, and how many tuples an iterative scan may
     # visit to fill the result when the user's rows or the filters are a small part of the index.
     hnsw_ef_search: int = field(default=100, metadata={"min": 1, "max": 1000})
-    hnsw_max_scan_tuples: int = field(
-        default=20_000, metadata={"min": 100, "max": 10_000_000}
-    )
+    hnsw_max_scan_tuples: int = field(default=20_000, metadata={"min": 100, "max": 10_000_000})
 
 
 # --- validation ---------------------------------------------------------------------------------

@@ -114,9 +114,15 @@ def hnsw_index_ensure(*, model: str, dims: int) -> bool:
                         f"{hnsw_index_name(model=model, dims=dims)}"
                     )
                 if state != "valid":
+                    if not concurrently:
+                        # a transaction with pending foreign-key checks (Django's are deferred)
+                        # cannot create an index on the table: check them now, then defer again
+                        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     cursor.execute(
                         hnsw_index_sql(model=model, dims=dims, concurrently=concurrently)
                     )
+                    if not concurrently:
+                        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
                     created = True
                     logger.info("created HNSW index for embedding model %s (%d)", model, dims)
             finally:

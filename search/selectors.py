@@ -278,7 +278,9 @@ def _vector_ranking(
     return list(best.values())
 
 
-def _text_ranking(*, query: str, filters: _Filters, config: SearchConfig) -> list[tuple[int, float]]:
+def _text_ranking(
+    *, query: str, filters: _Filters, config: SearchConfig
+) -> list[tuple[int, float]]:
     """(interaction id, ts_rank_cd), best first."""
     where, params = filters.sql("d.interaction_id")
     params.update(query=query, candidates=config.text_candidates)
@@ -444,7 +446,8 @@ def _details(
     )
     space_join = (
         f"LEFT JOIN {_EMB} e ON e.interaction_id = i.id AND e.chunk = x.chunk"
-        f" AND e.user_id = %(user_id)s AND {space_predicate(model=space.model, dims=space.dims, alias='e')}"
+        f" AND e.user_id = %(user_id)s"
+        f" AND {space_predicate(model=space.model, dims=space.dims, alias='e')}"
         if space is not None
         else "LEFT JOIN LATERAL (SELECT NULL::text AS text) e ON true"
     )
@@ -462,7 +465,7 @@ def _details(
       LEFT JOIN {_DOC} d ON d.interaction_id = i.id
       {space_join}
     """
-    params = {
+    params: dict[str, Any] = {
         "user_id": user_id,
         "query": query,
         "options": options,

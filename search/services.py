@@ -5,8 +5,8 @@ One chunk of the embed stage, for a user's interactions:
 1. documents (`search_documents_write`): subject + cleaned body (search/text.py), upserted in
    one statement, an unchanged text (same hash) not rewritten; written before and whatever the
    provider does, so full-text search covers new mail during an outage;
-2. chunks (`documents_embed`): each document cut to the model's token limit, each chunk hashed; a chunk whose hash
-   is already stored for this model costs no provider call;
+2. chunks (`documents_embed`): each document cut to the model's token limit, each chunk
+   hashed; a chunk whose hash is already stored for this model costs no provider call;
 3. the provider, outside any transaction, in batches of `batch_size` texts (a text that occurs
    twice is embedded once);
 4. the vectors upserted and the chunks a shorter text no longer has deleted, in one fenced
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -282,7 +282,7 @@ def documents_embed(
         report.provider_calls += 1
         _check_vectors(embedded, count=len(batch), dims=dims, model=model)
         for text, vector in zip(batch, embedded, strict=True):
-            vectors[text] = Vector._to_db(np.asarray(vector, dtype=np.float32))
+            vectors[text] = str(Vector._to_db(np.asarray(vector, dtype=np.float32)))
 
     if not (wanted or stale):
         return report
@@ -446,7 +446,6 @@ def embeddings_of_other_models_delete(
                     return deleted, True
         if should_stop():
             return deleted, False
-
 
 
 def embeddings_rebuild_enqueue(*, user_id: int) -> Any:

@@ -16,79 +16,164 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('jobs', '0001_vector_extension'),
-        ('jobs', '0009_quota_scope_per_mailbox'),
+        ("jobs", "0001_vector_extension"),
+        ("jobs", "0009_quota_scope_per_mailbox"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Embedding',
+            name="Embedding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model', models.CharField(max_length=200)),
-                ('dims', models.PositiveIntegerField()),
-                ('chunk', models.PositiveSmallIntegerField()),
-                ('content_hash', models.CharField(max_length=32)),
-                ('text', models.TextField()),
-                ('vector', pgvector.django.vector.VectorField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('interaction', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='jobs.interaction')),
-                ('user', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("model", models.CharField(max_length=200)),
+                ("dims", models.PositiveIntegerField()),
+                ("chunk", models.PositiveSmallIntegerField()),
+                ("content_hash", models.CharField(max_length=32)),
+                ("text", models.TextField()),
+                ("vector", pgvector.django.vector.VectorField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "interaction",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="jobs.interaction",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['user', 'model', 'dims'], name='embedding_user_space_idx')],
-                'constraints': [models.UniqueConstraint(fields=('interaction', 'model', 'dims', 'chunk'), name='embedding_chunk_uniq')],
+                "indexes": [
+                    models.Index(fields=["user", "model", "dims"], name="embedding_user_space_idx")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("interaction", "model", "dims", "chunk"),
+                        name="embedding_chunk_uniq",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='EmbeddingSet',
+            name="EmbeddingSet",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model', models.CharField(max_length=200)),
-                ('dims', models.PositiveIntegerField()),
-                ('provider_settings', models.JSONField(default=dict)),
-                ('status', models.CharField(choices=[('building', 'building'), ('complete', 'complete')], default='building', max_length=16)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("model", models.CharField(max_length=200)),
+                ("dims", models.PositiveIntegerField()),
+                ("provider_settings", models.JSONField(default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("building", "building"), ("complete", "complete")],
+                        default="building",
+                        max_length=16,
+                    ),
+                ),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('user', 'model', 'dims'), name='embedding_set_uniq')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("user", "model", "dims"), name="embedding_set_uniq"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SearchDocument',
+            name="SearchDocument",
             fields=[
-                ('interaction', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='jobs.interaction')),
-                ('subject', models.TextField(blank=True)),
-                ('body', models.TextField(blank=True)),
-                ('content_hash', models.CharField(max_length=32)),
-                ('search_vector', models.GeneratedField(db_persist=True, expression=django.contrib.postgres.search.CombinedSearchVector(django.contrib.postgres.search.SearchVector('subject', config='english', weight='A'), '||', django.contrib.postgres.search.SearchVector('body', config='english', weight='B'), django.contrib.postgres.search.SearchConfig('english')), output_field=django.contrib.postgres.search.SearchVectorField())),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "interaction",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="jobs.interaction",
+                    ),
+                ),
+                ("subject", models.TextField(blank=True)),
+                ("body", models.TextField(blank=True)),
+                ("content_hash", models.CharField(max_length=32)),
+                (
+                    "search_vector",
+                    models.GeneratedField(
+                        db_persist=True,
+                        expression=django.contrib.postgres.search.CombinedSearchVector(
+                            django.contrib.postgres.search.SearchVector(
+                                "subject", config="english", weight="A"
+                            ),
+                            "||",
+                            django.contrib.postgres.search.SearchVector(
+                                "body", config="english", weight="B"
+                            ),
+                            django.contrib.postgres.search.SearchConfig("english"),
+                        ),
+                        output_field=django.contrib.postgres.search.SearchVectorField(),
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'indexes': [django.contrib.postgres.indexes.GinIndex(fields=['search_vector'], name='search_document_tsv_idx'), models.Index(fields=['user'], name='search_document_user_idx')],
+                "indexes": [
+                    django.contrib.postgres.indexes.GinIndex(
+                        fields=["search_vector"], name="search_document_tsv_idx"
+                    ),
+                    models.Index(fields=["user"], name="search_document_user_idx"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='InteractionSearch',
-            fields=[
-            ],
+            name="InteractionSearch",
+            fields=[],
             options={
-                'verbose_name': 'interaction search',
-                'verbose_name_plural': 'interaction search',
-                'proxy': True,
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "interaction search",
+                "verbose_name_plural": "interaction search",
+                "proxy": True,
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('search.searchdocument',),
+            bases=("search.searchdocument",),
         ),
         migrations.RunSQL(
             sql=(

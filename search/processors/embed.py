@@ -15,11 +15,12 @@ Two scopes, one kind:
   the batch scope, or by ``manage.py embeddings rebuild``.
 
 Chunks of `embed_chunk_size` interactions, each written in fenced transactions: first the
-documents (search.services.search_documents_write), then the vectors (documents_embed); past the deadline it stops between chunks and continues
-from ``after_id``. A provider failure that may pass (outage, 429, timeout) is a TransientError
-with the provider's Retry-After, so the job retries with backoff; any other (a bad key, an
-unknown model, missing weights) is a PermanentError naming the provider's message. Either way
-the documents of every chunk are written first, so full-text search covers the batch. Metrics: itemsFetched = interactions read,
+documents (search.services.search_documents_write), then the vectors (documents_embed); past
+the deadline it stops between chunks and continues from ``after_id``. A provider failure that
+may pass (outage, 429, timeout) is a TransientError with the provider's Retry-After, so the job
+retries with backoff; any other (a bad key, an unknown model, missing weights) is a
+PermanentError naming the provider's message. Either way the documents of every chunk are
+written first, so full-text search covers the batch. Metrics: itemsFetched = interactions read,
 itemsInserted = chunks embedded, itemsSkipped = chunks unchanged (no provider call); details:
 model, dims, documentsWritten, documentsUnchanged, chunksDeleted, providerCalls, chunks,
 and for the ``all`` scope complete / switched / otherModelRowsDeleted.
@@ -191,7 +192,11 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     )
     extra["complete"] = True
     deleted, finished = embeddings_of_other_models_delete(
-        user_id=ctx.user_id, model=model, dims=dims, fence=ctx.fence, should_stop=ctx.deadline_reached
+        user_id=ctx.user_id,
+        model=model,
+        dims=dims,
+        fence=ctx.fence,
+        should_stop=ctx.deadline_reached,
     )
     extra["otherModelRowsDeleted"] = deleted
     if not finished:

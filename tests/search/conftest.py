@@ -15,9 +15,11 @@ def search_config(settings):
     """Override CRM_PIPELINE_SEARCH keys for one test: search_config(rrf_k=10)."""
 
     def configure(**overrides: object) -> None:
-        current = settings.CRM_PIPELINE_SEARCH if isinstance(
-            getattr(settings, "CRM_PIPELINE_SEARCH", None), dict
-        ) else {}
+        current = (
+            settings.CRM_PIPELINE_SEARCH
+            if isinstance(getattr(settings, "CRM_PIPELINE_SEARCH", None), dict)
+            else {}
+        )
         settings.CRM_PIPELINE_SEARCH = {**current, **overrides}
 
     return configure

@@ -449,8 +449,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         (
             "Apologies, I have a conflict on {day}. Can we move our call to the same time one "
             "day later?",
-            "Something urgent came up - could we shift our {product} meeting by an hour on "
-            "{day}?",
+            "Something urgent came up - could we shift our {product} meeting by an hour on {day}?",
         ),
     ),
     "meeting_confirm": (
@@ -568,8 +567,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "The mail server will be restarted on {day} evening for updates; expect a short "
             "interruption around 21:00.",
             "Your password expires in 7 days. Please change it via the self-service portal.",
-            "Please install the new VPN client before {day}; the old one stops working "
-            "afterwards.",
+            "Please install the new VPN client before {day}; the old one stops working afterwards.",
         ),
     ),
     "event_invite": (
@@ -595,8 +593,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         (
             "We see a lot of overlap between our customers and {company}'s. Would you be "
             "open to a referral partnership around {product}?",
-            "Following our chat in {city}, here is a draft of the reseller terms for "
-            "{product}.",
+            "Following our chat in {city}, here is a draft of the reseller terms for {product}.",
         ),
     ),
     "marketing": (
@@ -613,8 +610,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         (
             "I am out of the office until {day} with limited access to e-mail. For urgent "
             "matters please contact {person}.",
-            "Thank you for your message. I am travelling to {city} and will reply when I am "
-            "back.",
+            "Thank you for your message. I am travelling to {city} and will reply when I am back.",
         ),
     ),
     "feedback": (

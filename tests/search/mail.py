@@ -13,8 +13,15 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 _serial = itertools.count(1)
 
 
-def mail(user, subject: str, body: str = "", *, at: datetime | None = None, outbound=False,
-         kind: str | None = None) -> Interaction:
+def mail(
+    user,
+    subject: str,
+    body: str = "",
+    *,
+    at: datetime | None = None,
+    outbound=False,
+    kind: str | None = None,
+) -> Interaction:
     n = next(_serial)
     return Interaction.objects.create(
         user=user,
@@ -36,9 +43,9 @@ def in_batch(interactions, batch_id: uuid.UUID | None = None) -> uuid.UUID:
     batch_id = batch_id or uuid.uuid4()
     interactions = list(interactions)
     for i in interactions:
-        RawEvent.objects.filter(
-            user_id=i.user_id, provider=i.source, source_id=i.source_id
-        ).update(batch_id=batch_id)
+        RawEvent.objects.filter(user_id=i.user_id, provider=i.source, source_id=i.source_id).update(
+            batch_id=batch_id
+        )
     have = set(
         RawEvent.objects.filter(batch_id=batch_id).values_list("user_id", "provider", "source_id")
     )

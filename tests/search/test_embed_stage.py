@@ -209,9 +209,7 @@ def test_only_the_users_own_interactions_are_embedded(user, other_user, stand_in
     assert set(Embedding.objects.values_list("user_id", flat=True)) == {user.pk}
 
 
-def test_an_outage_retries_embed_while_contacts_and_timeline_complete_for_the_batch(
-    user, stand_in
-):
+def test_an_outage_retries_embed_while_contacts_and_timeline_complete_for_the_batch(user, stand_in):
     from contacts.models import InteractionParticipant
     from jobs.models import RawEvent
     from jobs.runner import run_due_jobs
@@ -221,7 +219,9 @@ def test_an_outage_retries_embed_while_contacts_and_timeline_complete_for_the_ba
     account_for(user)
     mails = [
         gmail(frm="Jane Doe <jane@acme.example>", to=[OWN], subject="Pricing for next year"),
-        gmail(frm=OWN, to=["Jane Doe <jane@acme.example>"], subject="Re: Pricing", labels=("SENT",)),
+        gmail(
+            frm=OWN, to=["Jane Doe <jane@acme.example>"], subject="Re: Pricing", labels=("SENT",)
+        ),
         gmail(frm="Bob <bob@acme.example>", to=[OWN], subject="Site visit"),
     ]
     batch = in_batch([])  # a fresh batch id

@@ -30,9 +30,12 @@ class Command(BaseCommand):
         if options["action"] == "rebuild" and options["all"]:
             if options["user"]:
                 raise CommandError("give a user or --all, not both")
-            users = list(get_user_model().objects.filter(is_active=True).order_by("pk"))
+            users: list[Any] = list(get_user_model().objects.filter(is_active=True).order_by("pk"))
         elif not options["user"]:
-            raise CommandError(f"{options['action']} needs a user" + (" or --all" if options["action"] == "rebuild" else ""))
+            raise CommandError(
+                f"{options['action']} needs a user"
+                + (" or --all" if options["action"] == "rebuild" else "")
+            )
         else:
             try:
                 users = [user_find(identifier=options["user"])]

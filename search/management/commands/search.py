@@ -49,7 +49,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("user", help="username, e-mail address or id")
         parser.add_argument("query", help="what to look for, in your own words")
-        parser.add_argument("--contact", help="only interactions this contact (e-mail or id) took part in")
+        parser.add_argument(
+            "--contact", help="only interactions this contact (e-mail or id) took part in"
+        )
         parser.add_argument("--since", type=_since, help="only interactions on or after this date")
         parser.add_argument("--limit", type=_limit, default=10, help="results (default 10)")
         parser.add_argument(
