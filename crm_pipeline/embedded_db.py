@@ -19,7 +19,7 @@ DATABASE_NAME = "crm_pipeline"
 # Commands that never open a connection: they neither start the embedded server nor register
 # with it (the settings are read before Django knows the command, so they look at sys.argv).
 NO_DATABASE_COMMANDS = frozenset(
-    {"help", "version", "--help", "-h", "--version", "google_emulator"}
+    {"help", "version", "--help", "-h", "--version", "google_emulator", "embedding_model"}
 )
 
 

@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.accounts",
     "tests.fixtures.openai_server",
+    "tests.fixtures.local_model",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
