@@ -68,9 +68,7 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def clustered_unit_vectors(
-    count: int, centres: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def clustered_unit_vectors(count: int, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     noise = 0.5 / np.sqrt(DIMS)
     picks = rng.integers(0, len(centres), size=count)
     vectors = centres[picks] + rng.standard_normal((count, DIMS)).astype(np.float32) * noise
@@ -99,22 +97,24 @@ def load(user_id: int, vectors: np.ndarray) -> None:
             [user_id, user_id, start, start + len(vectors) - 1],
         )
         ids = sorted(row[0] for row in cursor.fetchall())
-        columns = "user_id, interaction_id, model, dims, chunk, content_hash, text, vector, created_at"
+        columns = (
+            "user_id, interaction_id, model, dims, chunk, content_hash, text, vector, created_at"
+        )
         raw = cursor.connection  # psycopg connection
-        with raw.cursor() as copy_cursor:
-            with copy_cursor.copy(
-                f"COPY {Embedding._meta.db_table} ({columns}) FROM STDIN"
-            ) as copy:
-                buffer = io.StringIO()
-                for n, (pk, vector) in enumerate(zip(ids, vectors, strict=True)):
-                    buffer.write(
-                        f"{user_id}\t{pk}\t{MODEL}\t{DIMS}\t0\th{pk}\tbench\t"
-                        f"{vector_text(vector)}\t2025-01-01 00:00:00+00\n"
-                    )
-                    if n % 5000 == 4999:
-                        copy.write(buffer.getvalue())
-                        buffer = io.StringIO()
-                copy.write(buffer.getvalue())
+        with (
+            raw.cursor() as copy_cursor,
+            copy_cursor.copy(f"COPY {Embedding._meta.db_table} ({columns}) FROM STDIN") as copy,
+        ):
+            buffer = io.StringIO()
+            for n, (pk, vector) in enumerate(zip(ids, vectors, strict=True)):
+                buffer.write(
+                    f"{user_id}\t{pk}\t{MODEL}\t{DIMS}\t0\th{pk}\tbench\t"
+                    f"{vector_text(vector)}\t2025-01-01 00:00:00+00\n"
+                )
+                if n % 5000 == 4999:
+                    copy.write(buffer.getvalue())
+                    buffer = io.StringIO()
+            copy.write(buffer.getvalue())
 
 
 def run_query(
@@ -195,8 +195,10 @@ def search_bench(vectors: int, queries: int) -> dict[str, Any]:
         recall10.append(len(set(approx[:10]) & set(truth[:10])) / 10)
         recall100.append(len(set(approx) & set(truth)) / max(1, len(truth)))
         if n % 50 == 49:
-            say(f"  {n + 1} queries: hnsw p50 {statistics.median(hnsw_ms):.2f} ms, exact p50 "
-                f"{statistics.median(exact_ms):.1f} ms, recall@10 {np.mean(recall10):.3f}")
+            say(
+                f"  {n + 1} queries: hnsw p50 {statistics.median(hnsw_ms):.2f} ms, exact p50 "
+                f"{statistics.median(exact_ms):.1f} ms, recall@10 {np.mean(recall10):.3f}"
+            )
     return {
         "vectors": vectors,
         "other_user_vectors": vectors // 10,

@@ -58,9 +58,7 @@ def test_must_show_hybrid_top3_hit_rate_on_paraphrase_queries(user, local_model)
         for m in mails
     )
     key_of = {row.pk: row.source_id for row in rows}
-    job = enqueue(
-        "embed", user=user, batch_id=in_batch(rows), dedupe_key=f"embed:{uuid.uuid4()}"
-    )
+    job = enqueue("embed", user=user, batch_id=in_batch(rows), dedupe_key=f"embed:{uuid.uuid4()}")
     assert run_job(job.pk) == "succeeded"
     job.refresh_from_db()
     assert job.metrics["itemsFetched"] == len(mails)
