@@ -20,6 +20,7 @@ words between « and » where the text matched, else the start of the best chunk
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import textwrap
 from collections.abc import Callable
@@ -95,6 +96,13 @@ class SearchSpace:
     provider: Callable[[], EmbeddingProvider] = field(compare=False, repr=False)
 
 
+@functools.lru_cache(maxsize=2)
+def _provider_of(config: SearchConfig) -> EmbeddingProvider:
+    """A provider of an older set's settings, kept between queries (the local model's weights
+    load once) while a switch is in progress."""
+    return provider_for(config)
+
+
 def search_space(*, user_id: int) -> SearchSpace:
     """The configured model's embeddings once the user's set of them is complete; until then
     the most recently completed set (a model switch in progress), embedded by that set's own
@@ -113,7 +121,7 @@ def search_space(*, user_id: int) -> SearchSpace:
         snapshot = {k: v for k, v in older.provider_settings.items() if k in PROVIDER_KEYS}
 
         def older_provider() -> EmbeddingProvider:
-            return provider_for(dataclasses.replace(get_config(), **snapshot))
+            return _provider_of(dataclasses.replace(get_config(), **snapshot))
 
         return SearchSpace(older.model, older.dims, True, False, older_provider)
     return SearchSpace(configured.model, configured.dims, False, True, lambda: configured)
@@ -525,3 +533,26 @@ def embedding_status(*, user_id: int) -> dict[str, Any]:
         "searching": {"model": space.model, "dims": space.dims, "complete": space.complete},
         "sets": sets,
     }
+
+
+_MISSING_SQL = f"""
+SELECT count(*)
+  FROM {_INTERACTION} i
+       LEFT JOIN {_DOC} d ON d.interaction_id = i.id
+ WHERE i.user_id = %(user_id)s AND (%(until_id)s::int8 IS NULL OR i.id <= %(until_id)s)
+   AND (d.interaction_id IS NULL
+        OR ((d.subject <> '' OR d.body <> '')
+            AND NOT EXISTS (SELECT 1 FROM {_EMB} e
+                             WHERE e.interaction_id = i.id AND e.chunk = 0 AND {{space}})))
+"""
+
+
+def embedding_set_missing(
+    *, user_id: int, model: str, dims: int, until_id: int | None = None
+) -> int:
+    """How many of the user's interactions (up to `until_id`, else all) have no document yet,
+    or a document with text and no vector of this model: 0 means the set is complete."""
+    sql = _MISSING_SQL.replace("{space}", space_predicate(model=model, dims=dims, alias="e"))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"user_id": user_id, "until_id": until_id})
+        return int(cursor.fetchone()[0])

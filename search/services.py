@@ -350,25 +350,6 @@ def _json(value: Any) -> str:
 
 # --- embedding sets (model switch) -------------------------------------------------------------
 
-_MISSING_SQL = f"""
-SELECT count(*)
-  FROM {_DOC} d
- WHERE d.user_id = %(user_id)s AND d.interaction_id <= %(until_id)s
-   AND (d.subject <> '' OR d.body <> '')
-   AND NOT EXISTS (SELECT 1 FROM {_EMB} e
-                    WHERE e.interaction_id = d.interaction_id AND e.chunk = 0
-                      AND {{space}})
-"""
-
-
-def embedding_set_missing(*, user_id: int, model: str, dims: int, until_id: int) -> int:
-    """How many of the user's documents (of interactions up to `until_id`) with any text have
-    no vector of this model: 0 means the set is complete up to there."""
-    sql = _MISSING_SQL.replace("{space}", space_predicate(model=model, dims=dims, alias="e"))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, {"user_id": user_id, "until_id": until_id})
-        return int(cursor.fetchone()[0])
-
 
 def embedding_set_complete(
     *,

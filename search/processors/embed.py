@@ -5,8 +5,10 @@ Two scopes, one kind:
 - ``batch`` (default): the interactions of the job's batch. Started by normalization
   (jobs.pipeline: a side branch beside extract_contacts, so nothing waits for it) with
   ``dedupe_key=f"embed:{user_id}:{batch_id}"``. When the user's embeddings of the configured
-  model are not complete yet (a new user, a model switch), it starts the ``all`` scope for the
-  user once it succeeds.
+  model are not complete yet, it checks whether every interaction of the user now has them (a
+  new user's first batch): then the set is complete; else (a model switch, mail stored before
+  search was installed, other batches still running) it starts the ``all`` scope for the user
+  once it succeeds.
 - ``all``: every interaction of the user up to the newest one when the pass started
   (``until_id``), at priority 5 in the lane ``embed:all:{user_id}``; documents already stored
   are reused, so it costs provider calls only for chunks this model lacks. At the end it checks
@@ -40,13 +42,12 @@ from jobs.payloads import Payload
 from search.conf import get_config
 from search.embedding import EmbeddingError, EmbeddingProvider, get_provider
 from search.models import EmbeddingSet
-from search.selectors import provider_settings
+from search.selectors import embedding_set_missing, provider_settings
 from search.services import (
     ChunkingRules,
     EmbedReport,
     documents_embed,
     embedding_set_complete,
-    embedding_set_missing,
     embeddings_of_other_models_delete,
     search_documents_write,
 )
@@ -171,11 +172,30 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     report.model, report.dims = model, dims
 
     if payload.scope == "batch":
-        if not EmbeddingSet.objects.filter(
-            user_id=ctx.user_id, model=model, dims=dims, status=EmbeddingSet.Status.COMPLETE
-        ).exists():
-            ctx.start_chain(KIND, EmbedPayload(scope="all"), priority=ALL_PRIORITY)
-            extra["allScopeStarted"] = True
+        sets = EmbeddingSet.objects.filter(user_id=ctx.user_id)
+        if not sets.filter(model=model, dims=dims, status=EmbeddingSet.Status.COMPLETE).exists():
+            if embedding_set_missing(user_id=ctx.user_id, model=model, dims=dims) == 0:
+                # every interaction of the user has its vectors (a new user's first batch)
+                extra["switched"] = embedding_set_complete(
+                    user_id=ctx.user_id,
+                    model=model,
+                    dims=dims,
+                    provider_settings=settings,
+                    fence=ctx.fence,
+                )
+                extra["complete"] = True
+                if sets.exclude(model=model, dims=dims).exists():
+                    # another model's vectors to delete: the `all` scope does it, off this
+                    # batch's path (it finds nothing left to embed)
+                    newest = _newest_interaction_id(ctx.user_id)
+                    ctx.start_chain(
+                        KIND,
+                        EmbedPayload(scope="all", after_id=newest, until_id=newest),
+                        priority=ALL_PRIORITY,
+                    )
+            else:
+                ctx.start_chain(KIND, EmbedPayload(scope="all"), priority=ALL_PRIORITY)
+                extra["allScopeStarted"] = True
         return _metrics(report, extra)
 
     missing = embedding_set_missing(user_id=ctx.user_id, model=model, dims=dims, until_id=until_id)

@@ -65,10 +65,28 @@ def test_a_batch_gets_documents_and_one_vector_per_chunk_from_the_provider(user,
     assert job.metrics["itemsFetched"] == 5 and job.metrics["itemsInserted"] == 5
     assert job.metrics["details"]["providerCalls"] == stand_in.count("embeddings") == 1
     assert job.metrics["details"]["documentsWritten"] == 5
-    # a new user's set is not complete yet: the stage started the pass over all their mail
+    # the batch holds all of this new user's mail: their set is complete, nothing else to run
+    assert EmbeddingSet.objects.get(user=user).status == EmbeddingSet.Status.COMPLETE
+    assert job.metrics["details"]["complete"] is True
+    assert not Job.objects.filter(kind="embed", parent=job).exists()
+
+
+def test_mail_outside_the_batch_leaves_the_set_building_and_starts_the_pass_over_all(
+    user, stand_in
+):
+    older = mail(user, "Stored before search was installed", "old news")
+    _, batch = sample_mailbox(user)
+    job = embed_job(user, batch)
+
+    assert run_job(job.pk) == "succeeded"
+
     assert EmbeddingSet.objects.get(user=user).status == EmbeddingSet.Status.BUILDING
     follow = Job.objects.get(kind="embed", parent=job)
     assert follow.payload["scope"] == "all" and follow.priority == embed.ALL_PRIORITY
+    assert follow.batch_id != batch  # a chain of its own, off the batch's path
+    assert run_job(follow.pk) == "succeeded"
+    assert Embedding.objects.filter(interaction=older).exists()
+    assert EmbeddingSet.objects.get(user=user).status == EmbeddingSet.Status.COMPLETE
 
 
 def test_a_rerun_of_unchanged_text_makes_no_provider_call(user, stand_in):

@@ -34,12 +34,6 @@ def run_batch(user, interactions) -> Job:
     return job
 
 
-def run_all_pass(user) -> Job:
-    job = Job.objects.get(user=user, kind="embed", payload__scope="all", status="queued")
-    assert run_job(job.pk) == "succeeded"
-    return job
-
-
 def embedding_requests(server) -> list[str]:
     return [r.body["model"] for r in server.requests if r.path.endswith("embeddings")]
 
@@ -50,8 +44,7 @@ def test_search_keeps_the_old_models_vectors_until_the_new_ones_are_complete(
     search_config(openai_model=OLD[0], openai_dimensions=OLD[1], embed_chunk_size=2)
     first = [mail(user, f"Invoice {n}", f"Payment {n} is still outstanding") for n in range(5)]
     run_batch(user, first)
-    # a new user's first batch starts the pass over all their mail, which completes the set
-    run_all_pass(user)
+    # a new user's first batch holds all their mail: the set is complete at once
     old_set = EmbeddingSet.objects.get(user=user)
     assert (old_set.model, old_set.dims, old_set.status) == (*OLD, "complete")
     assert interaction_search(user=user, query="outstanding payment").model == OLD[0]
@@ -117,8 +110,11 @@ def test_the_pass_over_all_mail_reuses_stored_documents_and_unchanged_vectors(
     interactions = [mail(user, f"Note {n}", f"Body {n}") for n in range(4)]
     run_batch(user, interactions)
     calls = stand_in.count("embeddings")
-    run_all_pass(user)
+    job = embeddings_rebuild_enqueue(user_id=user.pk)
+    assert run_job(job.pk) == "succeeded"
     assert stand_in.count("embeddings") == calls  # everything was embedded by the batch
+    job.refresh_from_db()
+    assert job.metrics["itemsSkipped"] == 4 and job.metrics["details"]["documentsWritten"] == 0
 
 
 def test_rebuild_embeds_mail_that_was_never_in_a_batch(user, stand_in, search_config):
@@ -132,3 +128,25 @@ def test_rebuild_embeds_mail_that_was_never_in_a_batch(user, stand_in, search_co
         i.pk for i in older
     }
     assert EmbeddingSet.objects.get(user=user).status == "complete"
+
+
+def test_a_batch_that_completes_the_new_set_leaves_the_old_vectors_to_a_background_job(
+    user, stand_in, search_config
+):
+    search_config(openai_model=OLD[0], openai_dimensions=OLD[1])
+    gone = mail(user, "Old", "old text")
+    kept = mail(user, "Kept", "kept text")
+    run_batch(user, [gone, kept])
+    search_config(openai_model=NEW[0], openai_dimensions=NEW[1])
+    gone.delete()  # the only interaction without a new vector goes away
+    job = run_batch(user, [kept])  # every interaction now has the new model's vector
+
+    job.refresh_from_db()
+    assert job.metrics["details"]["complete"] is True
+    assert search_space(user_id=user.pk).model == NEW[0]
+    cleanup = Job.objects.get(kind="embed", parent=job)
+    assert cleanup.payload["scope"] == "all" and cleanup.priority == embed.ALL_PRIORITY
+    assert Embedding.objects.filter(model=OLD[0]).exists()  # not deleted on the batch's path
+    assert run_job(cleanup.pk) == "succeeded"
+    assert set(Embedding.objects.values_list("model", flat=True)) == {NEW[0]}
+    assert list(EmbeddingSet.objects.values_list("model", flat=True)) == [NEW[0]]
