@@ -146,6 +146,10 @@ CRM_PIPELINE_CONTACTS: dict[str, object] | str = _json_setting(
 CRM_PIPELINE_SEARCH: dict[str, object] | str = _json_setting(
     env.str("CRM_PIPELINE_SEARCH", default="")
 )
+# Insights (insights/conf.py): rules, expiry and the optional LLM; checked by insights.E001.
+CRM_PIPELINE_INSIGHTS: dict[str, object] | str = _json_setting(
+    env.str("CRM_PIPELINE_INSIGHTS", default="")
+)
 
 # --- Google -----------------------------------------------------------------------------------
 # GOOGLE_API_ROOT "" means Google itself; set it to the emulator's root ("http://127.0.0.1:PORT/")

@@ -30,6 +30,7 @@ from contacts.models import Contact, InteractionParticipant, MergeSuggestion, Su
 from crm_pipeline.embedded_db import database_url
 from google_emulator.generator import generate_mailbox
 from google_emulator.server import GoogleEmulator
+from insights.selectors import insights_summary
 from jobs.google.accounts import google_account_connect
 from jobs.google.oauth import SCOPES
 from jobs.models import GoogleAccount, Interaction, Job, JobStatus, RawEvent
@@ -198,6 +199,7 @@ def _summary(
             user_id=user_id, status=SuggestionStatus.PENDING
         ).count(),
         **timeline_summary(user_id=user_id),
+        **insights_summary(user_id=user_id),
         "jobsSucceeded": statuses.get(JobStatus.SUCCEEDED, 0),
         "jobsFailed": statuses.get(JobStatus.FAILED, 0),
         "batchId": str(batch_id),

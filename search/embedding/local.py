@@ -33,9 +33,12 @@ import json
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +64,8 @@ REQUIRED_FILES = ("config.json", "tokenizer.json", "model.safetensors")
 # for efficient GEMMs, small enough that the attention scores (rows x 12 x length^2 floats,
 # 50 MB at 16 x 256 tokens) and the feed-forward activations stay modest.
 MAX_BATCH_TOKENS = 4096
+# At least this share of a batch's token positions are real tokens, not padding.
+MIN_BATCH_FILL = 0.8
 # Element-wise work (GELU) runs over blocks of this many rows of the 1536-wide feed-forward
 # activations (64 x 1536 floats = 384 KB), which stay in L2 between the ~20 passes.
 _ELEMENTWISE_ROWS = 64
@@ -476,26 +481,99 @@ class LocalEmbeddingProvider:
             return out
         encodings = model.tokenizer.encode_batch(list(texts))  # type: ignore[attr-defined]
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
-        order = np.argsort(lengths, kind="stable")
-        start = 0
-        while start < len(order):
-            # Sorted by length: a batch's longest is its last; grow it while the padded size
-            # stays within the budget.
-            end = start + 1
-            while (
-                end < len(order)
-                and end - start < self.batch_size
-                and (end - start + 1) * lengths[order[end]] <= MAX_BATCH_TOKENS
-            ):
-                end += 1
-            batch = order[start:end]
-            length = int(lengths[batch[-1]])
-            ids = np.zeros((len(batch), length), dtype=np.int64)
-            mask = np.zeros((len(batch), length), dtype=np.float32)
-            for row, index in enumerate(batch):
-                n = int(lengths[index])
-                ids[row, :n] = encodings[index].ids
-                mask[row, :n] = 1.0
-            out[batch] = model.encoder.forward(ids, mask)
-            start = end
+        with _one_blas_thread() as workers:
+            batches = _batches(lengths, max_rows=self.batch_size, at_least=workers)
+
+            def run(batch: npt.NDArray[np.int64]) -> None:
+                length = int(lengths[batch[-1]])
+                ids = np.zeros((len(batch), length), dtype=np.int64)
+                mask = np.zeros((len(batch), length), dtype=np.float32)
+                for row, index in enumerate(batch):
+                    n = int(lengths[index])
+                    ids[row, :n] = encodings[index].ids
+                    mask[row, :n] = 1.0
+                out[batch] = model.encoder.forward(ids, mask)
+
+            if workers == 1 or len(batches) == 1:
+                for batch in batches:
+                    run(batch)
+            else:
+                # Longest first, so the last batches to start are short and the threads end
+                # together; each writes its own rows of `out`.
+                with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+                    list(pool.map(run, batches[::-1]))
         return out
+
+
+def _batches(
+    lengths: npt.NDArray[np.int64], *, max_rows: int, at_least: int
+) -> list[npt.NDArray[np.int64]]:
+    """Indices of texts of similar length, shortest first: each batch at most `max_rows`
+    texts and MAX_BATCH_TOKENS padded tokens, and at least `at_least` batches when there are
+    that many texts (one per thread)."""
+    order = np.argsort(lengths, kind="stable")
+    max_rows = max(1, min(max_rows, -(-len(order) // at_least)))
+    batches = []
+    start = 0
+    while start < len(order):
+        # Sorted by length: a batch's longest is its last. Grow it while the padded size stays
+        # within the budget and padding stays under a fifth of it (a jump in length starts a
+        # new batch rather than padding every shorter text up to it).
+        end, real = start + 1, int(lengths[order[start]])
+        while end < len(order) and end - start < max_rows:
+            longest = int(lengths[order[end]])
+            padded = (end - start + 1) * longest
+            if padded > MAX_BATCH_TOKENS or padded * MIN_BATCH_FILL > real + longest:
+                break
+            end, real = end + 1, real + longest
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+# --- BLAS threads ----------------------------------------------------------------------------
+# BLAS threads its GEMMs, but the attention's many small GEMMs (12 heads x rows, 32 deep) pay
+# for the thread hand-off on every call, and GELU, softmax and LayerNorm run on one core
+# anyway. So while embed() runs, BLAS is held to one thread and the batches run on as many
+# Python threads as BLAS had (numpy releases the GIL in matmul and ufuncs): every operation
+# then runs on every core. The limit is process-wide and counted, so concurrent embed() calls
+# restore the original only when the last one ends.
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_threads = 1
+_blas_limiter: Any = None
+_controllers: dict[int, Any] = {}
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the BLAS numpy loaded, one per process (a forked worker
+    inspects its own)."""
+    from threadpoolctl import ThreadpoolController
+
+    pid = os.getpid()
+    if pid not in _controllers:
+        _controllers.clear()
+        _controllers[pid] = ThreadpoolController().select(user_api="blas")
+    return _controllers[pid]
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[int]:
+    """BLAS held to one thread inside; yields how many threads it had (the workers to use)."""
+    global _blas_users, _blas_threads, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            controller = _blas_controller()
+            _blas_threads = max((lib.num_threads for lib in controller.lib_controllers), default=1)
+            _blas_limiter = controller.limit(limits=1) if _blas_threads > 1 else None
+        _blas_users += 1
+        workers = _blas_threads
+    try:
+        yield workers
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limiter is not None:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None

@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from contacts.models import Contact, InteractionParticipant
+from insights.models import Insight
 from jobs.models import Interaction, Job, RawEvent
 from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
 from timeline.models import TimelineEvent
@@ -51,7 +52,14 @@ def test_the_demo_syncs_and_normalizes_on_a_real_cluster_then_reruns_idempotentl
         interaction_count=0, participations__occurred_at__lt=timezone.now()
     ).exists()
     done_kinds = set(Job.objects.filter(status="succeeded").values_list("kind", flat=True))
-    assert {"extract_contacts", "write_timeline", "update_rollups"} <= done_kinds
+    assert {
+        "extract_contacts",
+        "write_timeline",
+        "update_rollups",
+        "generate_insights",
+    } <= done_kinds
+    assert summary["insights"] == Insight.objects.count() > 0
+    assert sum(summary["insightsByKind"].values()) == summary["insights"]
     assert not Job.objects.filter(status__in=["queued", "running", "retrying"]).exists()
 
     lines, again = demo("--workers", "inline")
@@ -59,6 +67,7 @@ def test_the_demo_syncs_and_normalizes_on_a_real_cluster_then_reruns_idempotentl
     assert again["rawEvents"] == summary["rawEvents"]
     assert again["timelineEvents"] == summary["timelineEvents"]
     assert again["participants"] == summary["participants"]
+    assert again["insights"] == Insight.objects.count()
     assert any("idempotent re-run" in line for line in lines)
 
 

@@ -19,9 +19,11 @@ from search.embedding.base import EmbeddingError, EmbeddingProvider
 from search.embedding.local import (
     FETCH_COMMAND,
     HF_REPO_DIR,
+    MAX_BATCH_TOKENS,
     REQUIRED_FILES,
     LocalEmbeddingProvider,
     ModelNotFound,
+    _batches,
     gelu_,
     load_model,
     locate_weights,
@@ -203,6 +205,37 @@ def test_it_is_thread_safe(local_provider):
         results = list(pool.map(lambda part: fresh.embed(texts[part::4]), range(4)))
     for part, vectors in enumerate(results):
         np.testing.assert_allclose(vectors, expected[part::4], atol=2e-6)
+
+
+def blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_blas_gets_its_threads_back_after_concurrent_calls(local_provider):
+    before = blas_threads()
+    texts = [f"note {i} " + "about the renewal " * (i % 9) for i in range(30)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda _: local_provider.embed(texts), range(6)))
+    assert blas_threads() == before
+
+
+def test_batches_group_similar_lengths_within_the_budget_one_per_thread_at_least():
+    lengths = np.array([10, 250, 12, 11, 120, 250, 12, 10, *[250] * 9])
+    batches = _batches(lengths, max_rows=64, at_least=2)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) * lengths[batch].max() <= MAX_BATCH_TOKENS
+        assert lengths[batch].sum() >= 0.8 * len(batch) * lengths[batch].max()
+    assert [lengths[b].tolist() for b in batches] == [
+        [10, 10, 11, 12, 12],
+        [120],
+        [250] * 9,  # 16 x 250 tokens would fit, but half of them make a batch per thread
+        [250] * 2,
+    ]
+    assert len(_batches(np.array([3, 4]), max_rows=64, at_least=2)) == 2
+    assert len(_batches(np.array([3, 4, 5]), max_rows=64, at_least=1)) == 1
 
 
 def test_get_provider_defaults_to_the_local_model_once(settings, local_provider):

@@ -15,19 +15,23 @@ def test_item6_extract_contacts_fans_out_to_write_timeline_and_update_rollups(mo
 
     assert next_stages("extract_contacts") == ["write_timeline", "update_rollups"]
     assert (
-        next_stages("normalize_gmail") == next_stages("normalize_calendar") == ["extract_contacts"]
+        next_stages("normalize_gmail")
+        == next_stages("normalize_calendar")
+        == ["extract_contacts", "embed"]
     )
     assert next_stage("normalize_gmail") == "extract_contacts"
     # single-stage callers keep working
     assert next_stage("gmail_sync") == "normalize_gmail"
     assert next_stage("calendar_sync") == "normalize_calendar"
-    assert next_stages("write_timeline") == next_stages("update_rollups") == []
+    assert next_stages("write_timeline") == []
+    assert next_stages("update_rollups") == ["generate_insights"]
     assert next_stage("write_timeline") is None
 
 
 def test_item6_a_stage_whose_app_is_missing_is_skipped(monkeypatch):
-    # `embed` (a later app) is declared after normalization but not installed: skipped
-    assert "embed" not in REGISTRY
+    # `embed` (the search app) is declared after normalization: without the app, skipped
+    monkeypatch.delitem(REGISTRY, "embed")
+    assert next_stages("normalize_gmail") == ["extract_contacts"]
     monkeypatch.delitem(REGISTRY, "extract_contacts", raising=False)
     assert next_stages("normalize_gmail") == []
     assert next_stage("normalize_gmail") is None

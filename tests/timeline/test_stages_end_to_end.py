@@ -50,6 +50,7 @@ def test_item6_a_batch_flows_through_every_stage_and_the_numbers_add_up(user):
         "extract_contacts",
         "write_timeline",
         "update_rollups",
+        "generate_insights",  # the insights app follows the rollups
         "embed",  # the search branch beside the people stages (tests/search)
     }
     assert {j.status for kind, j in jobs.items() if kind != "embed"} == {"succeeded"}

@@ -1,0 +1,24 @@
+"""Start-up check: CRM_PIPELINE_INSIGHTS is valid (manage.py check, runserver, qcluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+
+
+@checks.register(checks.Tags.compatibility)
+def insights_config_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """One error per bad CRM_PIPELINE_INSIGHTS key, naming the key, the value and what is
+    expected."""
+    from insights.conf import config_problems, get_config
+
+    get_config.cache_clear()
+    return [
+        checks.Error(
+            problem,
+            hint="Fix settings.CRM_PIPELINE_INSIGHTS (the CRM_PIPELINE_INSIGHTS variable).",
+            id="insights.E001",
+        )
+        for problem in config_problems()
+    ]

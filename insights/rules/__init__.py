@@ -1,0 +1,1 @@
+"""The insight rules: pure functions from facts (insights.selectors) to Candidates."""
