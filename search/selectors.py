@@ -357,14 +357,9 @@ def interaction_search(
     vector: list[tuple[int, int, float]] = []
     space: SearchSpace | None = None
     if mode in ("hybrid", "vector"):
-        space = search_space(user_id=user_id)
-        if not space.configured:
-            notes.append(
-                f"the configured model's embeddings are still being built; searching {space.model}"
-            )
-        elif not space.complete:
-            notes.append(f"embeddings of {space.model} are still being built")
         try:
+            # the configured provider may be unusable too (the local model's weights missing)
+            space = search_space(user_id=user_id)
             query_vector = space.provider().embed([text])[0]
         except EmbeddingError as exc:
             if mode == "vector":
@@ -373,6 +368,13 @@ def interaction_search(
             notes.append(f"text search only: the query could not be embedded ({exc})")
             space = None
         else:
+            if not space.configured:
+                notes.append(
+                    "the configured model's embeddings are still being built;"
+                    f" searching {space.model}"
+                )
+            elif not space.complete:
+                notes.append(f"embeddings of {space.model} are still being built")
             vector = _vector_ranking(
                 space=space, query_vector=query_vector, filters=filters, config=config
             )

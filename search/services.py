@@ -18,7 +18,7 @@ Every statement is scoped to the user and reaches rows by key. The caller passes
 
 from __future__ import annotations
 
-import logging
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,20 +27,15 @@ import numpy as np
 from django.db import connection, transaction
 from pgvector import Vector
 
-from contacts.models import InteractionDuplicate
 from jobs.models import Interaction, InteractionKind
-from search.embedding.base import EmbeddingProvider
+from search.embedding.base import EmbeddingError, EmbeddingProvider
 from search.indexes import hnsw_index_ensure, space_predicate
 from search.models import Embedding, EmbeddingSet, SearchDocument
 from search.text import REPLY_LANGUAGES, chunk_document, clean_body, content_hash
 
-logger = logging.getLogger(__name__)
-
 _DOC = SearchDocument._meta.db_table
 _EMB = Embedding._meta.db_table
 _SET = EmbeddingSet._meta.db_table
-_INTERACTION = Interaction._meta.db_table
-_DUPLICATE = InteractionDuplicate._meta.db_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,8 +328,6 @@ def documents_embed(
 def _check_vectors(vectors: Any, *, count: int, dims: int, model: str) -> None:
     shape = getattr(vectors, "shape", None)
     if shape != (count, dims):
-        from search.embedding.base import EmbeddingError
-
         raise EmbeddingError(
             f"embedding model {model} returned vectors of shape {shape}, expected"
             f" ({count}, {dims})",
@@ -343,8 +336,6 @@ def _check_vectors(vectors: Any, *, count: int, dims: int, model: str) -> None:
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, sort_keys=True)
 
 

@@ -76,8 +76,7 @@ def _metrics(report: EmbedReport, extra: dict | None = None, *, timed_out: bool 
         items_inserted=report.chunks_embedded,
         items_skipped=report.chunks_unchanged,
         timed_out=timed_out,
-        details={**report.details(), "documentsUnchanged": report.documents_unchanged}
-        | (extra or {}),
+        details={**report.details(), **(extra or {})},
     )
 
 

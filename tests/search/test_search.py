@@ -197,3 +197,10 @@ def test_user_as_search_never_returns_user_bs_interactions(
     assert not set(ids(results)) & {i.pk for i in theirs}
     back = interaction_search(user=other_user, query=query, mode=mode, limit=limit)
     assert set(ids(back)) <= {i.pk for i in theirs}
+
+
+def test_with_no_usable_model_hybrid_answers_from_text(user, mailbox, search_config, tmp_path):
+    search_config(provider="local", model_dir=str(tmp_path / "no-weights-here"))
+    results = interaction_search(user=user, query="customs")
+    assert ids(results) == [mailbox["shipping"].pk]
+    assert any("could not be embedded" in note for note in results.notes)
