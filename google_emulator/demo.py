@@ -38,11 +38,15 @@ from jobs.models.job import ACTIVE_STATUSES
 from jobs.normalization.selectors import normalization_summary
 from jobs.runner import run_due_jobs
 from jobs.sync.enqueue import sync_enqueue
+from search.models import Embedding, SearchDocument
+from search.selectors import SearchError, interaction_search
 from timeline.selectors import timeline_summary
 
 DEMO_USERNAME = "demo"
 DEMO_EMAIL = "demo.owner@pipeline.example"
 DEMO_ALIAS = "demo@pipeline.example"
+# The summary's search example: a paraphrase (the mailbox says "Security questionnaire").
+SEARCH_EXAMPLE = "the customer's security review questions"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 Say = Callable[[str], None]
@@ -199,11 +203,29 @@ def _summary(
             user_id=user_id, status=SuggestionStatus.PENDING
         ).count(),
         **timeline_summary(user_id=user_id),
+        "searchDocuments": SearchDocument.objects.filter(user_id=user_id).count(),
+        "embeddings": Embedding.objects.filter(user_id=user_id).count(),
         **insights_summary(user_id=user_id),
+        "searchExample": _search_example(user_id),
         "jobsSucceeded": statuses.get(JobStatus.SUCCEEDED, 0),
         "jobsFailed": statuses.get(JobStatus.FAILED, 0),
         "batchId": str(batch_id),
         "durationMs": int((time.monotonic() - started) * 1000),
+    }
+
+
+def _search_example(user_id: int) -> dict[str, Any]:
+    """One hybrid search over the demo mailbox: the query and its three best hits."""
+    try:
+        results = interaction_search(user=user_id, query=SEARCH_EXAMPLE, limit=3)
+    except SearchError as exc:
+        return {"query": SEARCH_EXAMPLE, "error": str(exc)}
+    return {
+        "query": SEARCH_EXAMPLE,
+        "mode": results.mode,
+        "hits": [
+            {"subject": hit.subject, "fusedScore": round(hit.fused_score, 4)} for hit in results
+        ],
     }
 
 

@@ -60,7 +60,34 @@ class SearchConfig:
     backoff_cap_s: float = field(default=30.0, metadata={"min": 0, "max": 3600})
 
     # --- search and embed stage ------------------------------------------------------------
-    # (keys of the embed processor and of interaction_search go here)
+    # Interactions per chunk of the embed stage: one fenced write of their documents, the
+    # provider calls for their new or changed chunks, one fenced write of the vectors.
+    embed_chunk_size: int = field(default=200, metadata={"min": 1, "max": 5000})
+    # Tokens a chunk of a long text repeats from the end of the one before it.
+    chunk_overlap_tokens: int = field(default=32, metadata={"min": 0, "max": 1024})
+    # Chunks embedded per interaction at most (the rest of a very long body is found by
+    # full-text search only).
+    max_chunks_per_interaction: int = field(default=16, metadata={"min": 1, "max": 1000})
+    # Languages whose reply headers and sign-offs are removed from bodies (mail-parser-reply's
+    # codes, comma-separated).
+    reply_languages: str = field(
+        default="en,de,es,fr,it,nl,pl,sv,da,cs,ja,ko,zh",
+        metadata={
+            "pattern": r"(en|de|es|fr|it|nl|pl|sv|da|cs|ja|ko|zh)"
+            r"(,(en|de|es|fr|it|nl|pl|sv|da|cs|ja|ko|zh))*"
+        },
+    )
+    # Reciprocal rank fusion: an interaction scores the sum of 1 / (rrf_k + its rank) over the
+    # vector and the text ranking.
+    rrf_k: int = field(default=60, metadata={"min": 1, "max": 10_000})
+    # Chunks read from the vector index and documents from the text index per query, before
+    # fusion.
+    vector_candidates: int = field(default=100, metadata={"min": 10, "max": 10_000})
+    text_candidates: int = field(default=100, metadata={"min": 10, "max": 10_000})
+    # HNSW search (pgvector): the candidate list, and how many tuples an iterative scan may
+    # visit to fill the result when the user's rows or the filters are a small part of the index.
+    hnsw_ef_search: int = field(default=100, metadata={"min": 1, "max": 1000})
+    hnsw_max_scan_tuples: int = field(default=20_000, metadata={"min": 100, "max": 10_000_000})
 
 
 # --- validation ---------------------------------------------------------------------------------

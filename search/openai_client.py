@@ -132,8 +132,17 @@ class OpenAIClient:
             try:
                 return self._attempt(url, data)
             except OpenAIClientError as exc:
-                if not exc.transient or attempt >= self.max_retries:
+                if not exc.transient:
                     raise
+                if attempt >= self.max_retries:
+                    if attempt == 0:
+                        raise
+                    raise OpenAIClientError(
+                        f"{exc} (after {attempt + 1} attempts)",
+                        transient=True,
+                        status=exc.status,
+                        retry_after_s=exc.retry_after_s,
+                    ) from exc
                 attempt += 1
                 delay = self._delay(attempt, exc.retry_after_s)
                 if delay > self.backoff_cap_s or (

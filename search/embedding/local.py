@@ -64,6 +64,8 @@ REQUIRED_FILES = ("config.json", "tokenizer.json", "model.safetensors")
 # for efficient GEMMs, small enough that the attention scores (rows x 12 x length^2 floats,
 # 50 MB at 16 x 256 tokens) and the feed-forward activations stay modest.
 MAX_BATCH_TOKENS = 4096
+# At most this many threads run batches at once (each holds a batch's activations, ~50 MB).
+MAX_THREADS = 8
 # At least this share of a batch's token positions are real tokens, not padding.
 MIN_BATCH_FILL = 0.8
 # Element-wise work (GELU) runs over blocks of this many rows of the 1536-wide feed-forward
@@ -232,40 +234,78 @@ def gelu_(
     return x
 
 
+# exp() of float32 overflows above 88 and a whole row underflows below -87: softmax may shift
+# the scores by any constant within that reach of their maximum. When no score can exceed
+# this in magnitude, the shift is 0 and the maximum need not be computed.
+_SAFE_SCORE = 80.0
+
+
+def _score_bounds(
+    q: npt.NDArray[np.float32], k: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """(rows, heads): an upper bound of |q . k| over every query and key of a row's head, by
+    Cauchy-Schwarz, from the longest query and the longest key (a pass over the token
+    vectors, cheaper than the pass over all scores it can save)."""
+    longest_q = np.einsum("rhld,rhld->rhl", q, q).max(axis=-1)
+    longest_k = np.einsum("rhdl,rhdl->rhl", k, k).max(axis=-1)
+    bounds: npt.NDArray[np.float32] = np.sqrt(longest_q * longest_k)
+    return bounds
+
+
 def _softmax_(
-    scores: npt.NDArray[np.float32], key_bias: npt.NDArray[np.float32] | None
+    scores: npt.NDArray[np.float32],
+    key_bias: npt.NDArray[np.float32] | None,
+    bounds: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Softmax over the keys of (rows, heads, queries, keys) attention scores, in place, after
-    adding each row's key bias (rows, keys); over blocks of rows that stay in cache."""
+    adding each row's key bias (rows, keys); over blocks of rows that stay in cache. Where
+    `bounds` (rows, heads) shows no score beyond _SAFE_SCORE, the maximum is not subtracted:
+    the result is the same, since padding's bias only lowers a score."""
     rows, heads, queries, keys = scores.shape
     step = max(1, (_ELEMENTWISE_ROWS * 1536) // (heads * queries * keys))
+    ones = np.ones(keys, dtype=np.float32)
     for start in range(0, rows, step):
         block = scores[start : start + step]
         if key_bias is not None:
             block += key_bias[start : start + step, None, None, :]
-        block -= block.max(axis=-1, keepdims=True)
+        if bounds is None or bounds[start : start + step].max() > _SAFE_SCORE:
+            block -= block.max(axis=-1, keepdims=True)
         np.exp(block, out=block)
-        total = block.sum(axis=-1, keepdims=True)
+        # Row sums as a matrix-vector product: BLAS beats numpy's reduction over a short
+        # last axis several times over.
+        total = block @ ones
         np.reciprocal(total, out=total)
-        block *= total
+        block *= total[..., None]
     return scores
 
 
-def _layer_norm_(
+def _add_layer_norm_(
     x: npt.NDArray[np.float32],
+    bias: npt.NDArray[np.float32] | None,
+    residual: npt.NDArray[np.float32] | None,
     weight: npt.NDArray[np.float32],
-    bias: npt.NDArray[np.float32],
+    shift: npt.NDArray[np.float32],
     eps: float,
 ) -> npt.NDArray[np.float32]:
-    """LayerNorm over the last axis, in place."""
-    x -= x.mean(axis=-1, keepdims=True)
-    variance = np.einsum("ij,ij->i", x, x)[:, None]
-    variance *= np.float32(1.0 / x.shape[-1])
-    variance += np.float32(eps)
-    np.sqrt(variance, out=variance)
-    x /= variance
-    x *= weight
-    x += bias
+    """LayerNorm(x + bias + residual) over the last axis of (tokens, hidden), in place, over
+    blocks of rows that stay in cache."""
+    hidden = x.shape[-1]
+    mean_of = np.full(hidden, 1.0 / hidden, dtype=np.float32)
+    rows = max(1, (_ELEMENTWISE_ROWS * 1536) // hidden)
+    for start in range(0, x.shape[0], rows):
+        block = x[start : start + rows]
+        if bias is not None:
+            block += bias
+        if residual is not None:
+            block += residual[start : start + rows]
+        block -= (block @ mean_of)[:, None]
+        deviation = np.einsum("ij,ij->i", block, block)[:, None]
+        deviation *= np.float32(1.0 / hidden)
+        deviation += np.float32(eps)
+        np.sqrt(deviation, out=deviation)
+        block /= deviation
+        block *= weight
+        block += shift
     return x
 
 
@@ -352,7 +392,7 @@ class BertEncoder:
         x += self.position[:length]
         x += self.token_type0
         x = x.reshape(rows * length, hidden)
-        _layer_norm_(x, self.emb_ln_w, self.emb_ln_b, self.eps)
+        x = _add_layer_norm_(x, None, None, self.emb_ln_w, self.emb_ln_b, self.eps)
         # Padding gets the most negative score: exp() makes its attention weight exactly 0.
         key_bias = None
         if not mask.all():
@@ -365,18 +405,14 @@ class BertEncoder:
             k = qkv[:, :, 1].transpose(0, 2, 3, 1)  # (rows, heads, head_dim, length)
             v = qkv[:, :, 2].transpose(0, 2, 1, 3)
             scores = q @ k  # (rows, heads, length, length), query pre-scaled
-            _softmax_(scores, key_bias)
+            _softmax_(scores, key_bias, _score_bounds(q, k))
             context = (scores @ v).transpose(0, 2, 1, 3).reshape(rows * length, hidden)
             attended = context @ layer.out_w
-            attended += layer.out_b
-            attended += x
-            x = _layer_norm_(attended, layer.ln1_w, layer.ln1_b, self.eps)
+            x = _add_layer_norm_(attended, layer.out_b, x, layer.ln1_w, layer.ln1_b, self.eps)
             inner = x @ layer.ff1_w
             gelu_(inner, layer.ff1_b)
             out = np.matmul(inner, layer.ff2_w)
-            out += layer.ff2_b
-            out += x
-            x = _layer_norm_(out, layer.ln2_w, layer.ln2_b, self.eps)
+            x = _add_layer_norm_(out, layer.ff2_b, x, layer.ln2_w, layer.ln2_b, self.eps)
         tokens = x.reshape(rows, length, hidden)
         counts = mask.sum(axis=1, keepdims=True)
         pooled = np.einsum("rlh,rl->rh", tokens, mask) / np.maximum(counts, 1e-9)
@@ -535,9 +571,9 @@ def _batches(
 # BLAS threads its GEMMs, but the attention's many small GEMMs (12 heads x rows, 32 deep) pay
 # for the thread hand-off on every call, and GELU, softmax and LayerNorm run on one core
 # anyway. So while embed() runs, BLAS is held to one thread and the batches run on as many
-# Python threads as BLAS had (numpy releases the GIL in matmul and ufuncs): every operation
-# then runs on every core. The limit is process-wide and counted, so concurrent embed() calls
-# restore the original only when the last one ends.
+# Python threads as BLAS had, at most MAX_THREADS (numpy releases the GIL in matmul and
+# ufuncs): every operation then runs on every core. The limit is process-wide and counted, so
+# concurrent embed() calls restore the original only when the last one ends.
 
 _blas_lock = threading.Lock()
 _blas_users = 0
@@ -566,6 +602,7 @@ def _one_blas_thread() -> Iterator[int]:
         if _blas_users == 0:
             controller = _blas_controller()
             _blas_threads = max((lib.num_threads for lib in controller.lib_controllers), default=1)
+            _blas_threads = min(_blas_threads, MAX_THREADS)
             _blas_limiter = controller.limit(limits=1) if _blas_threads > 1 else None
         _blas_users += 1
         workers = _blas_threads

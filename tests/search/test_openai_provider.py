@@ -120,7 +120,7 @@ def test_server_errors_beyond_max_retries_are_a_transient_error(openai_server):
     with pytest.raises(EmbeddingError) as caught:
         provider_for(openai_server, max_retries=2).embed(["hello"])
     assert caught.value.transient is True
-    assert "HTTP 502" in str(caught.value)
+    assert "HTTP 502" in str(caught.value) and "(after 3 attempts)" in str(caught.value)
     assert openai_server.count("embeddings") == 3
 
 

@@ -15,7 +15,9 @@ def test_item6_extract_contacts_fans_out_to_write_timeline_and_update_rollups(mo
 
     assert next_stages("extract_contacts") == ["write_timeline", "update_rollups"]
     assert (
-        next_stages("normalize_gmail") == next_stages("normalize_calendar") == ["extract_contacts"]
+        next_stages("normalize_gmail")
+        == next_stages("normalize_calendar")
+        == ["extract_contacts", "embed"]
     )
     assert next_stage("normalize_gmail") == "extract_contacts"
     # single-stage callers keep working
@@ -27,8 +29,9 @@ def test_item6_extract_contacts_fans_out_to_write_timeline_and_update_rollups(mo
 
 
 def test_item6_a_stage_whose_app_is_missing_is_skipped(monkeypatch):
-    # `embed` (a later app) is declared after normalization but not installed: skipped
-    assert "embed" not in REGISTRY
+    # `embed` (the search app) is declared after normalization: without the app, skipped
+    monkeypatch.delitem(REGISTRY, "embed")
+    assert next_stages("normalize_gmail") == ["extract_contacts"]
     monkeypatch.delitem(REGISTRY, "extract_contacts", raising=False)
     assert next_stages("normalize_gmail") == []
     assert next_stage("normalize_gmail") is None

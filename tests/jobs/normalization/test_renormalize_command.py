@@ -107,8 +107,10 @@ def test_fixa_item1_renormalize_starts_the_people_stages_for_what_it_normalized(
     err = StringIO()
     call_command("renormalize", "ada", stdout=StringIO(), stderr=err)
     (extract,) = Job.objects.filter(user=user, kind="extract_contacts")
+    (embed,) = Job.objects.filter(user=user, kind="embed")
     assert err.getvalue().splitlines() == [
-        f"started extract_contacts job #{extract.pk} for batch {extract.batch_id}"
+        f"started extract_contacts job #{extract.pk} for batch {extract.batch_id}",
+        f"started embed job #{embed.pk} for batch {extract.batch_id}",
     ]
     run_due_jobs(until_empty=True)
 
