@@ -12,11 +12,11 @@ k = `rrf_k` (60 by default, the paper's):
   people type: quotes, ``or``, ``-word``), which requires every term. That is the text half of a
   hybrid search: a precise signal next to the vectors (a document with all the words). When the
   text ranking stands alone (text-only mode, or a hybrid search whose query could not be
-  embedded) a plain query (no quotes, ``or`` or ``-word``) matches ANY of its terms instead, the
-  documents with more of them, and closer together, ranked first (`text_match`): a query in
-  other words than the mail's rarely has all its words in one document. Fused with the vectors
-  by RRF, the any-term ranking's many partial matches outvote the vector ranking (see
-  docs/ARCHITECTURE.md, Search: measured), so hybrid keeps the all-terms half.
+  embedded) a plain query (no quotes, ``or`` or ``-word``) matches ANY of its terms instead,
+  ranked by the sum of its terms' IDF times their ``ts_rank`` (`text_match`, `_text_ranking`):
+  a query in other words than the mail's rarely has all its words in one document. Fused
+  with the vectors by RRF, the any-term ranking's many partial matches outvote the vector
+  ranking (see docs/ARCHITECTURE.md, Search: measured), so hybrid keeps the all-terms half.
 
 One result per interaction, never an interaction of another user, never a copy linked as a
 duplicate (contacts.InteractionDuplicate). Each result has its vector score (cosine
@@ -172,7 +172,8 @@ class SearchHit:
     # cosine similarity of the best chunk (None: not among the vector candidates)
     vector_score: float | None
     vector_rank: int | None
-    # ts_rank_cd of the document (None: the text did not match)
+    # the text ranking's score: ts_rank_cd, or the IDF-weighted ts_rank of an any-term
+    # match (None: the text did not match)
     text_score: float | None
     text_rank: int | None
     fused_score: float
@@ -322,19 +323,37 @@ def tsquery_sql(match: TextMatch) -> str:
 def _text_ranking(
     *, query: str, match: TextMatch, filters: _Filters, config: SearchConfig
 ) -> list[tuple[int, float]]:
-    """(interaction id, ts_rank_cd), best first."""
+    """(interaction id, rank), best first: ``ts_rank_cd`` for "all"; for "any" the sum over the
+    query's terms of the term's IDF among the user's documents times its ``ts_rank``
+    (normalised by document length), so a rare word of the query counts more than a common
+    one (BM25's idea: ``ts_rank`` alone weighs every term alike)."""
     where, params = filters.sql("d.interaction_id")
     params.update(query=query, candidates=config.text_candidates)
-    sql = f"""
-    SELECT d.interaction_id, ts_rank_cd(d.search_vector, tsq.q) AS rank
+    if match == "all":
+        terms, rank = "", "ts_rank_cd(d.search_vector, tsq.q)"
+    else:
+        terms = f"""
+    WITH term AS (
+        SELECT quote_literal(t.lexeme)::tsquery AS q
+          FROM unnest(to_tsvector('{TEXT_SEARCH_CONFIG}', %(query)s)) t
+    ), weighted AS (
+        SELECT term.q, ln(1 + (n.total - f.df + 0.5) / (f.df + 0.5)) AS idf
+          FROM term,
+               (SELECT count(*) AS total FROM {_DOC} WHERE user_id = %(user_id)s) n,
+               LATERAL (SELECT count(*) AS df FROM {_DOC} x
+                         WHERE x.user_id = %(user_id)s AND x.search_vector @@ term.q) f
+    )"""
+        rank = "(SELECT sum(w.idf * ts_rank(d.search_vector, w.q, 1)) FROM weighted w)"
+    sql = f"""{terms}
+    SELECT d.interaction_id, {rank} AS rank
       FROM {_DOC} d, (SELECT {tsquery_sql(match)} AS q) tsq
      WHERE d.user_id = %(user_id)s AND d.search_vector @@ tsq.q AND {where}
-     ORDER BY rank DESC, d.interaction_id DESC
+     ORDER BY rank DESC NULLS LAST, d.interaction_id DESC
      LIMIT %(candidates)s
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(pk, float(rank)) for pk, rank in cursor.fetchall()]
+        return [(pk, float(rank or 0.0)) for pk, rank in cursor.fetchall()]
 
 
 def _as_datetime(since: date | datetime | None) -> datetime | None:

@@ -103,6 +103,18 @@ def test_text_only_matches_any_term_of_a_plain_query_more_terms_first(user, mail
     assert "«customs»" in text[1].snippet
 
 
+def test_text_only_counts_a_rare_term_above_a_common_one(user, stand_in):
+    # the same text but for one word; the rare word's mail is the oldest, so it would come last
+    # on a tie
+    harbour = mail(user, "Note", "Please check the harbour before Friday.")
+    invoices = [mail(user, "Note", "Please check the invoice before Friday.") for _ in range(4)]
+    embed_all(user, [harbour, *invoices])
+    text = interaction_search(user=user, query="invoice harbour", mode="text", limit=5)
+    assert ids(text)[0] == harbour.pk
+    assert sorted(ids(text)[1:]) == sorted(i.pk for i in invoices)
+    assert text[0].text_score > text[1].text_score
+
+
 def test_text_only_keeps_websearch_syntax_as_typed(user, mailbox):
     def found(query: str) -> set[int]:
         return set(ids(interaction_search(user=user, query=query, mode="text", limit=10)))
