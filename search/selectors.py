@@ -7,9 +7,16 @@ k = `rrf_k` (60 by default, the paper's):
 - vector: the query embedded by the model of the user's searchable embedding set, the nearest
   chunks by cosine distance from that model's HNSW index (iterative scan, so the user and the
   filters do not starve the result), best chunk per interaction;
-- text: Postgres full-text search, ``websearch_to_tsquery`` (the syntax people type: quotes,
-  ``or``, ``-word``) against the documents' ``tsvector`` (subject weighted above body), ranked
-  by ``ts_rank_cd``.
+- text: Postgres full-text search against the documents' ``tsvector`` (subject weighted above
+  body), ranked by ``ts_rank_cd``. The query is read by ``websearch_to_tsquery`` (the syntax
+  people type: quotes, ``or``, ``-word``), which requires every term. That is the text half of a
+  hybrid search: a precise signal next to the vectors (a document with all the words). When the
+  text ranking stands alone (text-only mode, or a hybrid search whose query could not be
+  embedded) a plain query (no quotes, ``or`` or ``-word``) matches ANY of its terms instead,
+  ranked by the sum of its terms' IDF times their ``ts_rank`` (`text_match`, `_text_ranking`):
+  a query in other words than the mail's rarely has all its words in one document. Fused
+  with the vectors by RRF, the any-term ranking's many partial matches outvote the vector
+  ranking (see docs/ARCHITECTURE.md, Search: measured), so hybrid keeps the all-terms half.
 
 One result per interaction, never an interaction of another user, never a copy linked as a
 duplicate (contacts.InteractionDuplicate). Each result has its vector score (cosine
@@ -22,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import re
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,7 +172,8 @@ class SearchHit:
     # cosine similarity of the best chunk (None: not among the vector candidates)
     vector_score: float | None
     vector_rank: int | None
-    # ts_rank_cd of the document (None: the text did not match)
+    # the text ranking's score: ts_rank_cd, or the IDF-weighted ts_rank of an any-term
+    # match (None: the text did not match)
     text_score: float | None
     text_rank: int | None
     fused_score: float
@@ -286,22 +295,65 @@ def _vector_ranking(
     return list(best.values())
 
 
+TextMatch = Literal["all", "any"]
+
+# websearch_to_tsquery's operators as people type them: a quote, the word "or", a word led by "-"
+_OPERATOR = re.compile(r'"|(?:^|\s)(?:or(?=\s|$)|-\S)', re.IGNORECASE)
+
+
+def text_match(*, query: str, alone: bool) -> TextMatch:
+    """How the text ranking reads `query`: "any" of its terms when the text ranking stands alone
+    and the query is plain words, else "all" (websearch_to_tsquery as typed)."""
+    return "any" if alone and not _OPERATOR.search(query) else "all"
+
+
+def tsquery_sql(match: TextMatch) -> str:
+    """An SQL expression, the tsquery of %(query)s: websearch_to_tsquery's, for "any" with its
+    ANDs turned into ORs (a hyphenated word's phrase stays a phrase; a query that came out with
+    an OR or a NOT, whatever its spelling, is kept as it is)."""
+    websearch = f"websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', %(query)s)"
+    if match == "all":
+        return websearch
+    return (
+        "(SELECT CASE WHEN w::text ~ '[|!]' THEN w"
+        f" ELSE replace(w::text, ' & ', ' | ')::tsquery END FROM {websearch} w)"
+    )
+
+
 def _text_ranking(
-    *, query: str, filters: _Filters, config: SearchConfig
+    *, query: str, match: TextMatch, filters: _Filters, config: SearchConfig
 ) -> list[tuple[int, float]]:
-    """(interaction id, ts_rank_cd), best first."""
+    """(interaction id, rank), best first: ``ts_rank_cd`` for "all"; for "any" the sum over the
+    query's terms of the term's IDF among the user's documents times its ``ts_rank``
+    (normalised by document length), so a rare word of the query counts more than a common
+    one (BM25's idea: ``ts_rank`` alone weighs every term alike)."""
     where, params = filters.sql("d.interaction_id")
     params.update(query=query, candidates=config.text_candidates)
-    sql = f"""
-    SELECT d.interaction_id, ts_rank_cd(d.search_vector, q) AS rank
-      FROM {_DOC} d, websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', %(query)s) q
-     WHERE d.user_id = %(user_id)s AND d.search_vector @@ q AND {where}
-     ORDER BY rank DESC, d.interaction_id DESC
+    if match == "all":
+        terms, rank = "", "ts_rank_cd(d.search_vector, tsq.q)"
+    else:
+        terms = f"""
+    WITH term AS (
+        SELECT quote_literal(t.lexeme)::tsquery AS q
+          FROM unnest(to_tsvector('{TEXT_SEARCH_CONFIG}', %(query)s)) t
+    ), weighted AS (
+        SELECT term.q, ln(1 + (n.total - f.df + 0.5) / (f.df + 0.5)) AS idf
+          FROM term,
+               (SELECT count(*) AS total FROM {_DOC} WHERE user_id = %(user_id)s) n,
+               LATERAL (SELECT count(*) AS df FROM {_DOC} x
+                         WHERE x.user_id = %(user_id)s AND x.search_vector @@ term.q) f
+    )"""
+        rank = "(SELECT sum(w.idf * ts_rank(d.search_vector, w.q, 1)) FROM weighted w)"
+    sql = f"""{terms}
+    SELECT d.interaction_id, {rank} AS rank
+      FROM {_DOC} d, (SELECT {tsquery_sql(match)} AS q) tsq
+     WHERE d.user_id = %(user_id)s AND d.search_vector @@ tsq.q AND {where}
+     ORDER BY rank DESC NULLS LAST, d.interaction_id DESC
      LIMIT %(candidates)s
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(pk, float(rank)) for pk, rank in cursor.fetchall()]
+        return [(pk, float(rank or 0.0)) for pk, rank in cursor.fetchall()]
 
 
 def _as_datetime(since: date | datetime | None) -> datetime | None:
@@ -379,8 +431,10 @@ def interaction_search(
                 space=space, query_vector=query_vector, filters=filters, config=config
             )
     textual: list[tuple[int, float]] = []
+    match: TextMatch = "all"
     if mode in ("hybrid", "text"):
-        textual = _text_ranking(query=text, filters=filters, config=config)
+        match = text_match(query=text, alone=space is None)
+        textual = _text_ranking(query=text, match=match, filters=filters, config=config)
 
     scores: dict[int, float] = {}
     for rank, (pk, _, _) in enumerate(vector, start=1):
@@ -401,6 +455,7 @@ def interaction_search(
         user_id=user_id,
         ids=ordered,
         query=text,
+        match=match,
         text_hits={pk for pk in ordered if pk in text_of},
         chunks={pk: vector_of[pk][1] for pk in ordered if pk in vector_of},
         space=space,
@@ -443,6 +498,7 @@ def _details(
     user_id: int,
     ids: list[int],
     query: str,
+    match: TextMatch,
     text_hits: set[int],
     chunks: dict[int, int],
     space: SearchSpace | None,
@@ -465,7 +521,7 @@ def _details(
     SELECT i.id, i.subject, i.occurred_at, i.kind, i.direction, i.thread_id,
            CASE WHEN x.text_hit THEN
                 ts_headline('{TEXT_SEARCH_CONFIG}', concat_ws(E'\\n', d.subject, d.body),
-                            websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', %(query)s),
+                            {tsquery_sql(match)},
                             %(options)s)
            END,
            e.text, d.body

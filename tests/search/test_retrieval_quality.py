@@ -65,11 +65,16 @@ def test_must_show_hybrid_top3_hit_rate_on_paraphrase_queries(user, local_model)
 
     hits = {"hybrid": 0, "vector": 0, "text": 0}
     misses: dict[str, list[str]] = {mode: [] for mode in hits}
+    # per query and mode: found in the top 3 (for the figures of each half of the set, a check
+    # that a change to the system does not help one half while hurting the other)
+    found_at: dict[str, list[bool]] = {mode: [] for mode in hits}
     for query in QUERIES:
         wanted = relevant(query, mails)
         for mode in hits:
             found = interaction_search(user=user, query=query.text, limit=TOP, mode=mode)
-            if {key_of[h.interaction_id] for h in found} & wanted:
+            hit = bool({key_of[h.interaction_id] for h in found} & wanted)
+            found_at[mode].append(hit)
+            if hit:
                 hits[mode] += 1
             else:
                 misses[mode].append(query.text)
@@ -79,6 +84,12 @@ def test_must_show_hybrid_top3_hit_rate_on_paraphrase_queries(user, local_model)
         f"top-{TOP} hit rate: hybrid {rates['hybrid']}, vector-only {rates['vector']}, "
         f"text-only {rates['text']}"
     )
+    half = len(QUERIES) // 2
+    for name, part in (("first", slice(0, half)), ("last", slice(half, None))):
+        figures = ", ".join(
+            f"{mode} {sum(found_at[mode][part]) / len(found_at[mode][part]):.3f}" for mode in hits
+        )
+        print(f"  {name} {half} queries: {figures}")
     for mode, missed in misses.items():
         print(f"  {mode} missed: {missed}")
     assert len(QUERIES) >= 30

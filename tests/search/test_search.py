@@ -95,6 +95,54 @@ def test_text_only_and_vector_only_modes(user, mailbox):
     assert all(hit.text_score is None for hit in vector)
 
 
+def test_text_only_matches_any_term_of_a_plain_query_more_terms_first(user, mailbox):
+    # no mail has all three words: the lunch mail has two of them, the shipping mail one
+    text = interaction_search(user=user, query="lunch harbour customs", mode="text", limit=5)
+    assert ids(text) == [mailbox["lunch"].pk, mailbox["shipping"].pk]
+    assert text[0].text_score > text[1].text_score
+    assert "«customs»" in text[1].snippet
+
+
+def test_text_only_counts_a_rare_term_above_a_common_one(user, stand_in):
+    # the same text but for one word; the rare word's mail is the oldest, so it would come last
+    # on a tie
+    harbour = mail(user, "Note", "Please check the harbour before Friday.")
+    invoices = [mail(user, "Note", "Please check the invoice before Friday.") for _ in range(4)]
+    embed_all(user, [harbour, *invoices])
+    text = interaction_search(user=user, query="invoice harbour", mode="text", limit=5)
+    assert ids(text)[0] == harbour.pk
+    assert sorted(ids(text)[1:]) == sorted(i.pk for i in invoices)
+    assert text[0].text_score > text[1].text_score
+
+
+def test_text_only_keeps_websearch_syntax_as_typed(user, mailbox):
+    def found(query: str) -> set[int]:
+        return set(ids(interaction_search(user=user, query=query, mode="text", limit=10)))
+
+    # a quoted phrase: both words, together
+    assert found('"northern region"') == {mailbox["report"].pk, mailbox["pricing"].pk}
+    assert found('"region northern"') == set()
+    # -word excludes, even next to plain words
+    assert found("customs -container") == set()
+    assert found("invoice -pricing") == {mailbox["invoice"].pk}
+    # or, in any case
+    assert found("customs OR lunch") == {mailbox["shipping"].pk, mailbox["lunch"].pk}
+
+
+def test_hybrid_fuses_the_all_terms_text_ranking(user, mailbox):
+    results = interaction_search(user=user, query="lunch harbour customs", limit=5)
+    assert results and all(hit.text_rank is None for hit in results)
+    both = interaction_search(user=user, query="lunch harbour", limit=5)
+    assert both[0].interaction_id == mailbox["lunch"].pk and both[0].text_rank == 1
+
+
+def test_with_the_provider_down_hybrid_text_matches_any_term(user, mailbox, stand_in):
+    stand_in.fail_next(1, status=503)
+    results = interaction_search(user=user, query="lunch harbour customs", limit=5)
+    assert ids(results) == [mailbox["lunch"].pk, mailbox["shipping"].pk]
+    assert any("could not be embedded" in note for note in results.notes)
+
+
 def test_a_text_match_outranks_in_hybrid_what_only_the_vector_half_found(user, mailbox):
     # websearch syntax: a quoted phrase
     results = interaction_search(user=user, query='"northern region"', limit=5)
