@@ -143,17 +143,18 @@ def _demo_jobs(user_id: int, first_job: int) -> Any:
 
 def _follow(user_id: int, first_job: int, options: DemoOptions, say: Say) -> None:
     """Wait for every job the demo started (the syncs, the stages they start, the backfills) to
-    finish, showing progress per stage."""
-    deadline = time.monotonic() + options.timeout_s
-    last = ""
+    finish, with a progress line per stage whenever its jobs or its figure change."""
+    started = time.monotonic()
+    deadline = started + options.timeout_s
+    shown: dict[str, str] = {}
     while True:
         if options.workers == "inline":
             run_due_jobs(until_empty=True)
         jobs = list(_demo_jobs(user_id, first_job).values_list("kind", "status"))
-        line = _progress_line(jobs, user_id)
-        if line != last:
-            say(line)
-            last = line
+        for kind, line in _stage_lines(jobs, user_id).items():
+            if shown.get(kind) != line:
+                say(f"  {time.monotonic() - started:6.1f} s  {line}")
+                shown[kind] = line
         if jobs and not any(status in ACTIVE_STATUSES for _, status in jobs):
             return
         if time.monotonic() > deadline:
@@ -161,19 +162,33 @@ def _follow(user_id: int, first_job: int, options: DemoOptions, say: Say) -> Non
         time.sleep(0.5)
 
 
-def _progress_line(jobs: list[tuple[str, str]], user_id: int) -> str:
+# What each stage has produced so far, for its progress line (the user's rows).
+_STAGE_FIGURES: dict[str, tuple[str, Callable[[int], int]]] = {
+    "gmail_sync": ("raw events", lambda u: RawEvent.objects.filter(user_id=u).count()),
+    "normalize_gmail": ("interactions", lambda u: Interaction.objects.filter(user_id=u).count()),
+    "extract_contacts": (
+        "contacts",
+        lambda u: Contact.objects.filter(user_id=u, merged_into__isnull=True).count(),
+    ),
+    "write_timeline": ("timeline events", lambda u: timeline_summary(user_id=u)["timelineEvents"]),
+    "embed": ("vectors", lambda u: Embedding.objects.filter(user_id=u).count()),
+    "generate_insights": ("insights", lambda u: insights_summary(user_id=u)["insights"]),
+}
+
+
+def _stage_lines(jobs: list[tuple[str, str]], user_id: int) -> dict[str, str]:
+    """One line per stage that has jobs: its jobs by status and, where it has one, its figure."""
     per_kind: dict[str, Counter[str]] = {}
     for kind, status in jobs:
         per_kind.setdefault(kind, Counter())[status] += 1
-    stages = "; ".join(
-        f"{kind}: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        for kind, counts in per_kind.items()
-    )
-    counts = _counts(user_id)
-    return (
-        f"  {stages} | raw events: {counts['rawEvents']}, interactions: "
-        f"{counts['interactions']}, contacts: {counts['contacts']}"
-    )
+    lines = {}
+    for kind, counts in per_kind.items():
+        line = f"{kind:<18} " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        if kind in _STAGE_FIGURES:
+            label, figure = _STAGE_FIGURES[kind]
+            line += f" | {label}: {figure(user_id)}"
+        lines[kind] = line
+    return lines
 
 
 def _counts(user_id: int) -> dict[str, int]:

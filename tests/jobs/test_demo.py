@@ -91,3 +91,71 @@ def test_the_demo_refuses_a_silly_message_count():
     assert done.returncode == 1
     assert "--messages must be between 1 and 100000" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_demo_serve_leaves_a_server_with_printed_credentials_that_open_the_pipeline_page():
+    import http.cookiejar
+    import os
+    import re
+    import signal
+    import socket
+    import time
+    import urllib.parse
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            *(PYTHON, "manage.py", "demo", "--messages", "20", "--events", "2"),
+            *("--workers", "inline", "--serve", f"127.0.0.1:{port}"),
+        ],
+        cwd=REPO_ROOT,
+        env=subprocess_env(DEBUG="true"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        credentials = None
+        deadline = time.monotonic() + 240
+        assert process.stdout is not None
+        while credentials is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line, "the demo ended before printing its credentials"
+            credentials = re.search(r"sign in as: (\S+) / (\S+)", line)
+        assert credentials is not None
+        username, password = credentials.groups()
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        base = f"http://127.0.0.1:{port}"
+        login_url = f"{base}/admin/login/?next=/admin/jobs/job/pipeline/"
+        for _ in range(100):  # the server binds right after printing
+            try:
+                page = opener.open(login_url, timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the demo server never answered")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token is not None
+        form = urllib.parse.urlencode(
+            {
+                "csrfmiddlewaretoken": token.group(1),
+                "username": username,
+                "password": password,
+                "next": "/admin/jobs/job/pipeline/",
+            }
+        ).encode()
+        request = urllib.request.Request(login_url, data=form, headers={"Referer": login_url})
+        response = opener.open(request, timeout=30)
+        assert response.status == 200
+        assert response.url.endswith("/admin/jobs/job/pipeline/")
+        assert "Pipeline" in response.read().decode()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from google_emulator.demo import DemoOptions, demo_run, summary_json
+
+DEMO_ADMIN = "demo-admin"
 
 
 class Command(BaseCommand):
@@ -27,6 +31,15 @@ class Command(BaseCommand):
             choices=["cluster", "inline"],
             default="cluster",
             help="run jobs on a qcluster subprocess (default) or in this process",
+        )
+        parser.add_argument(
+            "--serve",
+            nargs="?",
+            const="127.0.0.1:8000",
+            metavar="ADDR:PORT",
+            help="then leave a development server running (default 127.0.0.1:8000) with a demo "
+            "superuser whose credentials are printed: the pipeline page, contacts, timelines, "
+            "insights and search, ready to click through",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -52,3 +65,37 @@ class Command(BaseCommand):
         if summary["rawEventsInserted"] == 0 and summary["interactionsInserted"] == 0:
             say("nothing new: this demo mailbox was already synced (idempotent re-run)")
         self.stdout.write(summary_json(summary))
+        if options["serve"]:
+            self._serve(options["serve"])
+
+    def _serve(self, address: str) -> None:
+        """Run Django's development server on `address` with a demo superuser.
+
+        The superuser's password is new on every run (printed once, never stored elsewhere).
+        The server listens where asked: 127.0.0.1 by default, so only this machine reaches it.
+        """
+        host, _, port = address.rpartition(":")
+        if not port.isdigit() or not host:
+            raise CommandError(f"--serve expects ADDR:PORT, like 127.0.0.1:8000; got {address!r}")
+        password = secrets.token_urlsafe(12)
+        admin = get_user_model().objects.filter(username=DEMO_ADMIN).first()
+        if admin is None:
+            admin = get_user_model().objects.create_superuser(
+                DEMO_ADMIN, email="demo.admin@pipeline.example", password=password
+            )
+        else:
+            admin.is_staff = admin.is_superuser = admin.is_active = True
+            admin.set_password(password)
+            admin.save()
+        base = f"http://{address}"
+        self.stdout.write(
+            f"serving the demo at {base}/admin/ (Ctrl-C stops it)\n"
+            f"  sign in as: {DEMO_ADMIN} / {password}\n"
+            f"  pipeline:   {base}/admin/jobs/job/pipeline/\n"
+            f"  contacts:   {base}/admin/contacts/contact/\n"
+            f"  insights:   {base}/admin/insights/insight/\n"
+            f"  search:     {base}/admin/search/interactionsearch/\n"
+            "  (the Google emulator has stopped: 'sync now' fails until a real account is used)"
+        )
+        self.stdout.flush()
+        call_command("runserver", address, use_reloader=False)
