@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -117,24 +119,44 @@ def _workers(mode: str, api_root: str, say: Say) -> Iterator[None]:
         os.environ, GOOGLE_API_ROOT=api_root, DATABASE_URL=database_url(connection.settings_dict)
     )
     env.setdefault("DJANGO_SETTINGS_MODULE", os.environ.get("DJANGO_SETTINGS_MODULE", ""))
-    say("starting a django-q2 cluster (manage.py qcluster, 2 workers)")
-    cluster = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "manage.py"), "qcluster"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    # A SIGTERM or SIGHUP to the demo (a CI timeout, a closed terminal) unwinds through the
+    # `finally` below like Ctrl-C does, so the cluster (a session of its own) never outlives it.
+    previous = {
+        signum: signal.signal(signum, _raise_system_exit)
+        for signum in (signal.SIGTERM, signal.SIGHUP)
+        if threading.current_thread() is threading.main_thread()
+    }
+    cluster: subprocess.Popen[bytes] | None = None
     try:
+        cluster = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "manage.py"), "qcluster"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        say(f"starting a django-q2 cluster (manage.py qcluster, 2 workers, pid {cluster.pid})")
         yield
     finally:
-        cluster.terminate()  # the cluster's main process stops its workers in order
-        try:
-            cluster.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            cluster.kill()
-        say("cluster stopped")
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if cluster is not None:
+            _stop_cluster(cluster, say)
+
+
+def _stop_cluster(cluster: subprocess.Popen[bytes], say: Say) -> None:
+    cluster.terminate()  # the cluster's main process stops its workers in order
+    try:
+        cluster.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(cluster.pid, signal.SIGKILL)  # the cluster and its workers
+        cluster.wait()
+    say("cluster stopped")
+
+
+def _raise_system_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _demo_jobs(user_id: int, first_job: int) -> Any:
@@ -163,7 +185,7 @@ def _follow(user_id: int, first_job: int, options: DemoOptions, say: Say) -> Non
 
 
 # What each stage has produced so far, for its progress line (the user's rows).
-_STAGE_FIGURES: dict[str, tuple[str, Callable[[int], int]]] = {
+_STAGE_FIGURES: dict[str, tuple[str, Callable[[int], object]]] = {
     "gmail_sync": ("raw events", lambda u: RawEvent.objects.filter(user_id=u).count()),
     "normalize_gmail": ("interactions", lambda u: Interaction.objects.filter(user_id=u).count()),
     "extract_contacts": (

@@ -360,6 +360,7 @@ def insights_generate(
     after_id: int = 0,
     fence: Callable[[], None] | None = None,
     deadline: float | None = None,
+    checkpoint: Callable[[], None] | None = None,
     report: InsightsReport | None = None,
     config: InsightsConfig | None = None,
 ) -> Resume | None:
@@ -368,7 +369,9 @@ def insights_generate(
     `contact_ids`: the contacts the per-contact rules look at (None: every live contact).
     `fence` runs first in every write transaction (a job's lease check); `deadline` (a
     time.monotonic() value) stops the run between chunks, returning where to go on; None when
-    done. `report` accumulates what was done.
+    done. `checkpoint` (a job's `ctx.checkpoint`) is called between chunks and before every LLM
+    call: an operator's cancel stops the run there (it raises). `report` accumulates what was
+    done.
     """
     if phase not in PHASES:
         raise ValueError(f"unknown insights phase {phase!r}; one of: {', '.join(PHASES)}")
@@ -377,7 +380,11 @@ def insights_generate(
     report = report if report is not None else InsightsReport()
 
     def late() -> bool:
-        return deadline is not None and time.monotonic() >= deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            return True
+        if checkpoint is not None:
+            checkpoint()
+        return False
 
     for current in PHASES[PHASES.index(phase) :]:
         start_after = after_id if current == phase else 0
@@ -410,6 +417,7 @@ def insights_generate(
                 after_id=start_after,
                 fence=fence,
                 deadline=deadline,
+                checkpoint=checkpoint,
                 config=config,
                 report=report,
             )
@@ -462,6 +470,7 @@ def _llm_phase(
     deadline: float | None,
     config: InsightsConfig,
     report: InsightsReport,
+    checkpoint: Callable[[], None] | None = None,
 ) -> Resume | None:
     """Phrase the pending insights one by one; stop after `llm_max_consecutive_failures`
     timeouts or errors in a row (the rest are marked with why), or at the deadline."""
@@ -480,6 +489,8 @@ def _llm_phase(
         if not pending:
             return None
         for insight in pending:
+            if checkpoint is not None:
+                checkpoint()  # a cancel stops before the next (possibly paid) LLM call
             ids = (
                 insight.evidence.get("interaction_ids")
                 if isinstance(insight.evidence, dict)

@@ -86,6 +86,7 @@ def run(job: Job, ctx: JobContext) -> Metrics:
         after_id=payload.after_id,
         fence=ctx.fence,
         deadline=ctx.deadline,
+        checkpoint=ctx.checkpoint,
         report=report,
     )
     if resume is not None:

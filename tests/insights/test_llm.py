@@ -367,3 +367,33 @@ def test_validate_reply_accepts_the_schema():
         {"text": "Contract?", "interaction_id": 5},
         {"text": "General", "interaction_id": None},
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_operators_cancel_stops_the_llm_phase_before_the_next_call(
+    user, llm, openai_server, pipeline_config
+):
+    """The job checks for a cancel between LLM calls: cancelled while the first call is in
+    flight, it makes no second call and ends cancelled (not at the wall-clock cap)."""
+    from django.utils import timezone
+
+    from jobs.enqueue import enqueue
+    from jobs.models import Job
+    from jobs.runner import run_job
+
+    pipeline_config(handoff="none", cancel_check_interval_s=0)
+    now = timezone.now()
+    jane = person(user, "jane@acme.example", "Jane Doe")
+    for n in range(4):
+        mail(user, jane, at=now - (5 + n) * DAY, thread=f"th-{n}", body="Can you call me?")
+    job = enqueue("generate_insights", user=user, payload={"contacts": "all"}, dedupe_key="g:c")
+
+    def cancel_then_answer(request: dict) -> str:
+        Job.objects.filter(pk=job.pk).update(cancel_requested=True)  # the operator's click
+        return good_reply(request)
+
+    openai_server.chat_handler = cancel_then_answer
+
+    assert run_job(job.pk) == "cancelled"
+    assert openai_server.count("chat/completions") == 1
+    assert Insight.objects.filter(user=user, kind="awaiting_reply").count() == 4

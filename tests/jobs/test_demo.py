@@ -93,6 +93,58 @@ def test_the_demo_refuses_a_silly_message_count():
     assert "Traceback" not in done.stderr
 
 
+def test_a_terminated_demo_stops_its_cluster():
+    import re
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [PYTHON, "manage.py", "demo", "--messages", "400", "--events", "5"],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    cluster_pid = None
+    while cluster_pid is None:
+        line = process.stdout.readline()
+        assert line, "the demo ended before starting its cluster"
+        found = re.search(r"starting a django-q2 cluster .*pid (\d+)", line)
+        cluster_pid = int(found.group(1)) if found else None
+    process.send_signal(signal.SIGTERM)  # the demo alone, not its cluster's session
+    process.communicate(timeout=60)
+
+    def alive(pid: int) -> bool:  # a zombie (exited, not yet reaped by init) is not alive
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                states = [line.split()[1] for line in status if line.startswith("State:")]
+            return states != ["Z"]
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while alive(cluster_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(cluster_pid), "the cluster outlived the demo"
+
+
+def test_the_demo_refuses_a_bad_serve_address_before_doing_anything():
+    done = subprocess.run(
+        [PYTHON, "manage.py", "demo", "--serve", "nonsense"],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "--serve expects ADDR:PORT" in done.stderr
+    assert "applying migrations" not in done.stdout
+    assert "Traceback" not in done.stderr
+
+
 def test_demo_serve_leaves_a_server_with_printed_credentials_that_open_the_pipeline_page():
     import http.cookiejar
     import os

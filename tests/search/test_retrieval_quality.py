@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 TOP = 3
 HYBRID_TARGET = 0.8
+# The figures measured with the local model (floors: a change may raise them, never lower them)
+MEASURED = {"hybrid": 0.725, "vector": 0.725, "text": 0.35}
 
 
 @pytest.fixture
@@ -95,6 +97,11 @@ def test_must_show_hybrid_top3_hit_rate_on_paraphrase_queries(user, local_model)
     assert len(QUERIES) >= 30
     # every mode found something: the pipeline (cleaning, chunks, index, fusion) works end to end
     assert min(rates.values()) > 0, rates
+    # No regression below what was measured (the model, corpus and queries are deterministic):
+    # hybrid 0.725, vector-only 0.725, text-only 0.35 with all-MiniLM-L6-v2.
+    assert rates["hybrid"] >= MEASURED["hybrid"], rates
+    assert rates["vector"] >= MEASURED["vector"], rates
+    assert rates["text"] >= MEASURED["text"], rates
     if rates["hybrid"] < HYBRID_TARGET:
         # Measured, not tuned: reported as an expected failure, so the figure stays visible
         # without the labelled set being bent to the model (see docs/ARCHITECTURE.md, Search).

@@ -47,6 +47,8 @@ class Command(BaseCommand):
             raise CommandError("--messages must be between 1 and 100000")
         if not 0 <= options["events"] <= 10_000:
             raise CommandError("--events must be between 0 and 10000")
+        if options["serve"]:
+            _serve_address(options["serve"])  # a bad address is refused before any work
         say = self.stdout.write if options["verbosity"] >= 1 else (lambda _: None)
         started = time.monotonic()
         say("applying migrations")
@@ -74,9 +76,7 @@ class Command(BaseCommand):
         The superuser's password is new on every run (printed once, never stored elsewhere).
         The server listens where asked: 127.0.0.1 by default, so only this machine reaches it.
         """
-        host, _, port = address.rpartition(":")
-        if not port.isdigit() or not host:
-            raise CommandError(f"--serve expects ADDR:PORT, like 127.0.0.1:8000; got {address!r}")
+        _serve_address(address)
         password = secrets.token_urlsafe(12)
         admin = get_user_model().objects.filter(username=DEMO_ADMIN).first()
         if admin is None:
@@ -99,3 +99,11 @@ class Command(BaseCommand):
         )
         self.stdout.flush()
         call_command("runserver", address, use_reloader=False)
+
+
+def _serve_address(address: str) -> tuple[str, int]:
+    """ADDR:PORT of --serve, or a CommandError saying what is expected."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"--serve expects ADDR:PORT, like 127.0.0.1:8000; got {address!r}")
+    return host, int(port)
