@@ -32,7 +32,7 @@ from contacts.services.merge import (
     merge_suggestion_accept,
     merge_suggestion_reject,
 )
-from jobs.admin_base import ReadOnlyPageMixin
+from jobs.admin_base import OwnRowsMixin, ReadOnlyPageMixin
 
 RECENT = 10
 # The rollups as computed (the recent interactions have a display of their own), and when.
@@ -52,16 +52,6 @@ _CONTACT_FIELDS: tuple[str, ...] = (
     "latest_timeline",
     "latest_interactions",
 )
-
-
-class OwnRowsMixin:
-    """Staff who are not superusers see (and act on) only their own rows."""
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        queryset = super().get_queryset(request)  # type: ignore[misc]
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(user_id=request.user.pk)
 
 
 class MergedFilter(admin.SimpleListFilter):

@@ -16,9 +16,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from contacts.admin import OwnRowsMixin
 from insights.models import Insight, InsightStatus
 from insights.services import insight_set_status
+from jobs.admin_base import OwnRowsMixin
 
 _FIELDS = (
     "user",

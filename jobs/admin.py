@@ -1,6 +1,9 @@
 """Operator's view of the pipeline: jobs (read-only rows, every attempt's error, retry /
 requeue / cancel, also from a job's own page), the pipeline page (jobs.dashboard), and the
-rows the pipeline stores: raw events and interactions."""
+rows the pipeline stores: raw events and interactions.
+
+Superusers (the pipeline's operators) see every user's rows and the pipeline page; any other
+staff member sees and acts on only their own rows (jobs.admin_base.OwnRowsMixin)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from jobs.admin_base import ReadOnlyPageMixin
+from jobs.admin_base import OwnRowsMixin, ReadOnlyPageMixin
 from jobs.dashboard import pipeline_context
 from jobs.dispatcher import REGISTRY
 from jobs.enqueue import enqueue
@@ -72,7 +75,7 @@ class ErrorPatternFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
+class JobAdmin(OwnRowsMixin, ReadOnlyPageMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "kind",
@@ -202,8 +205,11 @@ class JobAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
         ]
 
     def pipeline_view(self, request: HttpRequest) -> TemplateResponse:
-        """The pipeline page: jobs.status.pipeline_status() laid out by jobs.dashboard."""
-        if not self.has_view_permission(request):
+        """The pipeline page: jobs.status.pipeline_status() laid out by jobs.dashboard.
+
+        It shows every user's figures and accounts: superusers (the pipeline's operators)
+        only; other staff see their own rows on the changelists."""
+        if not request.user.is_superuser or not self.has_view_permission(request):
             raise PermissionDenied
         context = {
             **self.admin_site.each_context(request),
@@ -215,8 +221,9 @@ class JobAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/jobs/pipeline.html", context)
 
     def retry_group_view(self, request: HttpRequest) -> HttpResponse:
-        """Retry every failed job of one failure group (kind and error pattern) of the page."""
-        if not self.has_change_permission(request):
+        """Retry every failed job of one failure group (kind and error pattern) of the page,
+        whoever's they are: superusers only, as the page."""
+        if not request.user.is_superuser or not self.has_change_permission(request):
             raise PermissionDenied
         kind, pattern = request.POST.get("kind", ""), request.POST.get("pattern", "")
         try:
@@ -334,7 +341,7 @@ JOB_BUTTONS = (
 
 
 @admin.register(RawEvent)
-class RawEventAdmin(admin.ModelAdmin):
+class RawEventAdmin(OwnRowsMixin, admin.ModelAdmin):
     """Payloads as fetched; a failed one shows its error and can be normalized again."""
 
     list_display = (
@@ -443,7 +450,7 @@ class RawEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(Interaction)
-class InteractionAdmin(admin.ModelAdmin):
+class InteractionAdmin(OwnRowsMixin, admin.ModelAdmin):
     """What normalization made of the raw events; read-only."""
 
     list_display = ("occurred_at", "kind", "subject_display", "direction", "source", "user")

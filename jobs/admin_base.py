@@ -1,10 +1,30 @@
-"""Shared admin pieces: change pages that only show a machine-written row."""
+"""Shared admin pieces: change pages that only show a machine-written row, and the scoping of
+every user's rows to their owner for staff who are not superusers."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+
+
+class OwnRowsMixin:
+    """Staff who are not superusers see (and act on) only their own rows.
+
+    Superusers operate the pipeline and see every user's rows. Everything an admin reaches goes
+    through get_queryset: the changelist, its actions (only selected ids within it are acted
+    on), and the object pages (another user's row "doesn't exist"). `user_path` is the lookup
+    from the row to its owner's id ("account__user_id" for rows owned through an account).
+    """
+
+    user_path = "user_id"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{self.user_path: request.user.pk})
 
 
 class ReadOnlyPageMixin:

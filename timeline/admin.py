@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from contacts.admin import OwnRowsMixin
+from jobs.admin_base import OwnRowsMixin
 from timeline.models import TimelineEvent
 
 

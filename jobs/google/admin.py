@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from jobs.admin_base import ReadOnlyPageMixin
+from jobs.admin_base import OwnRowsMixin, ReadOnlyPageMixin
 from jobs.config import get_config
 from jobs.google.accounts import google_account_disconnect
 from jobs.google.push import push_health_of_rows
@@ -93,7 +93,7 @@ class PushChannelInline(admin.TabularInline):
 
 
 @admin.register(GoogleAccount)
-class GoogleAccountAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
+class GoogleAccountAdmin(OwnRowsMixin, ReadOnlyPageMixin, admin.ModelAdmin):
     list_display = (
         "email",
         "user",
@@ -217,8 +217,10 @@ class GoogleAccountAdmin(ReadOnlyPageMixin, admin.ModelAdmin):
 
 
 @admin.register(SyncState)
-class SyncStateAdmin(SyncStateColumns, admin.ModelAdmin):
+class SyncStateAdmin(OwnRowsMixin, SyncStateColumns, admin.ModelAdmin):
     """Where each account's syncs stand, and the items they skip because they failed."""
+
+    user_path = "account__user_id"
 
     list_display = (
         "account",
@@ -246,8 +248,10 @@ class SyncStateAdmin(SyncStateColumns, admin.ModelAdmin):
 
 
 @admin.register(PushChannel)
-class PushChannelAdmin(admin.ModelAdmin):
+class PushChannelAdmin(OwnRowsMixin, admin.ModelAdmin):
     """Every Gmail watch and calendar channel: what arrived, when it expires; no token."""
+
+    user_path = "account__user_id"
 
     list_display = (
         "account",

@@ -35,10 +35,11 @@ RETRY_GROUP = "admin:jobs_job_pipeline_retry_group"
 
 
 def staff(django_user_model, client, *codenames: str):
+    """Staff who are not superusers, with these permissions."""
     member = django_user_model.objects.create_user("member", password="pw", is_staff=True)
     member.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     client.force_login(member)
-    return client
+    return member
 
 
 def group_form(kind: str) -> dict[str, str]:
@@ -62,19 +63,31 @@ def test_staff_without_the_job_view_permission_are_refused(client, django_user_m
     assert client.get(reverse(PAGE)).status_code == 403
 
 
-def test_staff_who_may_only_view_jobs_see_the_page_but_cannot_retry(
+def test_staff_who_are_not_superusers_are_refused_the_page_and_its_retry_whatever_their_perms(
     client, django_user_model, user, other_user
 ):
+    """The page shows every user's figures and accounts: it is for superusers (operators)."""
     built = build(user, other_user)
-    staff(django_user_model, client, "view_job")
-    page = client.get(reverse(PAGE))
-    assert page.status_code == 200 and "Retry this group" not in page.content.decode()
+    staff(django_user_model, client, "view_job", "change_job")
+    assert client.get(reverse(PAGE)).status_code == 403
     response = client.post(reverse(RETRY_GROUP), group_form("flaky"))
     assert response.status_code == 403
     assert {
         j.status for j in Job.objects.filter(pk__in=[j.pk for j in built.upstream_failures])
     } == {JobStatus.FAILED}
-    job = built.permanent_failures[0]
+
+
+def test_a_superuser_sees_the_page_with_its_retry_button(staff_client, user, other_user):
+    build(user, other_user)
+    page = staff_client.get(reverse(PAGE))
+    assert page.status_code == 200 and "Retry this group" in page.content.decode()
+
+
+def test_staff_who_may_only_view_jobs_cannot_retry_even_their_own(client, django_user_model):
+    member = staff(django_user_model, client, "view_job")
+    job = enqueue("record", user=member, payload={"fail_permanent": True})
+    run_job(job.pk)
+    assert client.get(reverse("admin:jobs_job_change", args=[job.pk])).status_code == 200
     assert client.post(reverse("admin:jobs_job_act", args=[job.pk, "retry"])).status_code == 403
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
