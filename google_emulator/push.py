@@ -69,6 +69,7 @@ class PushSigner:
         lifetime_s: float = 3600,
         issued_at: float | None = None,
         issuer: str = GOOGLE_ISSUER,
+        email_verified: bool = True,
     ) -> str:
         """An OIDC token as Pub/Sub puts in a push request's Authorization header."""
         now = int(time.time() if issued_at is None else issued_at)
@@ -76,7 +77,7 @@ class PushSigner:
             "aud": audience,
             "azp": "108410000000000000001",
             "email": email,
-            "email_verified": True,
+            "email_verified": email_verified,
             "exp": now + int(lifetime_s),
             "iat": now,
             "iss": issuer,

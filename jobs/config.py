@@ -134,8 +134,9 @@ class PipelineConfig:
     # push_calendar_address are empty, and then everything syncs by polling as before.
     # Gmail: the Cloud Pub/Sub topic users.watch publishes to ("projects/P/topics/T"), the label
     # ids a change must touch to be announced (empty: every change), and the push
-    # subscription's OIDC token: its audience (required with a topic), the service account it
-    # signs as (empty: any Google-signed token for the audience) and where Google's keys are.
+    # subscription's OIDC token: its audience and the service account it signs as (both
+    # required with a topic: anyone can get a Google-signed token for any audience, so the
+    # account is what proves the push is Pub/Sub's) and where Google's keys are.
     push_gmail_topic: str = field(
         default="", metadata={"pattern": r"(projects/[^/\s]+/topics/[^/\s]+)?"}
     )
@@ -146,8 +147,11 @@ class PipelineConfig:
         default="https://www.googleapis.com/oauth2/v3/certs", metadata={"pattern": r"https?://\S+"}
     )
     # Google's keys are cached as its Cache-Control says; a token signed with a key id the cache
-    # does not know refetches them, at most once per this many seconds.
+    # does not know, or a fetch that failed, refetches them at most once per this many seconds.
     push_jwks_refetch_min_s: float = field(default=60.0, metadata={"min": 0, "max": DAY_S})
+    # While Google's key endpoint fails, the keys last read stay usable this long past their
+    # max-age (stale-if-error): an outage of the endpoint does not refuse valid pushes.
+    push_jwks_stale_grace_s: float = field(default=6 * 3600.0, metadata={"min": 0, "max": DAY_S})
     # Calendar: the public HTTPS URL of /google/push/calendar/ (plain http only to a loopback
     # host, for the emulator), and how long a notification channel is asked to live.
     push_calendar_address: str = field(
@@ -373,6 +377,13 @@ def _push_problems(config: PipelineConfig) -> list[str]:
             f"CRM_PIPELINE['push_gmail_audience']: got \"\"; expected the audience of the Pub/Sub "
             f"push subscription's OIDC token when push_gmail_topic is set "
             f"({config.push_gmail_topic!r}); without it no push could be verified"
+        )
+    if config.push_gmail_topic and not config.push_gmail_service_account:
+        problems.append(
+            f"CRM_PIPELINE['push_gmail_service_account']: got \"\"; expected the service account "
+            f"the Pub/Sub push subscription signs its OIDC token as when push_gmail_topic is set "
+            f"({config.push_gmail_topic!r}); anyone can get a Google-signed token for any "
+            "audience, so without it no push could be trusted"
         )
     if config.push_poll_minutes < config.periodic_sync_minutes:
         problems.append(

@@ -466,10 +466,11 @@ _DUMMY_TOKEN = "-" * 43
 
 def push_channel_verified(*, channel_id: str, token: str) -> PushChannel | None:
     """The calendar channel whose id and token a notification carries, or None (unknown
-    channel or wrong token: the caller cannot tell which, and neither can a forger; the
-    comparison is constant-time)."""
+    channel, a channel whose watch call failed, or wrong token: the caller cannot tell which,
+    and neither can a forger; the comparison is constant-time)."""
     row = (
         PushChannel.objects.filter(channel_id=channel_id[:64], provider=Provider.CALENDAR)
+        .exclude(status=PushChannelStatus.FAILED)
         .select_related("account")
         .first()
         if channel_id

@@ -12,6 +12,12 @@ offer), and for the JWKS format it imports PyJWT anyway, without clock-skew leew
 keys are cached per process for as long as the JWKS response's Cache-Control max-age says; a
 token whose key id the cache does not know refetches them (Google rotates keys), at most once
 per push_jwks_refetch_min_s, so a flood of forged key ids costs one fetch, not one per request.
+A failed fetch is not repeated sooner either, and meanwhile the keys last read stay usable for
+push_jwks_stale_grace_s past their max-age (stale-if-error): an outage of Google's key endpoint
+neither refuses valid pushes nor makes every push wait on a fetch under the cache's lock.
+
+The service account is required (the config check refuses a topic without it): anyone can get
+a Google-signed ID token for any audience, only the `email` claim says Pub/Sub signed it.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ class PushAuthError(Exception):
 @dataclass
 class _KeySet:
     keys: dict[str, PyJWK] = field(default_factory=dict)
-    expires_at: float = 0.0  # time.monotonic()
+    expires_at: float = float("-inf")  # time.monotonic()
     fetched_at: float = float("-inf")
 
 
@@ -65,20 +71,45 @@ class JwksCache:
         self.url = url
         self._set = _KeySet()
         self._lock = threading.Lock()
+        self._failed_at = float("-inf")  # time.monotonic() of the last failed fetch
         self.fetches = 0
 
     def key(self, kid: str, *, config: PipelineConfig) -> PyJWK | None:
         """The key with this id, fetching the set when the cache has expired, or when the id is
-        unknown and the last fetch is older than push_jwks_refetch_min_s; None when unknown."""
+        unknown and the last fetch is older than push_jwks_refetch_min_s; None when unknown.
+
+        After a failed fetch none is tried again for push_jwks_refetch_min_s; meanwhile the
+        keys last read are used until push_jwks_stale_grace_s past their expiry, and then
+        PushAuthError (503) says Google's keys are unavailable."""
         with self._lock:
             now = time.monotonic()
             current = self._set
-            if now >= current.expires_at or (
-                kid not in current.keys
-                and now - current.fetched_at >= config.push_jwks_refetch_min_s
-            ):
-                self._set = current = self._fetch(config)
+            interval = config.push_jwks_refetch_min_s
+            backing_off = now - self._failed_at < interval
+            expired = now >= current.expires_at
+            unknown = kid not in current.keys
+            if not backing_off and (expired or (unknown and now - current.fetched_at >= interval)):
+                try:
+                    self._set = current = self._fetch(config)
+                except PushAuthError:
+                    self._failed_at = now
+                    if not self._usable(current, now, config):
+                        raise
+                    logger.warning("push: using Google's keys past their max-age (refetch failed)")
+                else:
+                    self._failed_at = float("-inf")
+            if not self._usable(current, now, config):
+                raise PushAuthError(
+                    "Google's signing keys could not be fetched recently", status=503
+                )
             return current.keys.get(kid)
+
+    @staticmethod
+    def _usable(current: _KeySet, now: float, config: PipelineConfig) -> bool:
+        """Fresh, or stale by no more than the grace a failing endpoint is allowed."""
+        return now < current.expires_at or (
+            bool(current.keys) and now < current.expires_at + config.push_jwks_stale_grace_s
+        )
 
     def _fetch(self, config: PipelineConfig) -> _KeySet:
         self.fetches += 1
@@ -139,12 +170,17 @@ def pubsub_token_verify(authorization: str | None, *, config: PipelineConfig | N
     """The claims of a valid Pub/Sub push token in an Authorization header, else PushAuthError.
 
     Valid: RS256 signed by a key of push_jwks_url, issuer accounts.google.com (with or without
-    https://), audience push_gmail_audience, not expired, and, when push_gmail_service_account
-    is set, `email` that account with `email_verified` true.
+    https://), audience push_gmail_audience, not expired, and `email` push_gmail_service_account
+    with `email_verified` true. Without an audience or an account nothing verifies (403).
     """
     config = config or get_config()
     if not config.push_gmail_audience:
         raise PushAuthError("Gmail push is not configured (no push_gmail_audience)", status=403)
+    wanted = config.push_gmail_service_account.strip().lower()
+    if not wanted:
+        raise PushAuthError(
+            "Gmail push is not configured (no push_gmail_service_account)", status=403
+        )
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -177,9 +213,6 @@ def pubsub_token_verify(authorization: str | None, *, config: PipelineConfig | N
         raise PushAuthError("the token was not issued by Google", status=401) from None
     except jwt.InvalidTokenError as exc:
         raise PushAuthError(f"invalid token ({type(exc).__name__})", status=401) from None
-    wanted = config.push_gmail_service_account.lower()
-    if wanted and (
-        str(claims.get("email", "")).lower() != wanted or claims.get("email_verified") is not True
-    ):
+    if str(claims.get("email", "")).lower() != wanted or claims.get("email_verified") is not True:
         raise PushAuthError("the token was signed for another service account", status=403)
     return claims

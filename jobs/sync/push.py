@@ -13,10 +13,13 @@ calendar). The account's lane decides what that means:
   under the same lock and starts one more sync (a chain of its own), whatever the number of
   notifications: a burst costs one run plus at most one follow-up;
 - one is running and has already looked for flags (`checked_job_id`): its end is a matter of
-  milliseconds, so the request waits for it (at most PUSH_LATE_WAIT_S) and enqueues a new one;
-  should it not end, the view answers 503 and Google delivers the notification again.
+  milliseconds, but the request does not wait for it (a push answers at once): the view
+  answers 503 with Retry-After and Google delivers the notification again, by when the run
+  has ended and the redelivery enqueues a new sync.
 
-A Gmail notification whose historyId is not newer than the stored cursor does nothing.
+A Gmail notification whose historyId is not newer than the stored cursor does nothing. The
+notified historyId is the sender's word: when a chain ends, one above the cursor the chain read
+to is brought down to it, so a huge (forged or broken) one cannot hide later unannounced mail.
 
 Push health (jobs.google.push.push_health) also learns from the syncs: a run that finds a
 change no notification announced marks the channel (`unannounced_at`), and a notification
@@ -27,7 +30,6 @@ the account is polled at the normal interval again.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,7 +63,6 @@ from jobs.models import (
     GoogleAccount,
     GoogleAccountStatus,
     Job,
-    JobStatus,
     Provider,
     PushChannel,
     PushChannelStatus,
@@ -74,8 +75,6 @@ from jobs.sync.common import SYNC_KINDS, SyncResult
 logger = logging.getLogger(__name__)
 
 RENEW_KIND = "push_renew"
-# How long a notification waits for a sync that has already looked for notifications to end.
-PUSH_LATE_WAIT_S = 2.0
 
 
 class PushBusy(Exception):
@@ -123,17 +122,12 @@ def _sync_requested(
     history_id: int | None = None,
     channel: PushChannel | None = None,
 ) -> PushOutcome:
-    deadline = time.monotonic() + PUSH_LATE_WAIT_S
-    while True:
-        outcome, job = _request_once(account, provider, history_id=history_id, channel=channel)
-        if outcome != "late":
-            return PushOutcome(account.pk, outcome, job.pk if job else None)
-        # The running sync has looked for notifications already: wait for it to end.
-        assert job is not None
-        while Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists():
-            if time.monotonic() > deadline:
-                raise PushBusy(f"account {account.pk}: sync job {job.pk} is still finishing")
-            time.sleep(0.02)
+    outcome, job = _request_once(account, provider, history_id=history_id, channel=channel)
+    if outcome == "late":
+        # The running sync has looked for notifications already and is ending: Google sends
+        # the notification again (503 + Retry-After), and by then the lane is free.
+        raise PushBusy(f"account {account.pk}: sync job {job.pk if job else '?'} is finishing")
+    return PushOutcome(account.pk, outcome, job.pk if job else None)
 
 
 def _request_once(
@@ -199,6 +193,7 @@ _NOTIFIED_FIELDS = [
 ]
 _CHECKED_FIELDS = [
     "follow_up",
+    "notified_history_id",
     "checked_job_id",
     "checked_attempt",
     "unannounced_at",
@@ -277,6 +272,8 @@ def push_sync_finished(
         follow_up: dict[str, Any] | None = None
         if provider == Provider.GMAIL:
             follow_up = _gmail_finished(account, rows, result, now)
+            if follow_up is None:
+                _gmail_notified_capped(account=account, row=rows[0])
         else:
             follow_up = _calendar_finished(account, rows, result, now)
         for row in rows:
@@ -315,6 +312,21 @@ def _gmail_finished(
     if cursor and cursor.isdigit() and notified <= int(cursor):
         return None  # this chain read past every notified change
     return {"account_id": account.pk}
+
+
+def _gmail_notified_capped(*, account: GoogleAccount, row: PushChannel) -> None:
+    """Bring a notified historyId above the cursor this chain read to down to that cursor.
+
+    Called when the chain ends without a follow-up: every genuine notification it was told of
+    is at or below what it read (Gmail's historyIds only grow), so a higher one is forged or
+    broken, and left standing it would make every later change look announced."""
+    cursor = (
+        SyncState.objects.filter(account=account, provider=Provider.GMAIL, resource_id="")
+        .values_list("cursor", flat=True)
+        .first()
+    )
+    if cursor and cursor.isdigit() and (row.notified_history_id or 0) > int(cursor):
+        row.notified_history_id = int(cursor)
 
 
 def _calendar_finished(

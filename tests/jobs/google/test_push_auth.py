@@ -3,9 +3,15 @@ emulator), issuer, audience, expiry, service account; the key cache and its boun
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from google_emulator.push import PushSigner
 from jobs.config import get_config
@@ -52,12 +58,56 @@ def test_forged_and_misdirected_tokens_are_refused(emulator):
     assert refused("Bearer not-a-jwt") == 401
 
 
-def test_without_a_configured_service_account_any_google_token_for_the_audience_passes(
-    emulator, pipeline_config
-):
-    pipeline_config(push_gmail_service_account="")
+def test_without_a_configured_service_account_no_token_verifies(emulator, pipeline_config):
+    # Anyone can mint a Google-signed ID token for any audience: the audience alone proves
+    # nothing, so a configuration without the service account verifies no push at all.
+    pipeline_config(push_gmail_topic="", push_gmail_service_account="")
 
-    assert pubsub_token_verify(bearer(emulator, email="any@x.iam.gserviceaccount.com"))
+    assert refused(bearer(emulator, email="any@x.iam.gserviceaccount.com")) == 403
+    assert refused(bearer(emulator)) == 403
+
+
+def test_an_unverified_service_account_email_is_refused(emulator):
+    assert refused(bearer(emulator, email_verified=False)) == 403
+
+
+def _segment(part: dict) -> str:
+    raw = json.dumps(part, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _claims() -> dict:
+    now = int(time.time())
+    return {
+        "aud": AUDIENCE,
+        "email": PUSH_ACCOUNT,
+        "email_verified": True,
+        "iss": "https://accounts.google.com",
+        "iat": now,
+        "exp": now + 3600,
+    }
+
+
+def test_an_unsigned_alg_none_token_is_refused(emulator):
+    header = {"alg": "none", "typ": "JWT", "kid": emulator.push.signer.kid}
+    token = f"{_segment(header)}.{_segment(_claims())}."
+
+    assert refused(f"Bearer {token}") == 401
+
+
+def test_an_hs256_token_keyed_with_the_public_key_is_refused(emulator):
+    # Algorithm confusion: HMAC with Google's public key (which anyone has) as the secret.
+    (published,) = emulator.push.signer.jwks()["keys"]
+    public_key = jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(published))
+    pem = public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "typ": "JWT", "kid": emulator.push.signer.kid}
+    signing_input = f"{_segment(header)}.{_segment(_claims())}"
+    mac = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
+    token = f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+    assert refused(f"Bearer {token}") == 401
 
 
 def test_keys_are_fetched_once_while_their_max_age_lasts(emulator):
@@ -108,3 +158,29 @@ def test_one_cache_per_url(emulator):
     cache = jwks_cache(config.push_jwks_url)
     assert cache is jwks_cache(config.push_jwks_url)
     assert cache.key(emulator.push.signer.kid, config=config) is not None
+
+
+def test_keys_stay_usable_while_google_fails_and_are_not_refetched_per_push(
+    emulator, pipeline_config
+):
+    emulator.push.jwks_max_age_s = 0  # every push would refetch
+    assert pubsub_token_verify(bearer(emulator))
+    emulator.faults.add("emulator.certs", 500)
+
+    # Google's endpoint answers 500: the keys just read still verify, within the grace.
+    for _ in range(5):
+        assert pubsub_token_verify(bearer(emulator))
+    # One failed refetch, then none until push_jwks_refetch_min_s has passed.
+    assert certs_fetched(emulator) == 2
+
+    # Past the grace, the stale keys are no longer trusted: 503, Pub/Sub retries.
+    pipeline_config(push_jwks_stale_grace_s=0, push_jwks_refetch_min_s=0)
+    assert refused(bearer(emulator)) == 503
+
+
+def test_a_failing_first_fetch_is_not_repeated_per_push(emulator):
+    emulator.faults.add("emulator.certs", 500)
+
+    assert refused(bearer(emulator)) == 503
+    assert refused(bearer(emulator)) == 503
+    assert certs_fetched(emulator) == 1

@@ -13,7 +13,7 @@ from django.urls import reverse
 from google_emulator.push import PushSigner
 from jobs.google.accounts import google_account_connect
 from jobs.google.tokens import decrypt_token
-from jobs.models import GoogleAccount, Job, PushChannel, SyncState
+from jobs.models import GoogleAccount, Job, PushChannel, PushChannelStatus, SyncState
 from jobs.sync.push import push_reconcile
 from tests.fixtures.accounts import CALENDAR_READONLY, GMAIL_READONLY
 from tests.fixtures.emulator import OWNER
@@ -232,6 +232,18 @@ def test_an_unknown_channel_or_a_wrong_token_is_403_and_enqueues_nothing(client,
     )
     assert wrong_resource.status_code == 403
     assert calendar_push(client, "", token).status_code == 400
+    assert not Job.objects.exists()
+    channel.refresh_from_db()
+    assert channel.notifications == 0
+
+
+def test_a_failed_channel_is_refused_and_enqueues_nothing(client, emulator, channel):
+    # Its watch call failed: the channel is not ours to trust, even with the right token.
+    PushChannel.objects.filter(pk=channel.pk).update(status=PushChannelStatus.FAILED)
+
+    answer = calendar_push(client, channel.channel_id, the_token(emulator, channel))
+
+    assert answer.status_code == 403
     assert not Job.objects.exists()
     channel.refresh_from_db()
     assert channel.notifications == 0

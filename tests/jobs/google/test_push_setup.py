@@ -60,6 +60,10 @@ def test_a_complete_push_configuration_passes_the_check(settings):
             "CRM_PIPELINE['push_gmail_audience']: got \"\"; expected the audience",
         ),
         (
+            {"push_gmail_topic": "projects/p/topics/t", "push_gmail_audience": "https://a/"},
+            "CRM_PIPELINE['push_gmail_service_account']: got \"\"; expected the service account",
+        ),
+        (
             {"push_calendar_address": "http://crm.acme.example/google/push/calendar/"},
             "CRM_PIPELINE['push_calendar_address']: got \"http://crm.acme.example",
         ),

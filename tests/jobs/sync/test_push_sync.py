@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from google_emulator.generator import make_message
@@ -338,7 +339,7 @@ def test_a_queued_sync_absorbs_a_burst(synced, emulator):
     assert watch.notifications == 100 and watch.notified_history_id == history_id
 
 
-def test_a_notification_after_the_run_looked_waits_for_its_end(synced, emulator):
+def test_a_notification_after_the_run_looked_is_answered_busy_at_once(synced, emulator):
     new_mail(emulator, "late")
     (enqueued,) = push_gmail_notified(email=OWNER, history_id=emulator.mailbox().history_id)
     job = Job.objects.get(pk=enqueued.job_id)
@@ -348,12 +349,31 @@ def test_a_notification_after_the_run_looked_waits_for_its_end(synced, emulator)
     PushChannel.objects.filter(provider="gmail").update(
         checked_job_id=running.pk, checked_attempt=running.attempts
     )
-    with pytest.raises(PushBusy):
+    # The request does not wait for the run (no polling of its job row): Google redelivers.
+    with CaptureQueriesContext(connection) as queries, pytest.raises(PushBusy):
         push_gmail_notified(email=OWNER, history_id=emulator.mailbox().history_id + 1)
+    polls = [q for q in queries.captured_queries if 'FROM "jobs_job"' in q["sql"]]
+    assert len(polls) <= 1, polls
 
     Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
     (after,) = push_gmail_notified(email=OWNER, history_id=emulator.mailbox().history_id + 1)
     assert after.outcome == "enqueued" and after.job_id != job.pk
+
+
+def test_a_forged_huge_history_id_does_not_silence_unannounced_changes(synced, emulator):
+    # A notified historyId far past anything Gmail has: it must not stick past the sync.
+    (enqueued,) = push_gmail_notified(email=OWNER, history_id=10**15)
+    assert enqueued.outcome == "enqueued"
+    run_job(enqueued.job_id)
+    (watch,) = rows(synced, "gmail")
+    cursor = SyncState.objects.get(account=synced, provider="gmail", resource_id="").cursor
+    assert watch.notified_history_id is not None and watch.notified_history_id <= int(cursor)
+
+    # Mail no notification announces is still noticed by the next poll.
+    new_mail(emulator, "unannounced after the forgery")
+    assert sync(synced).status == JobStatus.SUCCEEDED
+    (watch,) = rows(synced, "gmail")
+    assert watch.unannounced_at is not None
 
 
 def test_a_calendar_notification_narrows_the_sync_and_a_poll_widens_it(synced, emulator):
