@@ -87,6 +87,11 @@ class SearchConfig:
     # HNSW search (pgvector): the candidate list, and how many tuples an iterative scan may
     # visit to fill the result when the user's rows or the filters are a small part of the index.
     hnsw_ef_search: int = field(default=100, metadata={"min": 1, "max": 1000})
+    # A user with at most this many vectors of the model is searched exactly (a scan of the
+    # user's rows through their btree index: milliseconds, recall 1); above it, the HNSW index.
+    # Measured: on 3,039 generated e-mails full of near-duplicate template mail, the HNSW path
+    # found the target in the top 3 for 0.55 of the labelled queries against 0.725 exactly.
+    exact_search_max_vectors: int = field(default=20_000, metadata={"min": 0, "max": 10_000_000})
     hnsw_max_scan_tuples: int = field(default=20_000, metadata={"min": 100, "max": 10_000_000})
 
 

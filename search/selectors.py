@@ -245,12 +245,14 @@ class _Filters:
         return " AND ".join(parts), params
 
 
-def _vector_sql(*, dims: int, model: str, filters: str) -> str:
+def _vector_sql(*, dims: int, model: str, filters: str, exact: bool = False) -> str:
     # The ORDER BY is the index's expression (vector::vector(dims) <=> query), and the WHERE
     # names the index's space as literals, so the planner can use the model's partial HNSW
     # index. iterative_scan = relaxed_order may return rows slightly out of order: the outer
-    # query sorts them again (pgvector's documented pattern).
+    # query sorts them again (pgvector's documented pattern). `exact`: the ORDER BY is not the
+    # index's expression (+ 0), so the planner cannot take the HNSW index: an exact search.
     n = int(dims)
+    order = f"((e.vector::vector({n})) <=> %(query)s::vector({n}))" + (" + 0" if exact else "")
     return f"""
     SELECT interaction_id, chunk, distance FROM (
         SELECT e.interaction_id, e.chunk,
@@ -258,18 +260,32 @@ def _vector_sql(*, dims: int, model: str, filters: str) -> str:
           FROM {_EMB} e
          WHERE e.user_id = %(user_id)s AND {space_predicate(model=model, dims=dims, alias="e")}
            AND {filters}
-         ORDER BY (e.vector::vector({n})) <=> %(query)s::vector({n})
+         ORDER BY {order}
          LIMIT %(candidates)s
     ) nearest
     ORDER BY distance, interaction_id, chunk
     """
 
 
-def vector_candidates_sql(*, model: str, dims: int, filters: _Filters) -> tuple[str, dict]:
+def vector_candidates_sql(
+    *, model: str, dims: int, filters: _Filters, exact: bool = False
+) -> tuple[str, dict]:
     """The vector half's SQL and parameters but the query vector and candidate count (for
-    EXPLAIN in tests and docs)."""
+    EXPLAIN in tests and docs); `exact` never uses the HNSW index."""
     where, params = filters.sql("e.interaction_id")
-    return _vector_sql(dims=dims, model=model, filters=where), params
+    return _vector_sql(dims=dims, model=model, filters=where, exact=exact), params
+
+
+def vector_search_is_exact(*, user_id: int, model: str, dims: int, limit: int) -> bool:
+    """Whether the user has at most `limit` vectors of the model (a bounded count through the
+    (user, model, dims) index): then the vector half searches exactly, not through HNSW."""
+    sql = (
+        f"SELECT count(*) FROM (SELECT 1 FROM {_EMB} e WHERE e.user_id = %(user_id)s AND "
+        f"{space_predicate(model=model, dims=dims, alias='e')} LIMIT %(cap)s) mine"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"user_id": user_id, "cap": limit + 1})
+        return int(cursor.fetchone()[0]) <= limit
 
 
 def _vector_ranking(
@@ -280,7 +296,15 @@ def _vector_ranking(
     config: SearchConfig,
 ) -> list[tuple[int, int, float]]:
     """(interaction id, best chunk, cosine similarity), nearest first, one per interaction."""
-    sql, params = vector_candidates_sql(model=space.model, dims=space.dims, filters=filters)
+    exact = vector_search_is_exact(
+        user_id=filters.user_id,
+        model=space.model,
+        dims=space.dims,
+        limit=config.exact_search_max_vectors,
+    )
+    sql, params = vector_candidates_sql(
+        model=space.model, dims=space.dims, filters=filters, exact=exact
+    )
     params.update(query=Vector._to_db(query_vector), candidates=config.vector_candidates)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL hnsw.ef_search = {int(config.hnsw_ef_search)}")

@@ -10,7 +10,7 @@ from django.db import connection
 from jobs.models import Interaction
 from search.indexes import hnsw_index_ensure, hnsw_index_name, hnsw_index_state
 from search.models import Embedding
-from search.selectors import _Filters, vector_candidates_sql
+from search.selectors import _Filters, vector_candidates_sql, vector_search_is_exact
 from tests.search.mail import NOW
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +52,9 @@ def store_vectors(users, *, model: str, dims: int, per_user: int, seed: int = 1)
         cursor.execute(f"ANALYZE {Embedding._meta.db_table}")
 
 
-def explain(*, user_id: int, model: str, dims: int, since=None, contact_ids=None) -> str:
+def explain(
+    *, user_id: int, model: str, dims: int, since=None, contact_ids=None, exact=False
+) -> str:
     """The plan of the search's vector query, with the exact alternative (read the user's rows,
     sort them all) priced out: which path the planner takes depends on how many rows the user
     has (bench/embed.py shows it taking the index by itself over 100,000 vectors); this shows
@@ -62,6 +64,7 @@ def explain(*, user_id: int, model: str, dims: int, since=None, contact_ids=None
         model=model,
         dims=dims,
         filters=_Filters(user_id=user_id, contact_ids=contact_ids, since=since),
+        exact=exact,
     )
     query = np.zeros(dims, dtype=np.float32)
     query[0] = 1.0
@@ -71,6 +74,21 @@ def explain(*, user_id: int, model: str, dims: int, since=None, contact_ids=None
         cursor.execute("SET LOCAL enable_sort = off")
         cursor.execute("EXPLAIN " + sql, params)
         return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_a_user_with_few_vectors_is_searched_exactly_and_never_through_hnsw(django_user_model):
+    """Up to exact_search_max_vectors a user's vectors are scanned exactly (recall 1): even with
+    sorting priced out, the exact query cannot take the HNSW index."""
+    users = [django_user_model.objects.create_user(f"u{n}") for n in range(3)]
+    store_vectors(users, model=DEFAULT_MODEL, dims=DEFAULT_DIMS, per_user=200)
+    space = {"model": DEFAULT_MODEL, "dims": DEFAULT_DIMS}
+
+    assert vector_search_is_exact(user_id=users[0].pk, **space, limit=200)
+    assert not vector_search_is_exact(user_id=users[0].pk, **space, limit=199)
+    assert not vector_search_is_exact(user_id=users[0].pk, **space, limit=0)
+
+    plan = explain(user_id=users[0].pk, **space, exact=True)
+    assert hnsw_index_name(**space) not in plan
 
 
 def test_the_default_models_hnsw_index_comes_with_the_migration():
