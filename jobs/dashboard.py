@@ -227,6 +227,14 @@ def pipeline_context(status: PipelineStatus) -> dict[str, Any]:
                     "failed": _number(f"{base}.failedItems", p.failed_items, states),
                     "minute": _number(f"{base}.quotaLastMinute", p.quota_last_minute),
                     "today": _number(f"{base}.quotaToday", p.quota_today),
+                    "push": Figure(
+                        f"{base}.push",
+                        p.push,
+                        p.push,
+                        _changelist(
+                            "pushchannel", account__id__exact=account.id, provider__exact=p.provider
+                        ),
+                    ),
                 }
             )
         accounts.append(

@@ -22,6 +22,7 @@ from django.db.models import Count, F, Func, IntegerField, Sum
 from jobs.config import PipelineConfig, get_config
 from jobs.dispatcher import REGISTRY
 from jobs.google import pacer
+from jobs.google.push import push_health_of_rows
 from jobs.models import (
     GoogleAccount,
     GoogleAccountStatus,
@@ -29,6 +30,7 @@ from jobs.models import (
     JobStatus,
     NormalizationStatus,
     Provider,
+    PushChannel,
     QuotaDaily,
     QuotaUsage,
     RawEvent,
@@ -163,6 +165,9 @@ class ProviderSync:
     backfill_done_at: datetime | None
     quota_last_minute: float
     quota_today: float
+    # Push notifications: "off" (not configured), "healthy", or "failing: <why>"
+    # (jobs.google.push.push_health; polling falls back to the normal interval when not healthy)
+    push: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,6 +655,11 @@ def _accounts(now: datetime) -> list[AccountRow]:
         .annotate(units=Sum("units"))
         .values_list("scope", "units")
     )
+    push_rows: dict[int, list[PushChannel]] = {a["id"]: [] for a in accounts}
+    for row in PushChannel.objects.filter(account_id__in=list(push_rows)):
+        push_rows[row.account_id].append(row)
+    config = get_config()
+    push = {pk: push_health_of_rows(rows, config=config, now=now) for pk, rows in push_rows.items()}
     today = dict(
         QuotaDaily.objects.filter(scope__in=set(scopes.values()), day=_utc_day(now)).values_list(
             "scope", "units"
@@ -688,6 +698,7 @@ def _accounts(now: datetime) -> list[AccountRow]:
                     ),
                     quota_last_minute=float(minute.get(scope, 0.0)),
                     quota_today=float(today.get(scope, 0.0)),
+                    push=str(push[account["id"]][provider]),
                 )
             )
         rows.append(

@@ -197,3 +197,33 @@ def test_throughput_counts_jobs_per_hour_they_finished_in(user):
     assert (buckets[-1].succeeded, buckets[-1].failed) == (1, 1)
     assert buckets[-4].succeeded == 1
     assert sum(b.succeeded + b.failed for b in buckets) == 3  # 30 h ago is outside the window
+
+
+def test_accounts_show_push_health_on_the_page_and_in_the_figures(
+    staff_client, user, other_user, pipeline_config
+):
+    from jobs.models import GoogleAccount, PushChannel, PushChannelStatus
+
+    build(user, other_user)
+    ada = pipeline_status().accounts[0]
+    assert [p.push for p in ada.providers] == ["off", "off"]  # push not configured
+
+    pipeline_config(
+        push_gmail_topic="projects/p/topics/gmail",
+        push_gmail_audience="https://crm.example/google/push/gmail/",
+        push_gmail_service_account="push@p.iam.gserviceaccount.com",
+    )
+    account = GoogleAccount.objects.get(pk=ada.id)
+    assert pipeline_status().accounts[0].providers[0].push == "failing: no watch yet"
+    PushChannel.objects.create(
+        user=user,
+        account=account,
+        provider="gmail",
+        channel_id="watch-1",
+        status=PushChannelStatus.ACTIVE,
+        expires_at=timezone.now() + timedelta(days=6),
+    )
+    gmail = pipeline_status().accounts[0].providers[0]
+    assert gmail.push == "healthy"
+    page = staff_client.get(reverse(PAGE)).content.decode()
+    assert 'data-figure="accounts.0.providers.0.push" data-value="healthy"' in page
