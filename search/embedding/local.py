@@ -268,7 +268,7 @@ def _softmax_(
         block = scores[start : start + step]
         if key_bias is not None:
             block += key_bias[start : start + step, None, None, :]
-        if bounds is None or bounds[start : start + step].max() > _SAFE_SCORE:
+        if bounds is None or np.max(bounds[start : start + step]) > _SAFE_SCORE:
             block -= block.max(axis=-1, keepdims=True)
         np.exp(block, out=block)
         # Row sums as a matrix-vector product: BLAS beats numpy's reduction over a short
