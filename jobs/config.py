@@ -322,43 +322,63 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
-def _parse(overrides: Any) -> tuple[dict[str, Any], list[str]]:
-    """(valid values, problems): every problem names the key, the value and what is expected."""
-    if overrides is None:
+def settings_values(
+    cls: type,
+    raw: Any,
+    *,
+    setting: str,
+    example: str,
+    unknown_hint: str | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Validate a settings dict against the dataclass `cls` (each field's type and metadata, as
+    described in the module docstring): (valid values, problems), every problem naming the key
+    of `setting`, the value and what is expected. `example` shows a valid object; an unknown
+    key's message lists the keys unless `unknown_hint` says where to find them. Shared by every
+    app's settings (jobs' CRM_PIPELINE, search's CRM_PIPELINE_SEARCH)."""
+    expected_object = f"expected a JSON object of settings, such as {example}"
+    if raw is None:
         return {}, []
-    if isinstance(overrides, str):
-        # The standalone settings keep an unparsable CRM_PIPELINE environment variable as it came.
+    if isinstance(raw, str):
+        # The standalone settings keep an unparsable environment variable as it came.
         try:
-            json.loads(overrides)
+            json.loads(raw)
             detail = ""
         except ValueError as exc:
             detail = f" (not valid JSON: {exc})"
-        return {}, [
-            f"CRM_PIPELINE: got {overrides!r}{detail}; expected a JSON object of settings, "
-            'such as {"job_max_attempts": 3}'
-        ]
-    if not isinstance(overrides, dict):
-        return {}, [
-            f"CRM_PIPELINE: got {_show(overrides)} ({type(overrides).__name__}); expected a JSON "
-            'object of settings, such as {"job_max_attempts": 3}'
-        ]
-    specs = _specs()
+        return {}, [f"{setting}: got {raw!r}{detail}; {expected_object}"]
+    if not isinstance(raw, dict):
+        return {}, [f"{setting}: got {_show(raw)} ({type(raw).__name__}); {expected_object}"]
+    specs = _specs(cls)
+    hint = unknown_hint or "one of " + ", ".join(json.dumps(k) for k in sorted(specs))
     values: dict[str, Any] = {}
     problems = []
-    for key, value in overrides.items():
+    for key, value in raw.items():
         spec = specs.get(key)
         if spec is None:
             problems.append(
-                f"CRM_PIPELINE[{key!r}]: unknown key (value {_show(value)}); expected one of the "
-                "keys of jobs.config.PipelineConfig (see the README's configuration table)"
+                f"{setting}[{key!r}]: unknown key (value {_show(value)}); expected {hint}"
             )
             continue
         ok, converted = _convert(spec, value)
         if ok:
             values[key] = converted
         else:
-            shown, expected = _show(value), _expected(spec)
-            problems.append(f"CRM_PIPELINE[{key!r}]: got {shown}; expected {expected}")
+            problems.append(f"{setting}[{key!r}]: got {_show(value)}; expected {_expected(spec)}")
+    return values, problems
+
+
+def _parse(overrides: Any) -> tuple[dict[str, Any], list[str]]:
+    """(valid values, problems): every problem names the key, the value and what is expected."""
+    values, problems = settings_values(
+        PipelineConfig,
+        overrides,
+        setting="CRM_PIPELINE",
+        example='{"job_max_attempts": 3}',
+        unknown_hint="one of the keys of jobs.config.PipelineConfig (see the README's "
+        "configuration table)",
+    )
+    if not isinstance(overrides, dict):
+        return values, problems
     config = PipelineConfig(**values)
     if config.backoff_cap_s < config.backoff_base_s:
         problems.append(

@@ -10,18 +10,15 @@ float, bool, str and ``X | None`` (JSON null allowed). Adding a key is adding a 
 
 from __future__ import annotations
 
-import json
-import math
-import re
-import types
-import typing
-from dataclasses import dataclass, field, fields
-from functools import cache, lru_cache
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+
+from jobs.config import settings_values
 
 SETTING = "CRM_PIPELINE_SEARCH"
 
@@ -97,127 +94,18 @@ class SearchConfig:
 
 # --- validation ---------------------------------------------------------------------------------
 
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-
-
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    name: str
-    kind: type
-    optional: bool
-    metadata: typing.Mapping[str, Any]
-
-
-@cache
-def _specs() -> dict[str, _Spec]:
-    hints = typing.get_type_hints(SearchConfig)
-    specs = {}
-    for f in fields(SearchConfig):
-        hint, optional = hints[f.name], False
-        args = typing.get_args(hint)
-        if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
-            optional = True
-            (hint,) = (a for a in args if a is not type(None))
-        specs[f.name] = _Spec(f.name, hint, optional, f.metadata)
-    return specs
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _expected(spec: _Spec) -> str:
-    meta = spec.metadata
-    if "choices" in meta:
-        what = "one of " + ", ".join(json.dumps(c) for c in meta["choices"])
-    else:
-        what = _TYPE_NAMES.get(spec.kind, spec.kind.__name__)
-        if "min" in meta and "max" in meta:
-            what += f" between {_number(meta['min'])} and {_number(meta['max'])}"
-        if "pattern" in meta:
-            what += f" matching the pattern {meta['pattern']}"
-    if spec.optional:
-        what += " or null"
-    return what
-
-
-def _convert(spec: _Spec, value: Any) -> tuple[bool, Any]:
-    """(ok, converted value) for one value against its field's type and metadata."""
-    if value is None:
-        return spec.optional, None
-    meta, kind = spec.metadata, spec.kind
-    if isinstance(value, bool) and kind is not bool:
-        return False, None
-    if kind is float:
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            return False, None
-        value = float(value)
-    elif kind is int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int):
-            return False, None
-    elif not isinstance(value, kind):
-        return False, None
-    if "min" in meta and value < meta["min"]:
-        return False, None
-    if "max" in meta and value > meta["max"]:
-        return False, None
-    if "choices" in meta and value not in meta["choices"]:
-        return False, None
-    if "pattern" in meta and not re.fullmatch(meta["pattern"], value, flags=re.DOTALL):
-        return False, None
-    return True, value
-
-
-def _show(value: Any) -> str:
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-_EXPECTED_OBJECT = 'expected a JSON object of search settings, such as {"provider": "openai"}'
-
 
 def _parse(raw: Any) -> tuple[SearchConfig, list[str]]:
-    """(config, problems): every problem names the key, the value and what is expected; the
-    config has the defaults where a value is bad."""
-    if raw is None:
-        raw = {}
-    if isinstance(raw, str):
-        # The settings keep an unparsable CRM_PIPELINE_SEARCH environment variable as it came.
-        try:
-            json.loads(raw)
-            detail = ""
-        except ValueError as exc:
-            detail = f" (not valid JSON: {exc})"
-        return SearchConfig(), [f"{SETTING}: got {raw!r}{detail}; {_EXPECTED_OBJECT}"]
-    if not isinstance(raw, dict):
-        return SearchConfig(), [
-            f"{SETTING}: got {_show(raw)} ({type(raw).__name__}); {_EXPECTED_OBJECT}"
-        ]
-    specs = _specs()
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    for key, value in raw.items():
-        spec = specs.get(key)
-        if spec is None:
-            problems.append(
-                f"{SETTING}[{key!r}]: unknown key (value {_show(value)}); expected one of "
-                + ", ".join(json.dumps(k) for k in sorted(specs))
-            )
-            continue
-        ok, converted = _convert(spec, value)
-        if ok:
-            values[key] = converted
-        else:
-            problems.append(f"{SETTING}[{key!r}]: got {_show(value)}; expected {_expected(spec)}")
+    """(config, problems): every problem names the key, the value and what is expected (jobs'
+    validator of field metadata); the config has the defaults where a value is bad."""
+    values, problems = settings_values(
+        SearchConfig, raw, setting=SETTING, example='{"provider": "openai"}'
+    )
     config = SearchConfig(**values)
     if config.backoff_cap_s < config.backoff_base_s:
         problems.append(
-            f"{SETTING}['backoff_cap_s']: got {_number(config.backoff_cap_s)}; expected a "
-            f"number >= backoff_base_s ({_number(config.backoff_base_s)})"
+            f"{SETTING}['backoff_cap_s']: got {config.backoff_cap_s:g}; expected a "
+            f"number >= backoff_base_s ({config.backoff_base_s:g})"
         )
     return config, problems
 
