@@ -11,14 +11,6 @@ from django.core import checks
 def contacts_config_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """One error per bad CRM_PIPELINE_CONTACTS key, naming the key, the value and what is
     expected."""
-    from contacts.conf import config_problems, get_config
+    from contacts.conf import SETTINGS
 
-    get_config.cache_clear()
-    return [
-        checks.Error(
-            problem,
-            hint="Fix settings.CRM_PIPELINE_CONTACTS (the CRM_PIPELINE_CONTACTS variable).",
-            id="contacts.E001",
-        )
-        for problem in config_problems()
-    ]
+    return SETTINGS.check(app_configs, **kwargs)

@@ -20,16 +20,13 @@ Keys (all optional):
 from __future__ import annotations
 
 import json
-import math
 import re
-from dataclasses import dataclass, fields
-from functools import lru_cache
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
+from jobs.config import AppSettings
 
+SETTING = "CRM_PIPELINE_CONTACTS"
 DEFAULT_PERSONAL_DOMAINS: tuple[str, ...] = (
     "gmail.com",
     "googlemail.com",
@@ -66,15 +63,26 @@ DEFAULT_AUTOMATED_PATTERNS: tuple[str, ...] = (
     r"[-+._]noreply@",
 )
 
-_KEYS = {
-    "chunk_size",
-    "fuzzy_threshold",
-    "personal_domains",
-    "automated_patterns",
-    "extra_automated_patterns",
-    "exclude_bulk",
-    "suggestion_candidates",
-}
+_REGEXES = {"pattern": r".+", "expected": "a list of regular expressions"}
+
+
+@dataclass(frozen=True, slots=True)
+class ContactsSettings:
+    """The keys of CRM_PIPELINE_CONTACTS; each field's metadata says what a valid value is
+    (jobs.config's validator). `ContactsConfig` is what the code reads."""
+
+    chunk_size: int = field(default=500, metadata={"min": 10, "max": 5000})
+    fuzzy_threshold: float = field(default=88.0, metadata={"min": 50, "max": 100})
+    personal_domains: tuple[str, ...] = field(
+        default=DEFAULT_PERSONAL_DOMAINS,
+        metadata={"pattern": r"\S+", "expected": "a list of domain names"},
+    )
+    automated_patterns: tuple[str, ...] = field(
+        default=DEFAULT_AUTOMATED_PATTERNS, metadata=_REGEXES
+    )
+    extra_automated_patterns: tuple[str, ...] = field(default=(), metadata=_REGEXES)
+    exclude_bulk: bool = True
+    suggestion_candidates: int = field(default=200, metadata={"min": 1, "max": 1000})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,146 +95,40 @@ class ContactsConfig:
     suggestion_candidates: int = 200
 
 
-_DEFAULTS = {f.name: f.default for f in fields(ContactsConfig)}
-
-
-def _show(value: Any) -> str:
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _problem(name: str, value: Any, expected: str, detail: str = "") -> str:
-    return f"CRM_PIPELINE_CONTACTS[{name!r}]: got {_show(value)}{detail}; expected {expected}"
-
-
-def _number(
-    raw: dict[str, Any], problems: list[str], name: str, kind: type, low: int, high: int
-) -> Any:
-    default = _DEFAULTS[name]
-    if name not in raw:
-        return default
-    value = raw[name]
-    whole = "a whole number" if kind is int else "a number"
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and (kind is not int or value == int(value))
-        and low <= value <= high
-    )
-    if not ok:
-        problems.append(_problem(name, value, f"{whole} between {low} and {high}"))
-        return default
-    return kind(value)
-
-
-def _strings(raw: dict[str, Any], problems: list[str], name: str, what: str) -> list[str] | None:
-    if name not in raw:
-        return None
-    value = raw[name]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) and x for x in value):
-        problems.append(_problem(name, value, f"a list of {what}"))
-        return None
-    return list(value)
-
-
-def _compile(
-    raw: dict[str, Any], problems: list[str], name: str
-) -> tuple[re.Pattern[str], ...] | None:
-    patterns = _strings(raw, problems, name, "regular expressions")
-    if patterns is None:
-        return None
+def _compile(name: str, patterns: tuple[str, ...], problems: list[str]) -> list[re.Pattern[str]]:
     compiled = []
     for pattern in patterns:
         try:
             compiled.append(re.compile(pattern))
         except re.error as exc:
             problems.append(
-                _problem(
-                    name,
-                    pattern,
-                    "a list of regular expressions",
-                    f" (not a regular expression: {exc})",
-                )
+                f"{SETTING}[{name!r}]: got {json.dumps(pattern)} (not a regular expression: "
+                f"{exc}); expected a list of regular expressions"
             )
-    return tuple(compiled)
+    return compiled
 
 
-_EXPECTED_OBJECT = 'expected a JSON object of contact settings, such as {"fuzzy_threshold": 90}'
-
-
-def _parse(raw: Any) -> tuple[ContactsConfig, list[str]]:
-    """(config, problems): every problem names the key, the value and what is expected; the
-    config has the defaults where a value is bad."""
-    if raw is None:
-        raw = {}
-    if isinstance(raw, str):
-        # The settings keep an unparsable CRM_PIPELINE_CONTACTS environment variable as it came.
-        try:
-            json.loads(raw)
-            detail = ""
-        except ValueError as exc:
-            detail = f" (not valid JSON: {exc})"
-        return ContactsConfig(), [f"CRM_PIPELINE_CONTACTS: got {raw!r}{detail}; {_EXPECTED_OBJECT}"]
-    if not isinstance(raw, dict):
-        return ContactsConfig(), [
-            f"CRM_PIPELINE_CONTACTS: got {_show(raw)} ({type(raw).__name__}); {_EXPECTED_OBJECT}"
-        ]
-    problems: list[str] = []
-    for name in raw:
-        if name not in _KEYS:
-            problems.append(
-                f"CRM_PIPELINE_CONTACTS[{name!r}]: unknown key (value {_show(raw[name])}); "
-                f"expected one of {', '.join(json.dumps(k) for k in sorted(_KEYS))}"
-            )
-    exclude_bulk = raw.get("exclude_bulk", True)
-    if not isinstance(exclude_bulk, bool):
-        problems.append(_problem("exclude_bulk", exclude_bulk, "true or false"))
-        exclude_bulk = True
-    personal = _strings(raw, problems, "personal_domains", "domain names")
-    patterns = _compile(raw, problems, "automated_patterns")
-    extra = _compile(raw, problems, "extra_automated_patterns") or ()
-    config = ContactsConfig(
-        chunk_size=_number(raw, problems, "chunk_size", int, 10, 5000),
-        fuzzy_threshold=float(_number(raw, problems, "fuzzy_threshold", float, 50, 100)),
-        personal_domains=frozenset(
-            d.strip().lower() for d in (DEFAULT_PERSONAL_DOMAINS if personal is None else personal)
-        ),
-        automated_patterns=(
-            tuple(re.compile(p) for p in DEFAULT_AUTOMATED_PATTERNS)
-            if patterns is None
-            else patterns
-        )
-        + extra,
-        exclude_bulk=exclude_bulk,
-        suggestion_candidates=_number(raw, problems, "suggestion_candidates", int, 1, 1000),
+def _build(values: dict[str, Any], problems: list[str]) -> ContactsConfig:
+    keys = ContactsSettings(**values)
+    patterns = _compile("automated_patterns", keys.automated_patterns, problems)
+    patterns += _compile("extra_automated_patterns", keys.extra_automated_patterns, problems)
+    return ContactsConfig(
+        chunk_size=keys.chunk_size,
+        fuzzy_threshold=keys.fuzzy_threshold,
+        personal_domains=frozenset(d.strip().lower() for d in keys.personal_domains),
+        automated_patterns=tuple(patterns),
+        exclude_bulk=keys.exclude_bulk,
+        suggestion_candidates=keys.suggestion_candidates,
     )
-    return config, problems
 
 
-def config_problems() -> list[str]:
-    """Everything wrong with settings.CRM_PIPELINE_CONTACTS, one line each (empty when valid)."""
-    return _parse(getattr(settings, "CRM_PIPELINE_CONTACTS", None))[1]
-
-
-def build_config(raw: Any) -> ContactsConfig:
-    """Validate a CRM_PIPELINE_CONTACTS value; ImproperlyConfigured names every bad key."""
-    config, problems = _parse(raw)
-    if problems:
-        raise ImproperlyConfigured("; ".join(problems))
-    return config
-
-
-@lru_cache(maxsize=1)
-def get_config() -> ContactsConfig:
-    return build_config(getattr(settings, "CRM_PIPELINE_CONTACTS", None))
-
-
-def _reset(*, setting: str, **kwargs: Any) -> None:
-    if setting == "CRM_PIPELINE_CONTACTS":
-        get_config.cache_clear()
-
-
-setting_changed.connect(_reset)
+SETTINGS = AppSettings(
+    SETTING,
+    ContactsSettings,
+    example='{"fuzzy_threshold": 90}',
+    check_id="contacts.E001",
+    build=_build,
+)
+config_problems = SETTINGS.problems
+build_config = SETTINGS.build
+get_config = SETTINGS.get

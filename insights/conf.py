@@ -45,17 +45,12 @@ Housekeeping:
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from dataclasses import dataclass, fields
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlparse
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
+from jobs.config import AppSettings
+
+SETTING = "CRM_PIPELINE_INSIGHTS"
 
 # The kinds (insights.models.InsightKind values), spelled here so settings load without models.
 KINDS: tuple[str, ...] = (
@@ -71,210 +66,91 @@ DEFAULT_LLM_KINDS: tuple[str, ...] = (
     "meeting_prep",
     "weekly_digest",
 )
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _between(low: float, high: float) -> dict[str, float]:
+    return {"min": low, "max": high}
 
 
 @dataclass(frozen=True, slots=True)
 class InsightsConfig:
-    llm_base_url: str | None = None
-    llm_model: str = "gpt-4o-mini"
-    llm_api_key_env: str = "OPENAI_API_KEY"
-    llm_timeout_s: float = 20.0
-    llm_max_retries: int = 1
-    llm_kinds: frozenset[str] = frozenset(DEFAULT_LLM_KINDS)
-    llm_max_consecutive_failures: int = 3
-    strength_half_life_days: float = 30.0
-    strength_frequency_target_90d: int = 12
-    strength_min_interactions: int = 3
-    cold_gap_factor: float = 2.0
-    cold_min_interactions: int = 6
-    cold_min_each_way: int = 2
-    cold_min_silence_days: float = 14.0
-    cold_max_silence_days: float = 365.0
-    awaiting_reply_days: float = 3.0
-    awaiting_reply_max_age_days: float = 30.0
-    meeting_prep_hours: float = 48.0
-    meeting_prep_lookback_days: float = 90.0
-    meeting_prep_threads: int = 3
-    digest_top_contacts: int = 5
-    expiry_days: float = 14.0
-    chunk_size: int = 500
+    # Each field's metadata says what a valid value is (jobs.config's validator).
+    llm_base_url: str | None = field(
+        default=None,
+        metadata={
+            "pattern": r"\s*https?://[^/\s]+\S*\s*",
+            "expected": 'null (no LLM) or an http(s) URL such as "https://api.openai.com/v1"',
+        },
+    )
+    llm_model: str = field(
+        default="gpt-4o-mini", metadata={"pattern": r".*\S.*", "expected": "a model name"}
+    )
+    llm_api_key_env: str = field(
+        default="OPENAI_API_KEY",
+        metadata={
+            "pattern": r"[A-Za-z_][A-Za-z0-9_]*",
+            "expected": 'the name of an environment variable, such as "OPENAI_API_KEY"',
+        },
+    )
+    llm_timeout_s: float = field(default=20.0, metadata=_between(1, 300))
+    llm_max_retries: int = field(default=1, metadata=_between(0, 5))
+    llm_kinds: tuple[str, ...] = field(
+        default=DEFAULT_LLM_KINDS,
+        metadata={"choices": KINDS, "expected": f"a list of insight kinds ({', '.join(KINDS)})"},
+    )
+    llm_max_consecutive_failures: int = field(default=3, metadata=_between(1, 100))
+    strength_half_life_days: float = field(default=30.0, metadata=_between(1, 3650))
+    strength_frequency_target_90d: int = field(default=12, metadata=_between(1, 1000))
+    strength_min_interactions: int = field(default=3, metadata=_between(1, 1000))
+    cold_gap_factor: float = field(default=2.0, metadata=_between(1, 20))
+    cold_min_interactions: int = field(default=6, metadata=_between(2, 10000))
+    cold_min_each_way: int = field(default=2, metadata=_between(0, 1000))
+    cold_min_silence_days: float = field(default=14.0, metadata=_between(0, 365))
+    cold_max_silence_days: float = field(default=365.0, metadata=_between(1, 3650))
+    awaiting_reply_days: float = field(default=3.0, metadata=_between(0.5, 60))
+    awaiting_reply_max_age_days: float = field(default=30.0, metadata=_between(1, 365))
+    meeting_prep_hours: float = field(default=48.0, metadata=_between(1, 336))
+    meeting_prep_lookback_days: float = field(default=90.0, metadata=_between(1, 365))
+    meeting_prep_threads: int = field(default=3, metadata=_between(1, 20))
+    digest_top_contacts: int = field(default=5, metadata=_between(1, 50))
+    expiry_days: float = field(default=14.0, metadata=_between(1, 365))
+    chunk_size: int = field(default=500, metadata=_between(10, 5000))
 
     @property
     def llm_enabled(self) -> bool:
         return bool(self.llm_base_url)
 
 
-_DEFAULTS = {f.name: f.default for f in fields(InsightsConfig)}
-_KEYS = set(_DEFAULTS)
-
-# name -> (type, low, high)
-_NUMBERS: dict[str, tuple[type, float, float]] = {
-    "llm_timeout_s": (float, 1, 300),
-    "llm_max_retries": (int, 0, 5),
-    "llm_max_consecutive_failures": (int, 1, 100),
-    "strength_half_life_days": (float, 1, 3650),
-    "strength_frequency_target_90d": (int, 1, 1000),
-    "strength_min_interactions": (int, 1, 1000),
-    "cold_gap_factor": (float, 1, 20),
-    "cold_min_interactions": (int, 2, 10000),
-    "cold_min_each_way": (int, 0, 1000),
-    "cold_min_silence_days": (float, 0, 365),
-    "cold_max_silence_days": (float, 1, 3650),
-    "awaiting_reply_days": (float, 0.5, 60),
-    "awaiting_reply_max_age_days": (float, 1, 365),
-    "meeting_prep_hours": (float, 1, 336),
-    "meeting_prep_lookback_days": (float, 1, 365),
-    "meeting_prep_threads": (int, 1, 20),
-    "digest_top_contacts": (int, 1, 50),
-    "expiry_days": (float, 1, 365),
-    "chunk_size": (int, 10, 5000),
-}
-
-
-def _show(value: Any) -> str:
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _problem(name: str, value: Any, expected: str) -> str:
-    return f"CRM_PIPELINE_INSIGHTS[{name!r}]: got {_show(value)}; expected {expected}"
-
-
-def _number(raw: dict[str, Any], problems: list[str], name: str) -> Any:
-    kind, low, high = _NUMBERS[name]
-    if name not in raw:
-        return _DEFAULTS[name]
-    value = raw[name]
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and (kind is not int or value == int(value))
-        and low <= value <= high
-    )
-    if not ok:
-        whole = "a whole number" if kind is int else "a number"
-        problems.append(_problem(name, value, f"{whole} between {low:g} and {high:g}"))
-        return _DEFAULTS[name]
-    return kind(value)
-
-
-def _text(raw: dict[str, Any], problems: list[str], name: str, expected: str, ok: Any) -> Any:
-    if name not in raw:
-        return _DEFAULTS[name]
-    value = raw[name]
-    if not ok(value):
-        problems.append(_problem(name, value, expected))
-        return _DEFAULTS[name]
-    return value
-
-
-def _is_url(value: Any) -> bool:
-    if value is None:
-        return True
-    if not isinstance(value, str) or not value.strip():
-        return False
-    parsed = urlparse(value.strip())
-    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
-
-
-_EXPECTED_OBJECT = 'expected a JSON object of insights settings, such as {"awaiting_reply_days": 2}'
-
-
-def _parse(raw: Any) -> tuple[InsightsConfig, list[str]]:
-    """(config, problems): the config has the defaults where a value is bad."""
-    if raw is None:
-        raw = {}
-    if isinstance(raw, str):
-        # The settings keep an unparsable CRM_PIPELINE_INSIGHTS variable as it came.
-        try:
-            json.loads(raw)
-            detail = ""
-        except ValueError as exc:
-            detail = f" (not valid JSON: {exc})"
-        return InsightsConfig(), [f"CRM_PIPELINE_INSIGHTS: got {raw!r}{detail}; {_EXPECTED_OBJECT}"]
-    if not isinstance(raw, dict):
-        return InsightsConfig(), [
-            f"CRM_PIPELINE_INSIGHTS: got {_show(raw)} ({type(raw).__name__}); {_EXPECTED_OBJECT}"
-        ]
-    problems: list[str] = []
-    for name in raw:
-        if name not in _KEYS:
-            problems.append(
-                f"CRM_PIPELINE_INSIGHTS[{name!r}]: unknown key (value {_show(raw[name])}); "
-                f"expected one of {', '.join(json.dumps(k) for k in sorted(_KEYS))}"
-            )
-    values: dict[str, Any] = {name: _number(raw, problems, name) for name in _NUMBERS}
-    base_url = _text(
-        raw,
-        problems,
-        "llm_base_url",
-        'null (no LLM) or an http(s) URL such as "https://api.openai.com/v1"',
-        _is_url,
-    )
-    values["llm_base_url"] = base_url.strip().rstrip("/") if isinstance(base_url, str) else None
-    values["llm_model"] = _text(
-        raw, problems, "llm_model", "a model name", lambda v: isinstance(v, str) and v.strip()
-    ).strip()
-    values["llm_api_key_env"] = _text(
-        raw,
-        problems,
-        "llm_api_key_env",
-        'the name of an environment variable, such as "OPENAI_API_KEY"',
-        lambda v: isinstance(v, str) and bool(_ENV_NAME.match(v)),
-    )
-    kinds = _text(
-        raw,
-        problems,
-        "llm_kinds",
-        f"a list of insight kinds ({', '.join(KINDS)})",
-        lambda v: isinstance(v, (list, tuple)) and all(k in KINDS for k in v),
-    )
-    values["llm_kinds"] = frozenset(kinds)
+def _build(values: dict[str, Any], problems: list[str]) -> InsightsConfig:
     config = InsightsConfig(**values)
+    base_url = config.llm_base_url.strip().rstrip("/") if config.llm_base_url else None
+    config = replace(
+        config,
+        llm_base_url=base_url or None,
+        llm_model=config.llm_model.strip(),
+        llm_kinds=tuple(dict.fromkeys(config.llm_kinds)),
+    )
     if config.awaiting_reply_max_age_days <= config.awaiting_reply_days:
         problems.append(
-            _problem(
-                "awaiting_reply_max_age_days",
-                raw.get("awaiting_reply_max_age_days", config.awaiting_reply_max_age_days),
-                f"more than awaiting_reply_days ({config.awaiting_reply_days:g})",
-            )
+            f"{SETTING}['awaiting_reply_max_age_days']: got "
+            f"{config.awaiting_reply_max_age_days:g}; expected more than awaiting_reply_days "
+            f"({config.awaiting_reply_days:g})"
         )
     if config.cold_max_silence_days <= config.cold_min_silence_days:
         problems.append(
-            _problem(
-                "cold_max_silence_days",
-                raw.get("cold_max_silence_days", config.cold_max_silence_days),
-                f"more than cold_min_silence_days ({config.cold_min_silence_days:g})",
-            )
+            f"{SETTING}['cold_max_silence_days']: got {config.cold_max_silence_days:g}; "
+            f"expected more than cold_min_silence_days ({config.cold_min_silence_days:g})"
         )
-    return config, problems
-
-
-def config_problems() -> list[str]:
-    """Everything wrong with settings.CRM_PIPELINE_INSIGHTS, one line each (empty when valid)."""
-    return _parse(getattr(settings, "CRM_PIPELINE_INSIGHTS", None))[1]
-
-
-def build_config(raw: Any) -> InsightsConfig:
-    """Validate a CRM_PIPELINE_INSIGHTS value; ImproperlyConfigured names every bad key."""
-    config, problems = _parse(raw)
-    if problems:
-        raise ImproperlyConfigured("; ".join(problems))
     return config
 
 
-@lru_cache(maxsize=1)
-def get_config() -> InsightsConfig:
-    return build_config(getattr(settings, "CRM_PIPELINE_INSIGHTS", None))
-
-
-def _reset(*, setting: str, **kwargs: Any) -> None:
-    if setting == "CRM_PIPELINE_INSIGHTS":
-        get_config.cache_clear()
-
-
-setting_changed.connect(_reset)
+SETTINGS = AppSettings(
+    SETTING,
+    InsightsConfig,
+    example='{"awaiting_reply_days": 2}',
+    check_id="insights.E001",
+    build=_build,
+)
+config_problems = SETTINGS.problems
+build_config = SETTINGS.build
+get_config = SETTINGS.get

@@ -3,8 +3,12 @@
 Every key is a field of `PipelineConfig` with its default and, in its metadata, what a valid
 value is: `{"min": a, "max": b}` (inclusive bounds of a number), `{"choices": (...)}` (allowed
 values; for a list, allowed items; `"ignore_case": True` compares case-insensitively) or
-`{"pattern": regex}` (a string, or each item of a list, must match in full). The type comes from
+`{"pattern": regex}` (a string, or each item of a list, must match in full); `"expected"` words
+what a valid value is when the generated wording would not say it well. The type comes from
 the annotation: int, float, bool, str, tuple[str, ...] (a JSON list) and `X | None`.
+
+Other apps validate their own settings dict the same way: `settings_values()` for the values,
+`AppSettings` for the cached config, its reset when the setting changes and its system check.
 
 `config_problems()` lists every bad key with its value and what is expected; the system check
 `jobs.E001` (jobs/checks.py) reports them at start-up, so `check`, `qcluster` and every other
@@ -233,6 +237,8 @@ def _specs(cls: type = PipelineConfig) -> dict[str, _Spec]:
 
 def _expected(spec: _Spec) -> str:
     meta = spec.metadata
+    if "expected" in meta:
+        return str(meta["expected"])
     if spec.kind is tuple:
         what = f"a list of {_TYPE_NAMES.get(spec.item or str, 'values').split(' ', 1)[1]}s"
         if "choices" in meta:
@@ -365,6 +371,87 @@ def settings_values(
         else:
             problems.append(f"{setting}[{key!r}]: got {_show(value)}; expected {_expected(spec)}")
     return values, problems
+
+
+C = typing.TypeVar("C")
+
+
+class AppSettings(typing.Generic[C]):
+    """An app's settings dict (`setting`, a name in django.conf.settings) read into a config:
+    `fields` is the dataclass whose fields and metadata say what is valid (`settings_values`),
+    `build(values, problems)` makes the app's config of the valid values (the field defaults
+    where a value is bad), appending the problems only a whole config shows (keys that must
+    agree). Without `build` the config is `fields(**values)`.
+
+    `get()` caches the config until the setting changes (a test's `settings` fixture, say) and
+    raises ImproperlyConfigured naming every problem; `check(...)` is the app's system check."""
+
+    def __init__(
+        self,
+        setting: str,
+        fields: type,
+        *,
+        example: str,
+        check_id: str,
+        build: typing.Callable[[dict[str, Any], list[str]], C] | None = None,
+    ) -> None:
+        self.setting = setting
+        self.fields = fields
+        self.example = example
+        self.check_id = check_id
+        self._build = build
+        self._cached: C | None = None
+        from django.core.signals import setting_changed
+
+        setting_changed.connect(self._reset, weak=False)
+
+    def parse(self, raw: Any) -> tuple[C, list[str]]:
+        """(config, problems) for a raw value of the setting."""
+        values, problems = settings_values(
+            self.fields, raw, setting=self.setting, example=self.example
+        )
+        if self._build is None:
+            return typing.cast(C, self.fields(**values)), problems
+        return self._build(values, problems), problems
+
+    def problems(self) -> list[str]:
+        """Everything wrong with the setting, one line each (empty when valid)."""
+        return self.parse(getattr(settings, self.setting, None))[1]
+
+    def build(self, raw: Any) -> C:
+        """The config of `raw`; ImproperlyConfigured names every problem."""
+        config, problems = self.parse(raw)
+        if problems:
+            raise ImproperlyConfigured("; ".join(problems))
+        return config
+
+    def get(self) -> C:
+        """The config of the setting, cached until it changes."""
+        if self._cached is None:
+            self._cached = self.build(getattr(settings, self.setting, None))
+        return self._cached
+
+    def cache_clear(self) -> None:
+        self._cached = None
+
+    def _reset(self, *, setting: str, **kwargs: Any) -> None:
+        if setting == self.setting:
+            self.cache_clear()
+
+    def check(self, app_configs: Any = None, **kwargs: Any) -> list[Any]:
+        """The system check: one error per problem, naming the key, the value and what is
+        expected (`manage.py check`, runserver and qcluster refuse to start)."""
+        from django.core import checks
+
+        self.cache_clear()
+        return [
+            checks.Error(
+                problem,
+                hint=f"Fix settings.{self.setting} (the {self.setting} variable).",
+                id=self.check_id,
+            )
+            for problem in self.problems()
+        ]
 
 
 def _parse(overrides: Any) -> tuple[dict[str, Any], list[str]]:

@@ -11,14 +11,9 @@ float, bool, str and ``X | None`` (JSON null allowed). Adding a key is adding a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
-
-from jobs.config import settings_values
+from jobs.config import AppSettings
 
 SETTING = "CRM_PIPELINE_SEARCH"
 
@@ -95,42 +90,19 @@ class SearchConfig:
 # --- validation ---------------------------------------------------------------------------------
 
 
-def _parse(raw: Any) -> tuple[SearchConfig, list[str]]:
-    """(config, problems): every problem names the key, the value and what is expected (jobs'
-    validator of field metadata); the config has the defaults where a value is bad."""
-    values, problems = settings_values(
-        SearchConfig, raw, setting=SETTING, example='{"provider": "openai"}'
-    )
+def _build(values: dict[str, Any], problems: list[str]) -> SearchConfig:
     config = SearchConfig(**values)
     if config.backoff_cap_s < config.backoff_base_s:
         problems.append(
             f"{SETTING}['backoff_cap_s']: got {config.backoff_cap_s:g}; expected a "
             f"number >= backoff_base_s ({config.backoff_base_s:g})"
         )
-    return config, problems
-
-
-def config_problems() -> list[str]:
-    """Everything wrong with settings.CRM_PIPELINE_SEARCH, one line each (empty when valid)."""
-    return _parse(getattr(settings, SETTING, None))[1]
-
-
-def build_config(raw: Any) -> SearchConfig:
-    """Validate a CRM_PIPELINE_SEARCH value; ImproperlyConfigured names every bad key."""
-    config, problems = _parse(raw)
-    if problems:
-        raise ImproperlyConfigured("; ".join(problems))
     return config
 
 
-@lru_cache(maxsize=1)
-def get_config() -> SearchConfig:
-    return build_config(getattr(settings, SETTING, None))
-
-
-def _reset(*, setting: str, **kwargs: Any) -> None:
-    if setting == SETTING:
-        get_config.cache_clear()
-
-
-setting_changed.connect(_reset)
+SETTINGS = AppSettings(
+    SETTING, SearchConfig, example='{"provider": "openai"}', check_id="search.E001", build=_build
+)
+config_problems = SETTINGS.problems
+build_config = SETTINGS.build
+get_config = SETTINGS.get

@@ -59,7 +59,7 @@ def test_item4_every_problem_is_reported_with_its_value(settings):
         in text
     )
     assert (
-        "CRM_PIPELINE_CONTACTS['chunk_size']: got \"big\"; expected a whole number "
+        "CRM_PIPELINE_CONTACTS['chunk_size']: got \"big\"; expected an integer "
         "between 10 and 5000" in text
     )
     assert "CRM_PIPELINE_CONTACTS['exclude_bulk']: got \"yes\"; expected true or false" in text

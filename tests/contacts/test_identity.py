@@ -122,7 +122,7 @@ def test_identity_rules_config_defaults_and_validation(settings):
     assert any(p.search("noreply@x.example") for p in config.automated_patterns)
     for bad, word in [
         ({"fuzzy_threshold": 120}, "['fuzzy_threshold']: got 120; expected a number between"),
-        ({"chunk_size": "big"}, "['chunk_size']: got \"big\"; expected a whole number"),
+        ({"chunk_size": "big"}, "['chunk_size']: got \"big\"; expected an integer"),
         ({"automated_patterns": ["("]}, 'got "(" (not a regular expression'),
         ({"personal_domain": []}, "['personal_domain']: unknown key (value [])"),
         ([], "got [] (list); expected a JSON object"),

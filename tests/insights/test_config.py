@@ -27,7 +27,7 @@ def test_defaults_without_settings(settings):
     settings.CRM_PIPELINE_INSIGHTS = {}
     config = get_config()
     assert config.llm_base_url is None and not config.llm_enabled
-    assert config.llm_kinds == frozenset(DEFAULT_LLM_KINDS)
+    assert config.llm_kinds == DEFAULT_LLM_KINDS
     assert (config.awaiting_reply_days, config.cold_gap_factor, config.expiry_days) == (
         3.0,
         2.0,
@@ -44,7 +44,7 @@ def test_values_are_read(settings):
     }
     config = get_config()
     assert (config.llm_base_url, config.llm_model) == ("http://localhost:11434/v1", "llama3.1")
-    assert config.llm_enabled and config.llm_kinds == frozenset({"awaiting_reply"})
+    assert config.llm_enabled and config.llm_kinds == ("awaiting_reply",)
     assert config.awaiting_reply_days == 2.0
 
 
@@ -89,7 +89,7 @@ def test_every_problem_is_reported_with_its_value(settings):
         "CRM_PIPELINE_INSIGHTS['llm_api_key_env']: got \"my key\"; expected the name of an" in text
     )
     assert (
-        "CRM_PIPELINE_INSIGHTS['meeting_prep_threads']: got 2.5; expected a whole number between 1 "
+        "CRM_PIPELINE_INSIGHTS['meeting_prep_threads']: got 2.5; expected an integer between 1 "
         "and 20" in text
     )
 
