@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from jobs.admin_base import OwnRowsMixin, ReadOnlyPageMixin
+from jobs.admin_base import OwnAccountFilter, OwnRowsMixin, ReadOnlyPageMixin
 from jobs.config import get_config
 from jobs.google.accounts import google_account_disconnect
 from jobs.google.push import push_health_of_rows
@@ -241,7 +241,8 @@ class SyncStateAdmin(OwnRowsMixin, SyncStateColumns, admin.ModelAdmin):
         "backfill_done_at",
         "last_synced_at",
     )
-    list_filter = ("provider", "account")
+    # Staff other than superusers are offered only their own accounts (OwnAccountFilter).
+    list_filter = ("provider", ("account", OwnAccountFilter))
     list_select_related = ("account",)
     search_fields = ("account__email", "resource_id")
     ordering = ("account__email", "provider", "resource_id")
@@ -308,9 +309,8 @@ class ReconcileRunAdmin(OwnRowsMixin, admin.ModelAdmin):
         "in_flight_count",
         "failed_count",
     )
-    # Only the accounts of the rows this admin shows (OwnRowsMixin scopes them): staff see no
-    # other user's addresses in the filter.
-    list_filter = ("provider", "status", ("account", admin.RelatedOnlyFieldListFilter))
+    # Staff other than superusers are offered only their own accounts (OwnAccountFilter).
+    list_filter = ("provider", "status", ("account", OwnAccountFilter))
     list_select_related = ("account",)
     search_fields = ("account__email",)
     ordering = ("-id",)
