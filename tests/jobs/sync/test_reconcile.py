@@ -5,6 +5,7 @@ pipeline page and by pipeline_status, started per account by the schedule."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -140,9 +141,7 @@ def test_fix_fetches_exactly_the_missing_items_which_are_normalized_and_a_rerun_
     # Exactly the hidden ones came back, in the reconcile job's batch; nothing else was touched.
     fetched = RawEvent.objects.filter(batch_id=job.batch_id)
     assert sorted(fetched.values_list("source_id", flat=True)) == sorted(hidden + hidden_events)
-    assert all(
-        RawEvent.objects.get(source_id=sid).updated_at == at for sid, at in others.items()
-    )
+    assert all(RawEvent.objects.get(source_id=sid).updated_at == at for sid, at in others.items())
     assert sync_states(google_account) == states_before
     assert "normalization queued" in out
 
@@ -263,7 +262,7 @@ def test_two_accounts_of_one_user_are_reconciled_separately(two_accounts):
 def test_the_command_names_an_unknown_user_or_account_without_a_traceback(google_account):
     with pytest.raises(CommandError, match="user 'nobody' does not exist"):
         reconcile("nobody")
-    with pytest.raises(CommandError, match="has no Google account 'other@example.com'"):
+    with pytest.raises(CommandError, match=re.escape("has no Google account 'other@example.com'")):
         reconcile("ada", "--account", "other@example.com")
     GoogleAccount.objects.filter(pk=google_account.pk).update(
         status=GoogleAccountStatus.NEEDS_REAUTH
@@ -403,3 +402,109 @@ def test_reconcile_interval_hours_is_validated(settings):
     settings.CRM_PIPELINE = {"reconcile_interval_hours": 0}
     (problem,) = config_problems()
     assert "reconcile_interval_hours" in problem and "between 1 and 720" in problem
+
+
+# -- the engine's guarantees ---------------------------------------------------------------------
+
+
+class WorkerLease:
+    """The run control of the worker that claimed `job` (as in test_sync_fence): fence() holds
+    the job row while this worker still holds the lease, else raises LeaseLost; at the n-th
+    checkpoint the lease runs out and another worker claims the job."""
+
+    def __init__(self, job: Job, *, take_over_at: int) -> None:
+        self.job = job
+        self.take_over_at = take_over_at
+        self.checkpoints = 0
+
+    def deadline_reached(self) -> bool:
+        return False
+
+    def checkpoint(self) -> None:
+        from django.utils import timezone
+
+        from jobs.config import get_config
+        from jobs.runner import claim, return_expired_leases
+
+        self.checkpoints += 1
+        if self.checkpoints == self.take_over_at:
+            Job.objects.filter(pk=self.job.pk).update(
+                lease_expires_at=timezone.now() - timedelta(seconds=1)
+            )
+            assert return_expired_leases() == 1
+            assert claim(self.job.pk, "worker-b", config=get_config()) is not None
+
+    def fence(self) -> None:
+        from django.db import connection
+
+        from jobs.errors import LeaseLost
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {Job._meta.db_table} WHERE id = %s AND status = %s"
+                " AND locked_by = %s AND attempts = %s FOR SHARE",
+                [self.job.pk, JobStatus.RUNNING, self.job.locked_by, self.job.attempts],
+            )
+            if cursor.fetchone() is None:
+                raise LeaseLost(f"job {self.job.pk} lost its lease")
+
+
+def test_a_late_worker_whose_reconcile_job_was_handed_on_stores_nothing_more(
+    google_account, wide_sync_config
+):
+    from jobs.config import get_config
+    from jobs.enqueue import enqueue
+    from jobs.errors import LeaseLost
+    from jobs.runner import claim
+    from jobs.sync.reconcile import reconcile_provider
+
+    full_sync(google_account, providers=("gmail",))
+    hidden = hide(google_account, "gmail", 7)
+    wide_sync_config(gmail_chunk_size=2)
+    job = enqueue(
+        "reconcile", user=google_account.user_id, payload={"account_id": google_account.pk}
+    )
+    held = claim(job.pk, "worker-a", config=get_config())
+    assert held is not None
+    # Checkpoints: the listing's page (1), the first chunk (2), the second chunk (3): there
+    # the lease runs out and another worker takes the job.
+    lease = WorkerLease(held, take_over_at=3)
+
+    with pytest.raises(LeaseLost):
+        reconcile_provider(
+            account=google_account,
+            provider="gmail",
+            fix=True,
+            batch_id=held.batch_id,
+            control=lease,
+            job=held,
+        )
+
+    # The first chunk was committed under the lease; nothing after it, and no run recorded.
+    assert RawEvent.objects.filter(source_id__in=hidden).count() == 2
+    assert not ReconcileRun.objects.exists()
+
+
+def test_reconcile_calls_are_paced_as_background_work(google_account, monkeypatch):
+    from jobs.google import client
+
+    full_sync(google_account, providers=("gmail",))
+    hide(google_account, "gmail", 3)
+    seen: list[str] = []
+    original, original_batch = client.execute, client.batch_execute
+
+    def spy(request, *, account, priority="normal", **kwargs):
+        seen.append(priority)
+        return original(request, account=account, priority=priority, **kwargs)
+
+    def batch_spy(service, requests, *, account, priority="normal", **kwargs):
+        seen.append(f"batch:{priority}")
+        return original_batch(service, requests, account=account, priority=priority, **kwargs)
+
+    # Spies that record the priority and call the real client (real HTTP to the emulator).
+    monkeypatch.setattr("jobs.sync.reconcile.execute", spy)
+    monkeypatch.setattr("jobs.sync.gmail.batch_execute", batch_spy)
+    reconcile("ada", "--provider", "gmail", "--fix")
+
+    assert set(seen) == {"background", "batch:background"}
+    assert latest(google_account, "gmail").fetched_count == 3
