@@ -527,11 +527,14 @@ def test_mail_newer_than_the_settle_time_is_not_a_gap_yet(two_accounts, wide_syn
 
 
 @pytest.mark.slow
-def test_reconciling_3000_messages_with_100_missing(google_settings, user):
-    """Figures for the runbook: one account of 3,000 messages, 100 of them missing."""
+def test_reconciling_a_mailbox_of_3000_messages_with_100_missing(google_settings, user):
+    """Figures for the runbook: one account of 3,000 messages (RECONCILE_FIGURES_MESSAGES),
+    100 of them missing."""
+    import os
     import time
 
-    generated = generate_mailbox(FIRST, messages=3000, events=0, seed=51, days=30)
+    size = int(os.environ.get("RECONCILE_FIGURES_MESSAGES", "3000"))
+    generated = generate_mailbox(FIRST, messages=size, events=0, seed=51, days=30)
     with GoogleEmulator(require_token=True) as emu:
         emu.add_mailbox(FIRST, generated)
         google_settings.GOOGLE_API_ROOT = emu.url
