@@ -24,7 +24,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from jobs.admin_base import OwnRowsMixin, ReadOnlyPageMixin
+from jobs.admin_base import OwnAccountFilter, OwnRowsMixin, ReadOnlyPageMixin
 from jobs.dashboard import pipeline_context
 from jobs.dispatcher import REGISTRY
 from jobs.enqueue import enqueue
@@ -355,7 +355,8 @@ class RawEventAdmin(OwnRowsMixin, admin.ModelAdmin):
         "error_excerpt",
         "fetched_at",
     )
-    list_filter = ("status", "provider", "account")
+    # Staff other than superusers are offered only their own accounts (OwnAccountFilter).
+    list_filter = ("status", "provider", ("account", OwnAccountFilter))
     list_select_related = ("user", "account")
     search_fields = ("source_id", "=batch_id")
     search_help_text = "Source id, or a batch id"

@@ -89,6 +89,13 @@ class PipelineConfig:
     window_overlap_s: float = field(default=300.0, metadata={"min": 0, "max": DAY_S})
     # Periodic sync
     periodic_sync_minutes: int = field(default=15, metadata={"min": 1, "max": 10_080})
+    # Reconciliation (jobs/sync/reconcile.py): every active account is compared with what
+    # Google lists in the sync's window once per reconcile_interval_hours (the schedule checks
+    # hourly); with reconcile_fix the job fetches what is missing (else it only reports). Items
+    # newer than reconcile_settle_minutes are left out: the sync may not have reached them yet.
+    reconcile_interval_hours: int = field(default=24, metadata={"min": 1, "max": 720})
+    reconcile_fix: bool = field(default=True, metadata={"choices": (True, False)})
+    reconcile_settle_minutes: int = field(default=60, metadata={"min": 0, "max": 10_080})
     # Sync items (a message, a calendar) that fail permanently: recorded on their SyncState,
     # skipped, retried this often, and no more after this many failed attempts.
     sync_failed_retry_every_s: float = field(

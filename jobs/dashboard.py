@@ -245,6 +245,31 @@ def pipeline_context(status: PipelineStatus) -> dict[str, Any]:
                 "providers": providers,
             }
         )
+    reconcile = []
+    for i, gap in enumerate(status.reconcile_gaps):
+        base = f"reconcileGaps.{i}"
+        runs = _changelist(
+            "reconcilerun", account__id__exact=gap.account_id, provider__exact=gap.provider
+        )
+        reconcile.append(
+            {
+                "gap": gap,
+                "account_url": reverse("admin:jobs_googleaccount_change", args=[gap.account_id]),
+                "run": Figure(
+                    f"{base}.startedAt",
+                    _iso(gap.started_at),
+                    age_text((now - gap.started_at).total_seconds()) + " ago",
+                    reverse("admin:jobs_reconcilerun_change", args=[gap.run_id]),
+                ),
+                "runs": runs,
+                "listed": _number(f"{base}.listed", gap.listed, runs),
+                "stored": _number(f"{base}.stored", gap.stored, runs),
+                "missing": _number(f"{base}.missing", gap.missing, runs),
+                "fetched": _number(f"{base}.fetched", gap.fetched, runs),
+                "unfetched": _number(f"{base}.unfetched", gap.unfetched, runs),
+                "extra": _number(f"{base}.extra", gap.extra, runs),
+            }
+        )
     rate = status.failure_rate
     rate_start = now - timedelta(seconds=rate.window_s)
     summary = {
@@ -317,6 +342,8 @@ def pipeline_context(status: PipelineStatus) -> dict[str, Any]:
         "running": running,
         "raw": raw_figures,
         "accounts": accounts,
+        "reconcile": reconcile,
+        "reconcile_runs_url": _changelist("reconcilerun"),
         "summary": summary,
         "quota": quota,
     }

@@ -10,6 +10,10 @@ TICK = "crm_pipeline.tick"
 PERIODIC_SYNC = "crm_pipeline.periodic_sync"
 PENDING_SWEEP = "crm_pipeline.pending_sweep"
 PUSH_RENEW = "crm_pipeline.push_renew"
+RECONCILE = "crm_pipeline.reconcile"
+# The reconcile schedule looks for due accounts this often; each account is reconciled once per
+# reconcile_interval_hours (jobs.sync.reconcile.reconcile_due_accounts).
+RECONCILE_CHECK_MINUTES = 60
 
 
 def wanted_schedules() -> dict[str, dict[str, Any]]:
@@ -37,6 +41,12 @@ def wanted_schedules() -> dict[str, dict[str, Any]]:
             "func": "jobs.sync.push.push_renew_due",
             "schedule_type": "I",
             "minutes": config.push_renew_interval_minutes,
+        },
+        # Completeness: a reconcile job per active account once per reconcile_interval_hours.
+        RECONCILE: {
+            "func": "jobs.sync.reconcile.reconcile_schedule",
+            "schedule_type": "I",
+            "minutes": min(RECONCILE_CHECK_MINUTES, config.reconcile_interval_hours * 60),
         },
     }
 

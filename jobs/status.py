@@ -34,6 +34,8 @@ from jobs.models import (
     QuotaDaily,
     QuotaUsage,
     RawEvent,
+    ReconcileRun,
+    ReconcileStatus,
     SyncState,
 )
 from jobs.models.job import ACTIVE_STATUSES
@@ -41,6 +43,9 @@ from jobs.pipeline import STAGES
 from jobs.sync.sweep import covering_kinds
 
 WINDOW_HOURS = 24
+# Reconciliation runs shown: the latest per account and provider started this many days back
+# (or two reconcile intervals, if longer).
+RECONCILE_SHOWN_DAYS = 7
 RUNNING_SHOWN = 50
 FAILURE_GROUPS_SHOWN = 50
 # "Quota used in the last minute": Google's own window.
@@ -182,6 +187,27 @@ class AccountRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconcileGap:
+    """The latest reconciliation of one account and provider, where it found a gap (items
+    missing after it, items stored but no longer at Google) or failed (jobs.sync.reconcile)."""
+
+    run_id: int
+    account_id: int
+    email: str
+    provider: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    listed: int
+    stored: int
+    missing: int
+    fetched: int
+    extra: int
+    # Missing items this run did not fetch (read-only, failed, or not reached yet).
+    unfetched: int
+
+
+@dataclass(frozen=True, slots=True)
 class RawEventFigures:
     pending: int
     # Pending longer than stale_after_s (pending_sweep_after_s) ...
@@ -240,6 +266,9 @@ class PipelineStatus:
     needs_reauth: list[str]
     quota: list[QuotaFigures]
     failure_rate: FailureRate
+    # The latest reconciliation per account and provider over RECONCILE_SHOWN_DAYS (at least two
+    # reconcile intervals), where it found a gap or failed; none when everything is complete.
+    reconcile_gaps: list[ReconcileGap] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -289,6 +318,7 @@ def pipeline_status(
         needs_reauth=[a.email for a in accounts if a.needs_reauth],
         quota=_project_quota(now),
         failure_rate=_failure_rate(now, config.health_failure_rate_window_s),
+        reconcile_gaps=_reconcile_gaps(now, config),
     )
     return replace(status, problems=health_problems(status=status, config=config))
 
@@ -604,6 +634,55 @@ def _project_quota(now: datetime) -> list[QuotaFigures]:
         )
         for api, key in keys.items()
     ]
+
+
+def _reconcile_gaps(now: datetime, config: PipelineConfig) -> list[ReconcileGap]:
+    """The latest run per account and provider started over the shown days (served by
+    reconcile_run_started_idx, then a sort of those runs), kept where it found a gap or failed."""
+    days = max(RECONCILE_SHOWN_DAYS, 2 * config.reconcile_interval_hours / 24)
+    latest = (
+        ReconcileRun.objects.filter(started_at__gte=now - timedelta(days=days))
+        .exclude(status=ReconcileStatus.SKIPPED)
+        .order_by("account_id", "provider", "-id")
+        .distinct("account_id", "provider")
+        .values(
+            "id",
+            "account_id",
+            "account__email",
+            "provider",
+            "status",
+            "started_at",
+            "finished_at",
+            "provider_count",
+            "stored_count",
+            "missing_count",
+            "fetched_count",
+            "extra_count",
+        )
+    )
+    gaps = []
+    for run in latest:
+        unfetched = max(run["missing_count"] - run["fetched_count"], 0)
+        if not (unfetched or run["extra_count"] or run["status"] == ReconcileStatus.FAILED):
+            continue
+        gaps.append(
+            ReconcileGap(
+                run_id=run["id"],
+                account_id=run["account_id"],
+                email=run["account__email"],
+                provider=run["provider"],
+                status=run["status"],
+                started_at=run["started_at"],
+                finished_at=run["finished_at"],
+                listed=run["provider_count"],
+                stored=run["stored_count"],
+                missing=run["missing_count"],
+                fetched=run["fetched_count"],
+                extra=run["extra_count"],
+                unfetched=unfetched,
+            )
+        )
+    return sorted(gaps, key=lambda gap: (gap.email, gap.provider))
 
 
 def _is_backfill(resource_id: str) -> bool:

@@ -11,11 +11,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from jobs.admin_base import OwnRowsMixin, ReadOnlyPageMixin
+from jobs.admin_base import OwnAccountFilter, OwnRowsMixin, ReadOnlyPageMixin
 from jobs.config import get_config
 from jobs.google.accounts import google_account_disconnect
 from jobs.google.push import push_health_of_rows
-from jobs.models import GoogleAccount, GoogleAccountStatus, Provider, PushChannel, SyncState
+from jobs.models import (
+    GoogleAccount,
+    GoogleAccountStatus,
+    Provider,
+    PushChannel,
+    ReconcileRun,
+    SyncState,
+)
 from jobs.models.google_account import TOKEN_FIELDS
 from jobs.sync.enqueue import sync_enqueue
 
@@ -234,7 +241,8 @@ class SyncStateAdmin(OwnRowsMixin, SyncStateColumns, admin.ModelAdmin):
         "backfill_done_at",
         "last_synced_at",
     )
-    list_filter = ("provider", "account")
+    # Staff other than superusers are offered only their own accounts (OwnAccountFilter).
+    list_filter = ("provider", ("account", OwnAccountFilter))
     list_select_related = ("account",)
     search_fields = ("account__email", "resource_id")
     ordering = ("account__email", "provider", "resource_id")
@@ -272,6 +280,44 @@ class PushChannelAdmin(OwnRowsMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
         return [f.name for f in PushChannel._meta.fields if f.name != "token_encrypted"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(OwnRowsMixin, admin.ModelAdmin):
+    """Every reconciliation: what Google listed against what was stored, per account and
+    provider (jobs.sync.reconcile). Written by the reconcile job only: read-only."""
+
+    list_display = (
+        "id",
+        "account",
+        "provider",
+        "status",
+        "fix",
+        "started_at",
+        "provider_count",
+        "stored_count",
+        "missing_count",
+        "fetched_count",
+        "extra_count",
+        "elsewhere_count",
+        "in_flight_count",
+        "failed_count",
+    )
+    # Staff other than superusers are offered only their own accounts (OwnAccountFilter).
+    list_filter = ("provider", "status", ("account", OwnAccountFilter))
+    list_select_related = ("account",)
+    search_fields = ("account__email",)
+    ordering = ("-id",)
+    raw_id_fields = ("user", "account", "job")
+    readonly_fields = [field.name for field in ReconcileRun._meta.fields]
+    # Deleting runs stays possible (the admin's delete and an account's deletion, which
+    # cascades to its runs); nothing else is written here.
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -6,6 +6,7 @@ from jobs.models.job import Job, JobStatus
 from jobs.models.push import PushChannel, PushChannelStatus
 from jobs.models.quota import QuotaDaily, QuotaUsage
 from jobs.models.raw_event import NormalizationStatus, RawEvent
+from jobs.models.reconcile import ReconcileRun, ReconcileStatus
 from jobs.models.run_totals import RunTotals, RunTotalsMark
 from jobs.models.sync_state import Provider, SyncState
 
@@ -23,6 +24,8 @@ __all__ = [
     "QuotaDaily",
     "QuotaUsage",
     "RawEvent",
+    "ReconcileRun",
+    "ReconcileStatus",
     "RunTotals",
     "RunTotalsMark",
     "SyncState",

@@ -142,6 +142,68 @@ def message_item(message: dict) -> RawItem:
     return RawItem(source_id=str(message["id"]), occurred_at=occurred_at, payload=message)
 
 
+def gmail_query_exclusions(config: PipelineConfig) -> list[str]:
+    """The search terms that keep every excluded label and category out of messages.list
+    (the window pass leaves categories to the fetch; a comparison must not list them)."""
+    excluded = excluded_label_ids(config)
+    terms = [
+        f"-{_QUERY_EXCLUSIONS[label]}" for label in sorted(excluded) if label in _QUERY_EXCLUSIONS
+    ]
+    terms += [
+        f"-category:{label.removeprefix('CATEGORY_').lower()}"
+        for label in sorted(excluded)
+        if label.startswith("CATEGORY_")
+    ]
+    return terms
+
+
+def gmail_messages_store(
+    *,
+    account: GoogleAccount,
+    ids: list[str],
+    batch_id: uuid.UUID,
+    control: RunControl,
+    service: Resource,
+    result: SyncResult,
+    config: PipelineConfig | None = None,
+    priority: str = "background",
+) -> tuple[list[str], dict[str, PartFailure]]:
+    """Fetch `ids` and store them exactly as a sync run does: batched messages.get (format=full,
+    gmail_chunk_size per HTTP batch, gmail_chunk_pause_s between batches), each chunk upserted
+    in its own fenced transaction (a message in an excluded label or category only updates a
+    row already stored). Never reads nor writes the account's SyncState.
+
+    Returns the ids whose fetch was answered (stored, unchanged or excluded) and the permanent
+    failures by id; stops early at the deadline (result.timed_out) or a cancel.
+    """
+    config = config or get_config()
+    run = _GmailRun(
+        account=account,
+        state=SyncState(user_id=account.user_id, account=account, provider=Provider.GMAIL),
+        batch_id=batch_id,
+        config=config,
+        control=control,
+        service=service,
+        result=result,
+    )
+    run.priority = priority
+    chunk_size = max(1, config.gmail_chunk_size)
+    answered: list[str] = []
+    failures: dict[str, PartFailure] = {}
+    for start in range(0, len(ids), chunk_size):
+        if start and config.gmail_chunk_pause_s > 0:
+            time.sleep(config.gmail_chunk_pause_s)
+        if run._stop_requested():
+            break
+        chunk = ids[start : start + chunk_size]
+        messages, failed = run._get_messages(chunk)
+        with fenced(control):
+            run._store(messages)
+        failures.update(failed)
+        answered += [str(message["id"]) for message in messages]
+    return answered, failures
+
+
 # What a run writes on its SyncState row: never the backfill's progress (another lane's job
 # writes that concurrently), except when the row is first created.
 _RUN_FIELDS = [

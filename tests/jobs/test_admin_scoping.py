@@ -21,6 +21,7 @@ from jobs.models import (
     NormalizationStatus,
     PushChannel,
     RawEvent,
+    ReconcileRun,
     SyncState,
 )
 from jobs.runner import run_job
@@ -29,7 +30,15 @@ from jobs.sync.common import SYNC_KINDS
 
 pytestmark = pytest.mark.django_db
 
-MODELS = ("job", "rawevent", "interaction", "googleaccount", "syncstate", "pushchannel")
+MODELS = (
+    "job",
+    "rawevent",
+    "interaction",
+    "googleaccount",
+    "syncstate",
+    "pushchannel",
+    "reconcilerun",
+)
 
 
 @dataclass
@@ -43,6 +52,7 @@ class Rows:
     googleaccount: GoogleAccount
     syncstate: SyncState
     pushchannel: PushChannel
+    reconcilerun: ReconcileRun
 
     def of(self, model: str) -> Any:
         return getattr(self, model)
@@ -82,6 +92,15 @@ def rows_of(user, tag: str) -> Rows:
         ),
         pushchannel=PushChannel.objects.create(
             user=user, account=account, provider="gmail", channel_id=f"{tag}-channel"
+        ),
+        reconcilerun=ReconcileRun.objects.create(
+            user=user,
+            account=account,
+            provider="gmail",
+            status="gap",
+            missing_count=2,
+            missing_sample=[f"{tag}-m2", f"{tag}-m3"],
+            started_at="2026-11-01T10:00:00Z",
         ),
     )
 
@@ -128,6 +147,12 @@ def test_every_changelist_lists_only_the_members_own_rows(member_client, own, ot
         assert own.of(model).pk in listed(member_client, model), model
         assert others.of(model).pk not in listed(member_client, model), model
     assert listed(member_client, "job") == {own.job.pk, own.queued.pk}
+
+
+def test_no_changelist_filter_shows_another_users_account_address(member_client, own, others):
+    for model in MODELS:
+        page = member_client.get(reverse(f"admin:jobs_{model}_changelist")).content.decode()
+        assert "other@scope.example" not in page, model
 
 
 def test_a_superuser_still_sees_every_users_rows(staff_client, own, others):

@@ -97,5 +97,17 @@ def render_text(status: PipelineStatus) -> str:
                 f"{p.pending_ids:>9}{f'{p.pass_fetched}/{p.pass_listed}':>16}"
                 f"{p.quota_last_minute:>10g}{p.quota_today:>9g}"
             )
+    if status.reconcile_gaps:
+        lines += [
+            "",
+            f"{'reconciliation gaps':<34}{'provider':<10}{'status':<9}{'last run':>10}"
+            f"{'listed':>8}{'stored':>8}{'missing':>9}{'fetched':>9}{'extra':>7}",
+        ]
+        for gap in status.reconcile_gaps:
+            age = _age((status.now - gap.started_at).total_seconds())
+            lines.append(
+                f"{gap.email:<34}{gap.provider:<10}{gap.status:<9}{age:>10}{gap.listed:>8}"
+                f"{gap.stored:>8}{gap.missing:>9}{gap.fetched:>9}{gap.extra:>7}"
+            )
     lines += ["", "healthy" if status.healthy else f"UNHEALTHY: {len(status.problems)} problem(s)"]
     return "\n".join(lines)
