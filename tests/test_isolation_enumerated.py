@@ -42,13 +42,14 @@ from insights.llm import LLMOutcome
 from insights.rules.base import Candidate
 from insights.services import InsightsReport
 from search.embedding import get_provider
-from search.models import SearchDocument
+from search.models import EmbeddingSet, SearchDocument
 from search.selectors import ContactNotFound as SearchContactNotFound
 from search.selectors import provider_settings
 from search.services import ChunkingRules, SearchDocumentText
 from timeline.selectors import ContactNotFound as TimelineContactNotFound
 from tests.isolation_world import (
     PROJECT_APPS,
+    Side,
     STAND_IN_DIMS,
     STAND_IN_MODEL,
     World,
@@ -558,3 +559,318 @@ def test_the_checks_can_fail(world):
     assert any("cross-user reference timeline.TimelineEvent.contact" in p for p in join), join
     vacuous = run_isolated(world, "vacuous", lambda: [], own=_has_own_text)
     assert any("A's own data not in the result" in p for p in vacuous), vacuous
+
+
+# == admin ====================================================================================
+
+# The rows of one user each admin is probed with (None: the admin has no object pages).
+ADMIN_CHECKS: dict[str, Callable[[Side], list[int] | None]] = {
+    "jobs.job": lambda s: [s.failed_job.pk, s.queued_job.pk],
+    "jobs.rawevent": lambda s: [s.raw_events[0], s.pending_raw.pk],
+    "jobs.interaction": lambda s: s.interactions[:2],
+    "jobs.googleaccount": lambda s: [s.account.pk],
+    "jobs.syncstate": lambda s: [s.sync_state.pk],
+    "jobs.pushchannel": lambda s: [s.push_channel.pk],
+    "contacts.contact": lambda s: [s.jane.pk, *s.contacts[:3]],
+    "contacts.mergesuggestion": lambda s: [s.suggestion.pk],
+    "contacts.contactmerge": lambda s: [s.merge.pk],
+    "timeline.timelineevent": lambda s: s.timeline_events[:2],
+    "search.interactionsearch": lambda s: None,
+    "search.embeddingset": lambda s: list(
+        EmbeddingSet.objects.filter(user=s.user).values_list("pk", flat=True)
+    ),
+    "insights.insight": lambda s: s.insights,
+}
+
+
+def grant(user, *verbs: str) -> None:
+    """These permissions (view, change, delete) on every model of the project apps."""
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label__in=PROJECT_APPS,
+            codename__regex=rf"^({'|'.join(verbs)})_",
+        )
+    )
+
+
+def _url(label: str, view: str, *args: Any) -> str | None:
+    app, model = label.split(".")
+    try:
+        return reverse(f"admin:{app}_{model}_{view}", args=args)
+    except NoReverseMatch:
+        return None
+
+
+def _page_problems(label: str, response, w: World) -> list[str]:
+    html = response.content.decode(errors="replace").lower()
+    problems = []
+    if w.b.tag in html:
+        at = html.index(w.b.tag)
+        problems.append(f"{label}: B's text on the page: ...{html[max(0, at - 80) : at + 40]}...")
+    context = getattr(response, "context", None)
+    cl = context.get("cl") if context is not None else None
+    if cl is not None:
+        problems += [
+            f"{label}: listed {leak}"
+            for leak in leaks(list(cl.result_list), viewer=w.a.user, other=w.b)
+        ]
+    return problems
+
+
+def test_every_admin_and_action_has_an_isolation_check(rf, django_user_model):
+    admins = project_admins()
+    missing = sorted(set(admins) - set(ADMIN_CHECKS))
+    assert not missing, (
+        "ModelAdmins of the project apps with no isolation check in "
+        f"tests/test_isolation_enumerated.py ADMIN_CHECKS: {missing}"
+    )
+    stale = sorted(set(ADMIN_CHECKS) - set(admins))
+    assert not stale, f"ADMIN_CHECKS names admins no longer registered: {stale}"
+    actions = superuser_actions(rf, django_user_model)
+    # every action is probed by the tests below (all of get_actions), so none can be missed;
+    # this figure is what they cover
+    print(
+        "FIGURES: "
+        + str(
+            {
+                "admins": len(admins),
+                "actions": sum(len(a) for a in actions.values()),
+                "by_admin": {k: v for k, v in actions.items() if v},
+            }
+        ).replace("'", '"')
+    )
+    assert sum(len(a) for a in actions.values()) >= 13
+
+
+def test_a_staff_member_sees_and_changes_only_their_own_rows_in_every_admin(
+    world, client, rf, django_user_model
+):
+    """A (staff, every view/change/delete permission of the project apps, not a superuser):
+    every changelist shows only A's rows, every page of B's object is not there, and every
+    action of every admin (as a superuser has them), posted with B's ids, changes nothing of
+    B's."""
+    grant(world.a.user, "view", "change", "delete")
+    client.force_login(world.a.user)
+    actions = superuser_actions(rf, django_user_model)
+    problems: list[str] = []
+    for label, ids_of in sorted(ADMIN_CHECKS.items()):
+        changelist = _url(label, "changelist")
+        response = client.get(changelist)
+        if response.status_code != 200:
+            problems.append(f"{label}: changelist answered {response.status_code}")
+        problems += _page_problems(f"{label} changelist", response, world)
+        own_ids, b_ids = ids_of(world.a), ids_of(world.b)
+        if b_ids is None:
+            continue
+        shown = {row.pk for row in response.context["cl"].result_list}
+        if not set(own_ids) & shown:
+            problems.append(f"{label}: A's own rows {own_ids} are not listed (a vacuous check)")
+        for pk in b_ids:
+            for view in ("change", "history", "delete"):
+                url = _url(label, view, pk)
+                if url is None:
+                    continue
+                page = client.get(url, follow=True)
+                if page.status_code == 200 and not page.redirect_chain:
+                    problems.append(f"{label}: A opened B's {view} page of #{pk}")
+                problems += _page_problems(f"{label} {view} #{pk}", page, world)
+        before = snapshot(world.b.user)
+        for pk in b_ids:
+            url = _url(label, "delete", pk)
+            if url is not None:
+                client.post(url, {"post": "yes"})
+            url = _url(label, "change", pk)
+            if url is not None:
+                client.post(url, {})
+        for action in actions[label]:
+            client.post(
+                changelist, {"action": action, "_selected_action": b_ids, "post": "yes"}
+            )
+        problems += [
+            f"{label}: an action or a POST changed B's rows: {c}"
+            for c in snapshot_diff(before, snapshot(world.b.user))
+        ]
+    # the job page's own buttons
+    before = snapshot(world.b.user)
+    for verb in ("retry", "requeue", "cancel"):
+        for pk in ADMIN_CHECKS["jobs.job"](world.b):
+            response = client.post(reverse("admin:jobs_job_act", args=[pk, verb]))
+            if response.status_code != 404:
+                problems.append(f"jobs.job {verb} button on B's job #{pk}: {response.status_code}")
+    problems += [f"job buttons changed B's rows: {c}" for c in snapshot_diff(before, snapshot(world.b.user))]
+    # the search page: B is not a user A can pick, and A's search shows nothing of B's
+    page = client.get(
+        reverse("admin:search_interactionsearch_changelist"),
+        {"user": world.b.user.pk, "query": "bobtag invoice", "mode": "hybrid", "limit": 10},
+    )
+    problems += _page_problems("search page as B", page, world)
+    if page.context["searched"]:
+        problems.append("search page: A searched B's interactions")
+    page = client.get(
+        reverse("admin:search_interactionsearch_changelist"),
+        {"user": world.a.user.pk, "query": "bobtag adatag invoice", "mode": "hybrid", "limit": 50},
+    )
+    problems += _page_problems("search page as A", page, world)
+    if not page.context["searched"] or "adatag" not in page.content.decode().lower():
+        problems.append("search page: A's own search found nothing of A's (a vacuous check)")
+    problems += [f"cross-user reference {r}" for r in cross_user_references()]
+    assert not problems, "\n".join(problems)
+
+
+def test_staff_without_the_change_permission_get_no_action_and_change_nothing(
+    world, client, rf, django_user_model
+):
+    """A with only the view permissions: no admin action of any admin is offered, posting
+    each one (and the job buttons) on A's own rows is refused, and A's rows stay as they
+    were."""
+    grant(world.a.user, "view")
+    client.force_login(world.a.user)
+    request = rf.get("/")
+    request.user = world.a.user
+    actions = superuser_actions(rf, django_user_model)
+    problems: list[str] = []
+    before = snapshot(world.a.user)
+    checked = 0
+    for label, model_admin in sorted(project_admins().items()):
+        offered = sorted(model_admin.get_actions(request))
+        if offered:
+            problems.append(f"{label}: actions {offered} offered without the change permission")
+        own_ids = ADMIN_CHECKS[label](world.a)
+        for action in actions[label]:
+            checked += 1
+            response = client.post(
+                _url(label, "changelist"),
+                {"action": action, "_selected_action": own_ids, "post": "yes"},
+                follow=True,
+            )
+            if response.status_code not in (200, 403):
+                problems.append(f"{label}.{action}: answered {response.status_code}")
+    for verb in ("retry", "requeue", "cancel"):
+        for pk in ADMIN_CHECKS["jobs.job"](world.a):
+            response = client.post(reverse("admin:jobs_job_act", args=[pk, verb]))
+            if response.status_code != 403:
+                problems.append(f"job {verb} button without permission: {response.status_code}")
+    response = client.post(reverse("admin:jobs_job_pipeline_retry_group"), {"kind": "record"})
+    if response.status_code != 403:
+        problems.append(f"pipeline retry-group without permission: {response.status_code}")
+    problems += [
+        f"an action without the permission changed A's rows: {c}"
+        for c in snapshot_diff(before, snapshot(world.a.user))
+    ]
+    assert checked >= 13
+    assert not problems, "\n".join(problems)
+
+
+def test_the_actions_work_with_the_change_permission(world, client, rf):
+    """The refusal above is the permission's doing: with it, an action does change A's rows."""
+    grant(world.a.user, "view", "change")
+    client.force_login(world.a.user)
+    before = snapshot(world.a.user)
+    client.post(
+        reverse("admin:insights_insight_changelist"),
+        {"action": "dismiss", "_selected_action": world.a.insights},
+    )
+    client.post(
+        reverse("admin:jobs_job_changelist"),
+        {"action": "retry_jobs", "_selected_action": [world.a.failed_job.pk]},
+    )
+    changed = snapshot_diff(before, snapshot(world.a.user))
+    assert any(c.startswith("insights.Insight") for c in changed), changed
+    assert any(c.startswith(f"jobs.Job #{world.a.failed_job.pk}") for c in changed), changed
+
+
+# == management commands ======================================================================
+
+MBOX = """From adatag@example.com Mon Mar  3 10:00:00 2025
+From: Jane Adatag <jane@acme.example>
+To: adatag@example.com
+Subject: adatag imported
+Message-ID: <imported-1@mail.example>
+Date: Mon, 3 Mar 2025 10:00:00 +0000
+
+adatag imported body
+"""
+
+ICS = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//isolation//EN
+BEGIN:VEVENT
+UID:isolation-1@example.com
+DTSTART:20250303T100000Z
+DTEND:20250303T110000Z
+SUMMARY:adatag imported meeting
+ORGANIZER:mailto:adatag@example.com
+ATTENDEE;PARTSTAT=ACCEPTED:mailto:jane@acme.example
+END:VEVENT
+END:VCALENDAR
+"""
+
+# Each command's runs as A: argv (after the command name), built from the world and a folder
+# for files; B's ids and addresses wherever an argument takes one. `own`: a text of A's the
+# output must show (None: the command prints no user data).
+COMMAND_CHECKS: dict[str, Callable[[World, Path], list[tuple[list[str], str | None]]]] = {
+    "contacts": lambda w, d: [
+        (["ada"], "adatag"),
+        (["ada", "--search", "jane", "--json"], "adatag"),
+        (["ada", "--search", "bobtag"], None),
+    ],
+    "embeddings": lambda w, d: [(["status", "ada"], None), (["rebuild", "ada"], None)],
+    "enqueue_sync": lambda w, d: [
+        (["ada", "--account", "bobtag@example.com"], None),
+        (["ada"], None),
+    ],
+    "import_ics": lambda w, d: [
+        (["ada", str(d / "a.ics"), "--address", "adatag@example.com"], None)
+    ],
+    "import_mbox": lambda w, d: [
+        (["ada", str(d / "a.mbox"), "--address", "adatag@example.com"], None)
+    ],
+    "insights": lambda w, d: [(["ada", "--json", "--status", "all"], "adatag")],
+    "renormalize": lambda w, d: [(["ada"], None), (["ada", "--failed-only"], None)],
+    "search": lambda w, d: [
+        (["ada", "bobtag adatag invoice roadmap", "--limit", "50"], "adatag"),
+        (["ada", "invoice", "--contact", str(w.b.jane.pk)], None),
+        (["ada", "invoice", "--json"], "adatag"),
+    ],
+    "timeline": lambda w, d: [
+        (["ada", "jane@acme.example", "--json"], "adatag"),
+        (["ada", str(w.b.jane.pk)], None),
+    ],
+}
+
+
+def test_every_command_taking_a_user_has_an_isolation_check():
+    commands = user_commands()
+    missing = sorted(set(commands) - set(COMMAND_CHECKS))
+    assert not missing, (
+        "management commands taking a user with no isolation check in "
+        f"tests/test_isolation_enumerated.py COMMAND_CHECKS: {missing}"
+    )
+    stale = sorted(set(COMMAND_CHECKS) - set(commands))
+    assert not stale, f"COMMAND_CHECKS names commands that no longer take a user: {stale}"
+    print(f'FIGURES: {{"commands_checked": {len(commands)}}}')
+
+
+def test_no_command_run_for_a_user_shows_or_changes_another_users_rows(world, tmp_path):
+    (tmp_path / "a.mbox").write_text(MBOX)
+    (tmp_path / "a.ics").write_text(ICS)
+    problems: list[str] = []
+    for name, runs in sorted(COMMAND_CHECKS.items()):
+        for argv, own in runs(world, tmp_path):
+            label = f"manage.py {name} {' '.join(argv)}"
+            out, err = io.StringIO(), io.StringIO()
+
+            def run(name=name, argv=argv, out=out, err=err) -> str:
+                try:
+                    call_command(name, *argv, stdout=out, stderr=err)
+                except CommandError as exc:
+                    err.write(f"CommandError: {exc}")
+                return out.getvalue() + err.getvalue()
+
+            problems += run_isolated(
+                world,
+                label,
+                run,
+                own=(lambda r, w, own=own: own in r.lower()) if own else None,
+            )
+    assert not problems, "\n".join(problems)
