@@ -355,7 +355,8 @@ class RawEventAdmin(OwnRowsMixin, admin.ModelAdmin):
         "error_excerpt",
         "fetched_at",
     )
-    list_filter = ("status", "provider", "account")
+    # only the accounts of the rows this user may see (a staff member: their own)
+    list_filter = ("status", "provider", ("account", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("user", "account")
     search_fields = ("source_id", "=batch_id")
     search_help_text = "Source id, or a batch id"

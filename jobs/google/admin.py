@@ -234,7 +234,8 @@ class SyncStateAdmin(OwnRowsMixin, SyncStateColumns, admin.ModelAdmin):
         "backfill_done_at",
         "last_synced_at",
     )
-    list_filter = ("provider", "account")
+    # only the accounts of the rows this user may see (a staff member: their own)
+    list_filter = ("provider", ("account", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("account",)
     search_fields = ("account__email", "resource_id")
     ordering = ("account__email", "provider", "resource_id")
