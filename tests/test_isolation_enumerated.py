@@ -584,6 +584,16 @@ ADMIN_CHECKS: dict[str, Callable[[Side], list[int] | None]] = {
 }
 
 
+# Actions with a form of their own: besides B's ids alone, posted with these ids and fields
+# (A's rows mixed with B's, B's row as the target).
+ACTION_FORMS: dict[tuple[str, str], Callable[[World], tuple[list[int], dict[str, str]]]] = {
+    ("contacts.contact", "merge_into"): lambda w: (
+        [w.a.jane.pk, w.a.contacts[-1], w.b.jane.pk],
+        {"confirm": "yes", "target": str(w.b.jane.pk)},
+    ),
+}
+
+
 def grant(user, *verbs: str) -> None:
     """These permissions (view, change, delete) on every model of the project apps."""
     user.user_permissions.set(
@@ -696,6 +706,9 @@ def test_a_staff_member_sees_and_changes_only_their_own_rows_in_every_admin(
                 client.post(url, {})
         for action in actions[label]:
             client.post(changelist, {"action": action, "_selected_action": b_ids, "post": "yes"})
+            if (label, action) in ACTION_FORMS:
+                ids, fields = ACTION_FORMS[label, action](world)
+                client.post(changelist, {"action": action, "_selected_action": ids, **fields})
         problems += b_changes(f"{label}: an action or a POST")
     # the job page's own buttons
     for verb in ("retry", "requeue", "cancel"):

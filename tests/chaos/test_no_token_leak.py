@@ -105,7 +105,7 @@ def test_a_demo_run_leaves_no_token_in_logs_rows_or_admin_pages(
     assert len(log_files) >= 2, [p.name for p in log_files]
     assert " DEBUG " in log_text
     assert "googleapiclient" in log_text or "urllib3" in log_text, "no HTTP client logged"
-    assert '"kind":"sync_gmail"' in log_text, "the cluster's workers did not log"
+    assert '"kind":"gmail_sync"' in log_text, "the cluster's workers did not log"
     assert re.search(r"process-\d+\.log", str(log_files[-1]))
 
     # every job row (payload, errors, metrics), django-q's task rows, every project table
