@@ -559,19 +559,22 @@ def insight_set_status(*, user: Any, insight_ids: Sequence[int], status: str) ->
 def insights_move(*, user_id: int, source_id: int, target_id: int) -> list[int]:
     """A merge: the source contact's insights go with the person to the target (statuses
     kept); the ids moved. The next generation resolves those the target does not have (their
-    fingerprints name the source), except dismissed and done ones, kept until they expire."""
+    fingerprints name the source), except dismissed and done ones, kept until they expire.
+    Nothing moves to a contact that is not the user's."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {_INSIGHT} SET contact_id = %s WHERE user_id = %s AND contact_id = %s "
+            f"AND EXISTS (SELECT 1 FROM {_CONTACT} c WHERE c.id = %s AND c.user_id = %s) "
             "RETURNING id",
-            [target_id, user_id, source_id],
+            [target_id, user_id, source_id, target_id, user_id],
         )
         return sorted(row[0] for row in cursor.fetchall())
 
 
 def insights_restore(*, user_id: int, source_id: int, target_id: int, ids: list[int]) -> None:
-    """An unmerge: the insights `ids` still on the target go back to the source."""
-    if ids:
+    """An unmerge: the insights `ids` still on the target go back to the source (the user's
+    contact: never another user's)."""
+    if ids and Contact.objects.filter(pk=source_id, user_id=user_id).exists():
         Insight.objects.filter(user_id=user_id, contact_id=target_id, pk__in=ids).update(
             contact_id=source_id
         )

@@ -214,6 +214,7 @@ MERGE_HOOK = "timeline_events"
 _MOVE_SQL = f"""
 UPDATE {_EVENT} AS t SET contact_id = %(target_id)s, updated_at = statement_timestamp()
  WHERE t.user_id = %(user_id)s AND t.contact_id = %(source_id)s
+   AND EXISTS (SELECT 1 FROM {_CONTACT} c WHERE c.id = %(target_id)s AND c.user_id = %(user_id)s)
    AND NOT EXISTS (SELECT 1 FROM {_EVENT} o
                     WHERE o.interaction_id = t.interaction_id AND o.contact_id = %(target_id)s
                       AND {_SLOT.replace("event_type", "o.event_type")}
@@ -226,7 +227,8 @@ def timeline_events_move(*, user_id: int, source_id: int, target_id: int) -> lis
     """Re-point the source contact's events to the target; the ids moved, ascending.
 
     An event the target already has (same interaction and type) stays on the source, hidden
-    because the source is merged, so an unmerge finds both exactly as they were.
+    because the source is merged, so an unmerge finds both exactly as they were. Nothing moves
+    to a contact that is not the user's.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -238,6 +240,7 @@ def timeline_events_move(*, user_id: int, source_id: int, target_id: int) -> lis
 _FOLLOW_SQL = f"""
 UPDATE {_EVENT} AS t SET contact_id = %(source_id)s, updated_at = statement_timestamp()
  WHERE t.user_id = %(user_id)s AND t.contact_id = %(target_id)s
+   AND EXISTS (SELECT 1 FROM {_CONTACT} c WHERE c.id = %(source_id)s AND c.user_id = %(user_id)s)
    AND EXISTS (SELECT 1 FROM {_PARTICIPANT} q
                 WHERE q.interaction_id = t.interaction_id AND q.contact_id = %(source_id)s)
    AND NOT EXISTS (SELECT 1 FROM {_PARTICIPANT} q
@@ -255,6 +258,8 @@ def timeline_events_restore(
     """Undo a merge's move: the events `ids` still on the target go back to the source, and so
     do the target's events of interactions only the source takes part in now (events written
     while the merge stood, for participations that went back to the source)."""
+    if not Contact.objects.filter(pk=source_id, user_id=user_id).exists():
+        return  # another user's contact: nothing of this user's goes to it
     if ids:
         TimelineEvent.objects.filter(user_id=user_id, contact_id=target_id, id__in=ids).update(
             contact_id=source_id
