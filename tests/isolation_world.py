@@ -38,6 +38,8 @@ from jobs.models import (
     JobStatus,
     PushChannel,
     RawEvent,
+    ReconcileRun,
+    ReconcileStatus,
     SyncState,
 )
 from jobs.runner import run_due_jobs, run_job
@@ -104,6 +106,7 @@ class Side:
     queued_job: Job | None = None
     sync_state: SyncState | None = None
     push_channel: PushChannel | None = None
+    reconcile_run: ReconcileRun | None = None
 
 
 @dataclass
@@ -227,6 +230,19 @@ def _side(username: str, tag: str, now: datetime) -> Side:
     )
     side.push_channel = PushChannel.objects.create(
         user=user, account=account, provider="gmail", channel_id=f"{tag}-channel"
+    )
+    side.reconcile_run = ReconcileRun.objects.create(
+        user=user,
+        account=account,
+        provider="gmail",
+        status=ReconcileStatus.GAP,
+        provider_count=5,
+        stored_count=4,
+        missing_count=1,
+        missing_sample=[f"{tag}-missing-id"],
+        detail=f"{tag}: one message missing",
+        started_at=now,
+        finished_at=now,
     )
     return side
 

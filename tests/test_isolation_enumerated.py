@@ -572,6 +572,7 @@ ADMIN_CHECKS: dict[str, Callable[[Side], list[int] | None]] = {
     "jobs.googleaccount": lambda s: [s.account.pk],
     "jobs.syncstate": lambda s: [s.sync_state.pk],
     "jobs.pushchannel": lambda s: [s.push_channel.pk],
+    "jobs.reconcilerun": lambda s: [s.reconcile_run.pk],
     "contacts.contact": lambda s: [s.jane.pk, *s.contacts[:3]],
     "contacts.mergesuggestion": lambda s: [s.suggestion.pk],
     "contacts.contactmerge": lambda s: [s.merge.pk],
@@ -845,6 +846,11 @@ COMMAND_CHECKS: dict[str, Callable[[World, Path], list[tuple[list[str], str | No
         (["ada", str(d / "a.mbox"), "--address", "adatag@example.com"], None)
     ],
     "insights": lambda w, d: [(["ada", "--json", "--status", "all"], "adatag")],
+    # Only B's account: ada's own would reach for Google (the job runs in the command).
+    "reconcile": lambda w, d: [
+        (["ada", "--account", "bobtag@example.com"], None),
+        (["ada", "--account", "bobtag@example.com", "--fix", "--json"], None),
+    ],
     "renormalize": lambda w, d: [(["ada"], None), (["ada", "--failed-only"], None)],
     "search": lambda w, d: [
         (["ada", "adatag invoice roadmap", "--limit", "50"], "adatag"),
