@@ -21,9 +21,7 @@ def fresh_connection():
     connection.close()  # whatever happened, the next test starts on a working connection
 
 
-def test_a_run_whose_connection_was_cut_records_its_retry_after_reconnecting(
-    user, pipeline_config
-):
+def test_a_run_whose_connection_was_cut_records_its_retry_after_reconnecting(user, pipeline_config):
     pipeline_config(handoff="none")
     job = enqueue("lose_connection", user=user)
     assert run_job(job.pk) == JobStatus.RETRYING
