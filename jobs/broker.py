@@ -66,12 +66,20 @@ def _mark_not_offered(job_ids: list[int]) -> None:
 
 
 def held_job_ids() -> set[int] | None:
-    """The ids of the jobs whose hand-off the broker still holds (waiting, or delivered and not
-    yet acknowledged), or None when this broker cannot be read (then tick backs off instead).
+    """The ids of the jobs whose hand-off is still waiting on the broker's queue for a cluster
+    to take it, or None when this broker cannot be read (then tick backs off instead).
 
     Reads django-q2's ORM queue (OrmQ rows of this cluster) or Redis list; each message is a
     signed package, verified and decoded here (tens of microseconds each).
+
+    A message a cluster has taken is not held, on either broker: Redis pops it from the list;
+    the ORM broker keeps the row but locks it for Q_CLUSTER["retry"] seconds (the job cap +
+    120 s). A claimable job whose message was taken more than `reoffer_after_s` ago was never
+    claimed: the cluster died with it in memory (or it still waits behind long jobs there, and
+    the second delivery finds the job taken and does nothing). Counting such a row as held left
+    the job waiting out the lock, 12 minutes by default, after a cluster was killed.
     """
+    from django.utils import timezone
     from django_q.brokers import get_broker
     from django_q.brokers.orm import ORM
     from django_q.brokers.redis_broker import Redis
@@ -79,8 +87,12 @@ def held_job_ids() -> set[int] | None:
 
     broker = get_broker()
     if isinstance(broker, ORM):
+        # Waiting rows: django-q2 delivers those whose lock has passed (enqueued, or taken by a
+        # cluster longer than `retry` ago).
         messages = (
-            broker.get_connection().filter(key=broker.list_key).values_list("payload", flat=True)
+            broker.get_connection()
+            .filter(key=broker.list_key, lock__lte=timezone.now())
+            .values_list("payload", flat=True)
         )
     elif isinstance(broker, Redis):
         messages = broker.connection.lrange(broker.list_key, 0, -1)

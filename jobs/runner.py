@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import (
     BooleanField,
     DateTimeField,
@@ -138,7 +138,8 @@ def run_job(job_id: int) -> str:
         outcome.metrics = _tracked(job, ctx)
         logger.exception("job %s (%s) raised %s", job.pk, job.kind, type(exc).__name__)
     duration_ms = int((time.monotonic() - started) * 1000)
-    line = _finish(job, worker, outcome, ctx, duration_ms)
+    lease_ends = started + config.job_wall_clock_cap_s + config.lease_grace_s
+    line = _finish_once_reachable(job, worker, outcome, ctx, duration_ms, lease_ends=lease_ends)
     metrics_logger.info(json.dumps(line, separators=(",", ":")))
     return str(line["status"])
 
@@ -226,6 +227,47 @@ UPDATE {{table}}
  WHERE id = %(id)s AND status = %(running)s AND locked_by = %(worker)s AND attempts = %(attempt)s
 RETURNING status, run_after
 """
+
+
+# Pauses between attempts to record an outcome while the database is unreachable.
+OUTCOME_RETRY_FIRST_PAUSE_S = 0.5
+OUTCOME_RETRY_MAX_PAUSE_S = 5.0
+
+
+def _finish_once_reachable(
+    job: Job,
+    worker: str,
+    outcome: _Outcome,
+    ctx: JobContext | None,
+    duration_ms: int,
+    *,
+    lease_ends: float,
+) -> dict[str, Any]:
+    """_finish, tried again on a new connection when the server cut this one (a restart, a
+    failover: the run itself usually failed on it too), until the job's lease would end.
+
+    Without this the outcome was lost with the connection and the job stayed `running` until
+    tick returned it after its lease (cap + grace: 12 minutes by default). Repeating is safe:
+    the outcome and its follow-ups commit together in one fenced write; if a commit landed but
+    its acknowledgement was lost, the next try finds the job no longer held and writes nothing.
+    """
+    pause = OUTCOME_RETRY_FIRST_PAUSE_S
+    while True:
+        try:
+            return _finish(job, worker, outcome, ctx, duration_ms)
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or time.monotonic() + pause >= lease_ends:
+                raise
+            logger.warning(
+                "job %s (%s): recording its outcome failed (%s); reconnecting in %.1f s",
+                job.pk,
+                job.kind,
+                type(exc).__name__,
+                pause,
+            )
+            connection.close()
+            time.sleep(pause)
+            pause = min(pause * 2, OUTCOME_RETRY_MAX_PAUSE_S)
 
 
 def _finish(

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
@@ -169,3 +169,19 @@ def flaky(job: Job, ctx: JobContext) -> Metrics:
     if p.fail_until and datetime.now(UTC) < datetime.fromisoformat(p.fail_until):
         raise PermanentError(f"upstream answered 503 for item {p.item}")
     return Metrics(items_fetched=1, items_inserted=1)
+
+
+@dataclass(frozen=True)
+class LoseConnectionPayload(Payload):
+    # attempts up to this one have their connection cut by the server
+    times: int = 100
+
+
+@processor("lose_connection", payload=LoseConnectionPayload)
+def lose_connection(job: Job, ctx: JobContext) -> Metrics:
+    """Has the server end this process's connection mid-run, as a restart or failover does."""
+    p: LoseConnectionPayload = ctx.payload  # type: ignore[assignment]
+    if job.attempts <= p.times:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    return Metrics(items_fetched=1)
