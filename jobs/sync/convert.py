@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
-from email.parser import BytesHeaderParser
+from email.parser import BytesHeaderParser, BytesParser
 from functools import lru_cache
 from io import BytesIO
 from os import PathLike
@@ -71,6 +71,10 @@ _PARTSTAT = {
 }
 _RECURRENCE_PROPS = ("RRULE:", "RRULE;", "EXRULE", "RDATE", "EXDATE")
 _BASE32HEX = re.compile(r"^[a-v0-9]{5,1024}$")
+# Multiparts nested deeper than this are flattened: the parts below become children of the part
+# at this depth, in order. Real mail nests a few levels; hostile mail nests thousands, which
+# would exhaust Python's recursion here and in json, and the normalizer reads 32 levels.
+MAX_PART_DEPTH = 24
 
 
 # --- Gmail -------------------------------------------------------------------------------------
@@ -105,7 +109,38 @@ def _headers(part: Message) -> list[dict[str, str]]:
 
 def _parse(raw: bytes) -> Message:
     # compat32 is the most forgiving policy: it records defects instead of raising
-    return message_from_bytes(raw)
+    try:
+        return message_from_bytes(raw)
+    except RecursionError:
+        # nested deeper than the stdlib parser recurses (some 3,000 multiparts): the headers,
+        # and the body as one opaque part
+        return BytesParser().parsebytes(raw, headersonly=True)
+
+
+def _is_container(part: Message) -> bool:
+    """A multipart whose children are parts of this message (a forwarded message is a leaf)."""
+    return (
+        part.is_multipart()
+        and part.get_content_type() != "message/rfc822"
+        and isinstance(part.get_payload(), list)
+    )
+
+
+def _children(part: Message, part_id: str, depth: int) -> list[tuple[Message, str]]:
+    """The children of a container part at `depth` with their Gmail part ids; at MAX_PART_DEPTH
+    the leaves of everything below, so no tree is deeper than that."""
+    children = [child for child in part.get_payload() if isinstance(child, Message)]
+    if depth + 1 >= MAX_PART_DEPTH:
+        leaves: list[Message] = []
+        stack = children[::-1]
+        while stack:
+            child = stack.pop()
+            if _is_container(child):
+                stack.extend(c for c in child.get_payload()[::-1] if isinstance(c, Message))
+            else:
+                leaves.append(child)
+        children = leaves
+    return [(child, f"{part_id}.{i}" if part_id else str(i)) for i, child in enumerate(children)]
 
 
 def _filename(part: Message) -> str:
@@ -141,7 +176,9 @@ def _is_attachment(part: Message, filename: str) -> bool:
     return disposition == "attachment"
 
 
-def _payload(part: Message, part_id: str, seed: str, texts: list[tuple[str, str]]) -> dict:
+def _payload(
+    part: Message, part_id: str, seed: str, texts: list[tuple[str, str]], depth: int = 0
+) -> dict:
     mime = part.get_content_type()
     filename = _filename(part)
     node: dict[str, Any] = {
@@ -150,13 +187,11 @@ def _payload(part: Message, part_id: str, seed: str, texts: list[tuple[str, str]
         "filename": filename,
         "headers": _headers(part),
     }
-    children = part.get_payload() if part.is_multipart() else None
-    if mime != "message/rfc822" and isinstance(children, list):
+    if _is_container(part):
         node["body"] = {"size": 0}
         node["parts"] = [
-            _payload(child, f"{part_id}.{i}" if part_id else str(i), seed, texts)
-            for i, child in enumerate(children)
-            if isinstance(child, Message)
+            _payload(child, child_id, seed, texts, depth + 1)
+            for child, child_id in _children(part, part_id, depth)
         ]
         return node
     data = _body_bytes(part)
@@ -182,18 +217,16 @@ def attachment_bytes(raw: bytes, attachment: str, *, message_id: str | None = No
     msg = _parse(raw)
     seed = message_id or _gmail_id(msg, raw)
 
-    def walk(part: Message, part_id: str) -> bytes | None:
-        children = part.get_payload() if part.is_multipart() else None
-        if part.get_content_type() != "message/rfc822" and isinstance(children, list):
-            for i, child in enumerate(children):
-                if isinstance(child, Message):
-                    found = walk(child, f"{part_id}.{i}" if part_id else str(i))
-                    if found is not None:
-                        return found
+    def walk(part: Message, part_id: str, depth: int) -> bytes | None:
+        if _is_container(part):
+            for child, child_id in _children(part, part_id, depth):
+                found = walk(child, child_id, depth + 1)
+                if found is not None:
+                    return found
             return None
         return _body_bytes(part) if attachment_id(seed, part_id) == attachment else None
 
-    return walk(msg, "")
+    return walk(msg, "", 0)
 
 
 def _first(msg: Message, name: str) -> str:
