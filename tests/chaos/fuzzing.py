@@ -8,7 +8,9 @@ this process with run_due_jobs, and hands back every raw event's outcome for the
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from jobs.enqueue import enqueue
@@ -52,17 +54,26 @@ def store_and_normalize(user, account, provider: str, items: list[RawItem]) -> l
         dedupe_key=f"{kind}:{user.pk}:{batch_id}",
     )
     run_due_jobs(kinds=[kind, *DOWNSTREAM], until_empty=True)
-    # the stages after these (embed, generate_insights) stay queued: not what is fuzzed here
-    ran = Job.objects.filter(kind__in=[kind, *DOWNSTREAM])
-    jobs = list(ran.values_list("kind", "status", "last_error"))
-    assert jobs, "no job ran"
-    for job_kind, status, error in jobs:
-        assert status == "succeeded", f"{job_kind} {status}: {error}"
-    assert {kind, "extract_contacts"} <= {job_kind for job_kind, _, _ in jobs}
+    check_jobs([kind, "extract_contacts"])
     return [
         Outcome(r.source_id, r.payload, r.status, r.error)
         for r in RawEvent.objects.filter(user=user, batch_id=batch_id).order_by("source_id")
     ]
+
+
+def check_jobs(expected: list[str]) -> None:
+    """Every job of the fuzzed stages succeeded, and the `expected` kinds ran."""
+    # the stages after these (embed, generate_insights) stay queued: not what is fuzzed here
+    ran = Job.objects.filter(kind__in=[*expected, *DOWNSTREAM])
+    jobs = list(ran.values_list("kind", "status", "last_error"))
+    for job_kind, status, error in jobs:
+        assert status == "succeeded", f"{job_kind} {status}: {error}"
+    assert set(expected) <= {job_kind for job_kind, _, _ in jobs}
+
+
+def print_figures(what: str, tally: Counter[str], started: float) -> None:
+    figures = {"fuzzed": what, **tally, "seconds": round(time.monotonic() - started, 1)}
+    print("FIGURES: " + json.dumps(figures))
 
 
 def check_interaction(user, source: str, source_id: str, max_body_chars: int) -> Interaction:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import re
+import time
+from collections import Counter
 
 import pytest
 from hypothesis import given
@@ -21,9 +23,10 @@ from hypothesis import strategies as st
 
 from jobs.config import get_config
 from jobs.models import RawEvent
+from jobs.runner import run_due_jobs
 from jobs.sync.convert import attachment_bytes, format_message, gmail_message_from_rfc822
 from jobs.sync.imports import ImportFileError, mbox_import
-from tests.chaos.fuzzing import DOWNSTREAM, check_interaction, reset
+from tests.chaos.fuzzing import DOWNSTREAM, check_interaction, check_jobs, print_figures, reset
 from tests.chaos.strategies import FUZZ, rfc822_messages
 
 pytestmark = pytest.mark.django_db
@@ -55,39 +58,51 @@ def attachments(part: dict) -> list[tuple[str, int]]:
     return found
 
 
-@FUZZ
-@given(messages=MESSAGES)
-def test_hostile_mail_converts_imports_and_normalizes(user, account, inline, messages, tmp_path):
-    from jobs.runner import run_due_jobs
-
-    reset(user)
-    for raw in messages:
-        full = gmail_message_from_rfc822(raw)
-        for attachment, size in attachments(full["payload"]):
-            # the size stored (counted without decoding, for clean base64) is the bytes' size
-            data = attachment_bytes(raw, attachment, message_id=full["id"])
-            assert data is not None and len(data) == size
-        raw_form = format_message(full, raw, "raw")
-        assert base64.urlsafe_b64decode(raw_form["raw"] + "==") == raw
+def test_hostile_mail_converts_imports_and_normalizes(user, account, inline, tmp_path):
+    tally: Counter[str] = Counter()
     path = tmp_path / "fuzz.mbox"
-    path.write_bytes(mbox(messages))
 
-    # A NUL byte among the header fields is binary data, not mail: refused with that reason
-    refused = [raw for raw in messages if b"\x00" in re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]]
-    if len(refused) == len(messages):
-        with pytest.raises(ImportFileError, match=r"holds no mail message: its .* were rejected"):
-            mbox_import(account=account, path=path)
-        return
+    @FUZZ
+    @given(messages=MESSAGES)
+    def example(messages: tuple[bytes, ...]) -> None:
+        reset(user)
+        for raw in messages:
+            full = gmail_message_from_rfc822(raw)
+            for attachment, size in attachments(full["payload"]):
+                # the size stored (counted without decoding, for clean base64) is the bytes' size
+                data = attachment_bytes(raw, attachment, message_id=full["id"])
+                assert data is not None and len(data) == size
+            raw_form = format_message(full, raw, "raw")
+            assert base64.urlsafe_b64decode(raw_form["raw"] + "==") == raw
+        path.write_bytes(mbox(messages))
+        tally.update(["examples"])
+        tally.update({"bytes": sum(len(raw) for raw in messages)})
 
-    result = mbox_import(account=account, path=path)
+        # A NUL byte among the header fields is binary data, not mail: refused with that reason
+        refused = [m for m in messages if b"\x00" in re.split(rb"\r?\n\r?\n", m, maxsplit=1)[0]]
+        tally.update({"rejected": len(refused)})
+        if len(refused) == len(messages):
+            with pytest.raises(ImportFileError, match=r"holds no mail message: its .* rejected"):
+                mbox_import(account=account, path=path)
+            return
 
-    assert (result.fetched, result.rejected) == (len(messages), len(refused)), result.rejections
-    assert all(r.reason == "not a mail message: NUL bytes in its header" for r in result.rejections)
-    assert (result.next_job is not None) == (len(refused) < len(messages))
-    run_due_jobs(kinds=["normalize_gmail", *DOWNSTREAM], until_empty=True)
-    stored = list(RawEvent.objects.filter(user=user, batch_id=result.batch_id))
-    assert len(stored) == len(messages) - len(refused)  # distinct Message-IDs: one row each
-    max_chars = get_config().max_body_chars
-    for raw_event in stored:
-        assert (raw_event.status, raw_event.error) == ("normalized", ""), raw_event.error
-        check_interaction(user, "gmail", raw_event.source_id, max_chars)
+        result = mbox_import(account=account, path=path)
+
+        assert (result.fetched, result.rejected) == (len(messages), len(refused)), result
+        assert all(
+            r.reason == "not a mail message: NUL bytes in its header" for r in result.rejections
+        )
+        assert result.next_job is not None
+        run_due_jobs(kinds=["normalize_gmail", *DOWNSTREAM], until_empty=True)
+        check_jobs(["normalize_gmail", "extract_contacts"])
+        stored = list(RawEvent.objects.filter(user=user, batch_id=result.batch_id))
+        assert len(stored) == len(messages) - len(refused)  # distinct Message-IDs: one row each
+        max_chars = get_config().max_body_chars
+        for raw_event in stored:
+            assert (raw_event.status, raw_event.error) == ("normalized", ""), raw_event.error
+            check_interaction(user, "gmail", raw_event.source_id, max_chars)
+        tally.update(raw_event.status for raw_event in stored)
+
+    started = time.monotonic()
+    example()
+    print_figures("rfc822", tally, started)
