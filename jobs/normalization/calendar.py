@@ -64,9 +64,10 @@ def parse_calendar_event(
     own = {address.lower() for address in own_addresses}
     organizer = _dict(event.get("organizer"))
     organizer_email = _str(organizer.get("email")).lower()
+    listed = event.get("attendees")
     attendees = [
         _attendee(attendee, own)
-        for attendee in (event.get("attendees") or [])
+        for attendee in (listed if isinstance(listed, list) else [])
         if isinstance(attendee, dict) and _str(attendee.get("email"))
     ]
     recurrence = event.get("recurrence")

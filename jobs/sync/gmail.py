@@ -35,6 +35,7 @@ labels say so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -137,8 +138,10 @@ def message_item(message: dict) -> RawItem:
     """A fetched message as a raw item: occurred_at from its internalDate (ms since the epoch)."""
     occurred_at = None
     internal = str(message.get("internalDate") or "")
-    if internal.isdigit():
-        occurred_at = datetime.fromtimestamp(int(internal) / 1000, tz=UTC)
+    if internal.isascii() and internal.isdigit():
+        # a date past year 9999 is no date: the message is stored undated, not the chunk failed
+        with contextlib.suppress(OverflowError, ValueError, OSError):
+            occurred_at = datetime.fromtimestamp(int(internal) / 1000, tz=UTC)
     return RawItem(source_id=str(message["id"]), occurred_at=occurred_at, payload=message)
 
 

@@ -335,3 +335,29 @@ def test_ics_garbage_gives_no_events_instead_of_raising() -> None:
         b"SUMMARY:Offsite\r\nBEGIN:VALARM\r\nTRIGGER:PT-2H\r\nEND:VALARM\r\n",
     )
     assert len(calendar_events_from_ics(broken_alarm)) == 4
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        b"JVBERi0xLjQK\r\nJVBERi0=\r\n",  # padded, CRLF lines
+        b"JVBERi0xLjQKJVBERi0",  # padding missing
+        b"JVBE Ri0x\tLjQK JVBE Ri0=",  # spaces and tabs inside
+        b"JVBERi0xLjQKJ",  # one char over a group of four
+        b"JVBERi0xLjQK==",  # padding where none is due
+        b"JVBE!!Ri0xLjQK",  # not base64 at all
+        b"",
+    ],
+)
+def test_an_attachment_s_size_is_its_decoded_size(encoded) -> None:
+    raw = (
+        b"From: a@b.c\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"\r\n--b--\r\n"
+    )
+    full = gmail_message_from_rfc822(raw)
+
+    (part,) = full["payload"]["parts"]
+    data = attachment_bytes(raw, part["body"]["attachmentId"], message_id=full["id"])
+    assert part["body"]["size"] == len(data)
