@@ -7,6 +7,7 @@ connections they opened. The orjson-backed codec must read and write what json d
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import uuid
@@ -288,3 +289,25 @@ def test_loads_raises_what_json_raises():
 @given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
 def test_dumps_writes_what_json_writes(metadata):
     assert exact(json.loads(services._dumps(metadata))) == exact(metadata)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_as_it_was_after_a_run_even_a_failing_one(user, messages, enabled):
+    store(user, [*messages[:40], *POISON])
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        report = raw_events_normalize(user_id=user.pk, provider="gmail", chunk_size=5, lanes=2)
+        assert (report.fetched, report.failed) == (43, 3)
+        assert gc.isenabled() is enabled
+
+        def fence() -> None:
+            raise LeaseLost("taken over")
+
+        store(user, messages[40:50])
+        with pytest.raises(LeaseLost):
+            raw_events_normalize(user_id=user.pk, provider="gmail", lanes=2, fence=fence)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
