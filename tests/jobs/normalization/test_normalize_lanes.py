@@ -21,7 +21,7 @@ from jobs.enqueue import enqueue
 from jobs.errors import JobCancelled, LeaseLost
 from jobs.models import Interaction, Job, RawEvent
 from jobs.normalization import services
-from jobs.normalization.services import raw_events_normalize
+from jobs.normalization.services import NormalizationReport, raw_events_normalize
 from jobs.runner import run_due_jobs
 
 POISON = [{"id": "x"}, ["a", "list"], {"id": "y", "payload": "not an object"}]
@@ -150,7 +150,7 @@ def test_a_lost_lease_stops_every_lane_and_leaves_no_chunk_half_written(user, me
 @pytest.mark.django_db(transaction=True)
 def test_should_stop_stops_every_lane_between_chunks(user, messages):
     store(user, messages)
-    committed = []
+    committed: list[NormalizationReport] = []
 
     def should_stop() -> bool:
         return len(committed) >= 3
@@ -175,7 +175,7 @@ def test_should_stop_stops_every_lane_between_chunks(user, messages):
 @pytest.mark.django_db(transaction=True)
 def test_a_cancel_raised_between_chunks_reaches_the_caller(user, messages):
     store(user, messages)
-    committed = []
+    committed: list[NormalizationReport] = []
 
     def should_stop() -> bool:
         if len(committed) >= 2:
