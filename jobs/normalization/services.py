@@ -7,7 +7,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -198,6 +198,10 @@ def raw_events_normalize(
             chunk_size=chunk_size,
             addresses=addresses,
             fence=fence,
+            # one lane parses at a time, whole chunks: the lanes then take turns, one parsing
+            # while the others' chunks are written, instead of parsing side by side (sharing
+            # the interpreter) and then all waiting for the database together
+            parsing_turn=threading.Lock() if lanes > 1 else None,
         ),
     )
     helpers = [
@@ -277,11 +281,13 @@ def raw_events_normalize_chunk(
     chunk_size: int,
     addresses: dict[int, frozenset[str]] | None = None,
     fence: Callable[[], None] | None = None,
+    parsing_turn: AbstractContextManager[Any] | None = None,
 ) -> NormalizationReport:
     """Claim up to `chunk_size` pending raw events (FOR UPDATE SKIP LOCKED), parse and write them.
 
     Two statements whatever the chunk size (three with a `fence`, called first in the
-    transaction: see raw_events_normalize). A payload the parser rejects (any exception) is
+    transaction: see raw_events_normalize); the parsing runs inside `parsing_turn` when given
+    (the lanes' turn to parse). A payload the parser rejects (any exception) is
     marked failed with its error and never stops the others. Every claimed raw event joins
     `into_batch` when given (see raw_events_normalize).
     """
@@ -307,7 +313,7 @@ def raw_events_normalize_chunk(
         rows: dict[tuple[str, str], tuple[ParsedInteraction, str]] = {}
         failed_ids: list[int] = []
         failed_errors: list[str] = []
-        with _collector_paused():
+        with parsing_turn or nullcontext(), _collector_paused():
             for raw_id, raw_account_id, source_id, payload, fetched_at in claimed:
                 try:
                     parsed = parse(
