@@ -108,6 +108,9 @@ class PipelineConfig:
     pending_sweep_interval_minutes: int = field(default=5, metadata={"min": 1, "max": 1440})
     # Normalization
     normalize_chunk_size: int = field(default=500, metadata={"min": 1, "max": 10_000})
+    # Chunk loops a normalize job runs side by side, each on its own database connection (one
+    # parses while another's chunk is written); 1 = one loop on the job's connection.
+    normalize_lanes: int = field(default=2, metadata={"min": 1, "max": 8})
     max_body_chars: int = field(default=100_000, metadata={"min": 1, "max": 10_000_000})
     # Google batch parts: first backoff before resending failed parts, and the longest
     # Retry-After waited in-process (longer ones go back to the job engine as a retry).
