@@ -18,7 +18,8 @@ direction). A run then either continues an open pass or starts one:
 A message whose fetch fails permanently (a batch part answering 400/403, not 404) is recorded in
 the state's `failures` with its error, skipped so the rest of the pass proceeds, and fetched
 again every sync_failed_retry_every_s until it succeeds or sync_failed_max_attempts is reached
-(it stays recorded then).
+(it stays recorded then). One that kept failing transiently (5xx/429 through every resend while
+its batch came back) is due again at once: the chain continues for it (the run's `more`).
 
 Messages are fetched with batched messages.get (format=full, gmail_chunk_size per HTTP batch,
 gmail_chunk_pause_s between batches) and every chunk is stored with the state that points past
@@ -226,7 +227,11 @@ class _GmailRun:
         self._queue_due_retries()
         if not self.result.timed_out:
             self._fetch_pending()
-        self.result.more = self._pass_open()
+        # Items that failed transiently in this run are due again at once: the chain continues
+        # for them (at most sync_failed_max_attempts times) rather than ending without them.
+        self.result.more = self._pass_open() or bool(
+            failures_due(state.failures, timezone.now())
+        )
         self.result.extra["pendingIds"] = len(state.pending_ids)
         if state.failures:
             self.result.extra["failedItems"] = len(state.failures)
