@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from google_emulator.server import GoogleEmulator
 from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
-from jobs.runner import run_job
+from jobs.runner import run_due_jobs, run_job
 from tests.fixtures.emulator import OWNER
 from tests.fixtures.sync import eligible, sync
 
@@ -196,7 +196,43 @@ def test_issue12_a_message_that_failed_transiently_is_fetched_again_in_the_same_
     continuation.refresh_from_db()
     assert continuation.status == JobStatus.SUCCEEDED
     assert continuation.metrics["details"]["continues"] is False
-    assert (
-        RawEvent.objects.filter(account=google_account).count() == eligible(generated_mailbox)
-    )
+    assert RawEvent.objects.filter(account=google_account).count() == eligible(generated_mailbox)
     assert state(google_account).failures == {}
+
+
+def test_issue12_a_run_cut_short_by_an_outage_after_storing_chunks_continues_the_chain(
+    google_account, emulator: GoogleEmulator, generated_mailbox, pipeline_config
+):
+    """A transient failure after the run stored some chunks ends the run with what it stored and
+    a continuation, not a failed attempt: under a storm of faults nearly every long run meets
+    one, and counting each as an attempt failed the Gmail sync whose every run made progress
+    (tests/chaos/test_fault_storm.py). A run that stored nothing still retries as before."""
+    pipeline_config(gmail_chunk_size=10, google_batch_retry_base_s=0.01, google_request_retries=1)
+    # The first chunk's batch answers; the second chunk's batch and its one resend answer 503.
+    emulator.faults.add("batch", 503, after=1, times=2)
+
+    job = sync(google_account)
+
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 1
+    details = job.metrics["details"]
+    assert details["continues"] is True and "HTTP 503" in details["interruptedBy"]
+    assert RawEvent.objects.filter(account=google_account).count() == 10
+    continuation = Job.objects.get(parent=job)
+    assert continuation.kind == "gmail_sync" and continuation.batch_id == job.batch_id
+
+    run_due_jobs(kinds=["gmail_sync"], until_empty=True)
+
+    assert not Job.objects.filter(kind="gmail_sync").exclude(status=JobStatus.SUCCEEDED).exists()
+    assert RawEvent.objects.filter(account=google_account).count() == eligible(generated_mailbox)
+
+
+def test_issue12_a_run_that_stored_nothing_before_an_outage_still_retries(
+    google_account, emulator: GoogleEmulator, pipeline_config
+):
+    pipeline_config(gmail_chunk_size=10, google_batch_retry_base_s=0.01, google_request_retries=1)
+    emulator.faults.add("batch", 503, times=2)
+
+    job = sync(google_account)
+
+    assert job.status == JobStatus.RETRYING and "HTTP 503" in job.last_error
+    assert not RawEvent.objects.filter(account=google_account).exists()
