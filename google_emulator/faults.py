@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google_emulator import errors
 
@@ -72,6 +73,8 @@ class FaultRule:
     kinds: tuple[int | str, ...] = ()
     # Only requests whose path contains this (one message id, one calendar): a poison item.
     path_contains: str | None = None
+    # How many requests failed with each kind ("delay" for a pure delay): the fault mix.
+    kind_hits: Counter[str] = field(default_factory=Counter)
 
     def __str__(self) -> str:
         """The rule in --faults spec form."""
@@ -104,8 +107,11 @@ class FaultRule:
             if draw.random() >= self.probability:
                 return False
             self.hits += 1
-            return draw.choice(self.kinds)
+            kind = draw.choice(self.kinds)
+            self.kind_hits[str(kind)] += 1
+            return kind
         self.hits += 1
+        self.kind_hits["delay" if self.status is None else str(self.status)] += 1
         return self.status
 
     def error(self, kind: int | str | None = None) -> errors.ApiError | None:
@@ -177,6 +183,13 @@ class FaultSet:
     def rules(self) -> list[FaultRule]:
         with self._lock:
             return list(self._rules)
+
+    def kind_hits(self) -> dict[str, dict[str, int]]:
+        """Injected faults so far: {route: {kind: count}} over every rule."""
+        totals: dict[str, Counter[str]] = {}
+        for rule in self.rules:
+            totals.setdefault(rule.route, Counter()).update(rule.kind_hits)
+        return {route: dict(kinds) for route, kinds in totals.items() if kinds}
 
     def seed(self, seed: int) -> None:
         """Restart the rate rules' random draws from `seed`."""

@@ -18,7 +18,10 @@ direction). A run then either continues an open pass or starts one:
 A message whose fetch fails permanently (a batch part answering 400/403, not 404) is recorded in
 the state's `failures` with its error, skipped so the rest of the pass proceeds, and fetched
 again every sync_failed_retry_every_s until it succeeds or sync_failed_max_attempts is reached
-(it stays recorded then).
+(it stays recorded then). One that kept failing transiently (5xx/429 through every resend while
+its batch came back) is due again at once: the chain continues for it (the run's `more`). A
+run whose fetch fails transiently after it stored at least one chunk ends there and continues
+the chain (no Retry-After asked for): each of its attempts is kept for runs that store nothing.
 
 Messages are fetched with batched messages.get (format=full, gmail_chunk_size per HTTP batch,
 gmail_chunk_pause_s between batches) and every chunk is stored with the state that points past
@@ -46,7 +49,7 @@ from django.utils import timezone
 from googleapiclient.discovery import Resource
 
 from jobs.config import PipelineConfig, get_config
-from jobs.errors import PermanentError
+from jobs.errors import PermanentError, TransientError
 from jobs.google.accounts import google_account_refresh_addresses
 from jobs.google.client import (
     BATCH_MAX_PARTS,
@@ -291,7 +294,9 @@ class _GmailRun:
         self._queue_due_retries()
         if not self.result.timed_out:
             self._fetch_pending()
-        self.result.more = self._pass_open()
+        # Items that failed transiently in this run are due again at once: the chain continues
+        # for them (at most sync_failed_max_attempts times) rather than ending without them.
+        self.result.more = self._pass_open() or bool(failures_due(state.failures, timezone.now()))
         self.result.extra["pendingIds"] = len(state.pending_ids)
         if state.failures:
             self.result.extra["failedItems"] = len(state.failures)
@@ -502,7 +507,17 @@ class _GmailRun:
             if self._stop_requested():
                 return
             chunk = ids[done : min(done + chunk_size, to_fetch)]
-            messages, failed = self._get_messages(chunk)
+            try:
+                messages, failed = self._get_messages(chunk)
+            except TransientError as exc:
+                if not done or exc.retry_after is not None:
+                    raise  # nothing stored yet, or Google asked for a wait: the engine retries
+                # Cut short after storing chunks: end with what is stored and continue the
+                # chain (the pass is open), rather than spending one of the job's attempts on a
+                # run that made progress. A run that stores nothing still fails its attempt.
+                self.result.extra["interruptedBy"] = str(exc)[:500]
+                logger.info("account %s: run cut short (%s); continuing", self.account.pk, exc)
+                return
             done += len(chunk)
             state.pass_fetched += len(chunk)
             with fenced(self.control):

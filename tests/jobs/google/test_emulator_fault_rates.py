@@ -94,3 +94,17 @@ def test_item23_a_stall_answers_nothing_until_the_client_gives_up(emulator):
 
     with pytest.raises((TimeoutError, socket.timeout, OSError)):
         gmail.users().getProfile(userId="me").execute()
+
+
+def test_issue12_injected_faults_are_counted_per_route_and_kind():
+    faults = FaultSet(ROUTE_NAMES, seed=4)
+    faults.add_spec("messages.get=30%:429,500,503,reset,stall,calendar.events.list=503x2")
+
+    drawn = Counter(hit.kind for _ in range(500) if (hit := faults.match(GET)))
+    for _ in range(5):
+        faults.match("calendar.events.list")
+
+    counted = faults.kind_hits()
+    assert counted[GET] == {str(kind): n for kind, n in drawn.items()}
+    assert sum(counted[GET].values()) == faults.rules[0].hits
+    assert counted["calendar.events.list"] == {"503": 2}

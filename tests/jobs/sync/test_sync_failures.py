@@ -8,7 +8,8 @@ import pytest
 from django.utils import timezone
 
 from google_emulator.server import GoogleEmulator
-from jobs.models import GoogleAccount, JobStatus, RawEvent, SyncState
+from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
+from jobs.runner import run_due_jobs, run_job
 from tests.fixtures.emulator import OWNER
 from tests.fixtures.sync import eligible, sync
 
@@ -164,3 +165,74 @@ def test_item15_a_message_that_keeps_failing_with_5xx_is_recorded_not_a_wedge(
     emulator.faults.clear()
     make_due(google_account)
     assert state(google_account).failures[newest.id]["retryAt"] is None
+
+
+def test_issue12_a_message_that_failed_transiently_is_fetched_again_in_the_same_chain(
+    google_account, emulator: GoogleEmulator, generated_mailbox, pipeline_config
+):
+    """A part that kept answering 503 through the run's resends is recorded for "the next run";
+    that run must be the chain's own continuation, not the periodic sync minutes later: a
+    chain that ends (and starts its normalization) with items left behind has not synced the
+    mailbox (seen in the fault storm, tests/chaos/test_fault_storm.py)."""
+    pipeline_config(google_batch_retry_base_s=0.01, google_request_retries=2)
+    newest = next(
+        m
+        for m in emulator.mailbox().newest_first()
+        if not {"SPAM", "TRASH", "DRAFT", "CHAT"} & set(m.label_ids)
+    )
+    # Every send of the first run (the batch and its two resends), then it answers.
+    emulator.faults.add("gmail.users.messages.get", 503, path_contains=newest.id, times=3)
+
+    job = sync(google_account)
+
+    assert job.status == JobStatus.SUCCEEDED
+    assert state(google_account).failures[newest.id]["attempts"] == 1
+    assert job.metrics["details"]["continues"] is True
+    continuation = Job.objects.get(parent=job)
+    assert continuation.kind == "gmail_sync" and continuation.batch_id == job.batch_id
+
+    run_job(continuation.pk)
+
+    continuation.refresh_from_db()
+    assert continuation.status == JobStatus.SUCCEEDED
+    assert continuation.metrics["details"]["continues"] is False
+    assert RawEvent.objects.filter(account=google_account).count() == eligible(generated_mailbox)
+    assert state(google_account).failures == {}
+
+
+def test_issue12_a_run_cut_short_by_an_outage_after_storing_chunks_continues_the_chain(
+    google_account, emulator: GoogleEmulator, generated_mailbox, pipeline_config
+):
+    """A transient failure after the run stored some chunks ends the run with what it stored and
+    a continuation, not a failed attempt: under a storm of faults nearly every long run meets
+    one, and counting each as an attempt failed the Gmail sync whose every run made progress
+    (tests/chaos/test_fault_storm.py). A run that stored nothing still retries as before."""
+    pipeline_config(gmail_chunk_size=10, google_batch_retry_base_s=0.01, google_request_retries=1)
+    # The first chunk's batch answers; the second chunk's batch and its one resend answer 503.
+    emulator.faults.add("batch", 503, after=1, times=2)
+
+    job = sync(google_account)
+
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 1
+    details = job.metrics["details"]
+    assert details["continues"] is True and "HTTP 503" in details["interruptedBy"]
+    assert RawEvent.objects.filter(account=google_account).count() == 10
+    continuation = Job.objects.get(parent=job)
+    assert continuation.kind == "gmail_sync" and continuation.batch_id == job.batch_id
+
+    run_due_jobs(kinds=["gmail_sync"], until_empty=True)
+
+    assert not Job.objects.filter(kind="gmail_sync").exclude(status=JobStatus.SUCCEEDED).exists()
+    assert RawEvent.objects.filter(account=google_account).count() == eligible(generated_mailbox)
+
+
+def test_issue12_a_run_that_stored_nothing_before_an_outage_still_retries(
+    google_account, emulator: GoogleEmulator, pipeline_config
+):
+    pipeline_config(gmail_chunk_size=10, google_batch_retry_base_s=0.01, google_request_retries=1)
+    emulator.faults.add("batch", 503, times=2)
+
+    job = sync(google_account)
+
+    assert job.status == JobStatus.RETRYING and "HTTP 503" in job.last_error
+    assert not RawEvent.objects.filter(account=google_account).exists()
