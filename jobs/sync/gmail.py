@@ -55,6 +55,7 @@ from jobs.google.client import (
     gmail_service,
 )
 from jobs.google.errors import CursorExpired
+from jobs.google.pacer import QuotaDeferred, deferring
 from jobs.models import GoogleAccount, Provider, SyncState
 from jobs.normalization.types import DELETED_KEY
 from jobs.sync.common import (
@@ -297,6 +298,11 @@ class _GmailRun:
         self.control.checkpoint()
         return False
 
+    def _others_waiting(self) -> bool:
+        """Whether another job waits for a worker (a job's run control says; else no)."""
+        others_waiting = getattr(self.control, "others_waiting", None)
+        return bool(others_waiting and others_waiting())
+
     def _call(self, request: object) -> dict:
         self.result.requests += 1
         return execute(request, account=self.account, priority=self.priority)
@@ -437,7 +443,15 @@ class _GmailRun:
             if self._stop_requested():
                 return
             chunk = ids[done : min(done + chunk_size, to_fetch)]
-            messages, failed = self._get_messages(chunk)
+            try:
+                with deferring(self._others_waiting):
+                    messages, failed = self._get_messages(chunk)
+            except QuotaDeferred as exc:
+                # Out of quota while other jobs wait for this worker: stop before the batch
+                # (nothing of it is stored) and continue once the quota frees.
+                self.result.deferred_s = exc.retry_after or 0.0
+                self.result.extra["quotaDeferredS"] = round(self.result.deferred_s, 2)
+                return
             done += len(chunk)
             state.pass_fetched += len(chunk)
             with fenced(self.control):
