@@ -35,9 +35,11 @@ Definitions (printed in the FIGURES line, times in seconds):
 Asserted: exactly USERS x MESSAGES interactions (and MESSAGES per user); the emulator answered
 0 quota 429s (per user and per project); every job succeeded (none failed, cancelled or left
 active); fairness <= ceil(on-time users / worker slots) + 1 (see `fairness_bound`); the late
-user's completion time <= the slowest on-time user's (it does not wait for the whole backlog:
-at full scale, before syncs yielded their worker when out of quota, it took 557 s against the
-on-time users' 379-476 s, and fails this).
+user's completion time <= the slowest on-time user's + the quota floor of one account's sync
+(see `quota_floor_s`: 60 s at 2,000 messages): it does not wait for the whole backlog. At full
+scale, before syncs yielded their worker when out of quota, it took 557 s against the on-time
+users' 379-476 s (81 s more; a first run: 571 against 505, 66 s more) and fails this; after, it
+took 269 s against 200-284 s (2 clusters) and 488 s against 298-467 s (1 cluster).
 """
 
 from __future__ import annotations
@@ -195,6 +197,16 @@ def fairness_bound(on_time_users: int, slots: int) -> float:
     return math.ceil(on_time_users / slots) + 1
 
 
+def quota_floor_s(messages: int) -> float:
+    """The least time one account's first sync of `messages` can take, set by its per-user
+    quota alone: U units at L per sliding minute need (ceil(U / L) - 1) minutes (60 s for
+    2,000 messages: 10,030 units at 6,000). A user starved behind the others' backlog starts
+    its own sync only after theirs and so ends at least this much after the slowest of them;
+    served in the rotation with the others, it ends within less (its last slice and stages)."""
+    units = messages * 5 + 30  # messages.get, plus the listing pages, profile and send-as
+    return 60.0 * (math.ceil(units / QuotaLimits().gmail_units_per_user) - 1)
+
+
 def clusters_ready() -> None:
     """Wait until the clusters run jobs: a few selfcheck jobs succeed (both clusters start
     alike; a second more lets the slower one finish), so start-up is not counted as load."""
@@ -294,6 +306,8 @@ def test_load_20_users_fair_and_within_quota(world, capsys):
         "stage_lag_max_s": round(max(stage_lag), 1),
         "late_user_s": round(late_s, 1),
         "late_ratio": round(late_s / statistics.median(on_time_s), 2),
+        "late_minus_slowest_s": round(late_s - max(on_time_s), 1),
+        "late_bound_s": quota_floor_s(MESSAGES),
         "quota_429": world.emulator.quota_rejections,
         "quota_429_by_reason": dict(world.meter.rejections),
         "peak_units_per_min_user": round(max(user_peaks)),
@@ -316,4 +330,4 @@ def test_load_20_users_fair_and_within_quota(world, capsys):
     assert world.emulator.quota_rejections == 0, dict(world.meter.rejections)
     assert set(statuses) == {JobStatus.SUCCEEDED}, statuses
     assert fairness <= fairness_bound(len(on_time), slots), figures
-    assert late_s <= max(on_time_s), figures
+    assert late_s <= max(on_time_s) + quota_floor_s(MESSAGES), figures
