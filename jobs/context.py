@@ -67,6 +67,8 @@ class FollowUp:
     new_chain: bool = False
     # None: the parent's priority.
     priority: int | None = None
+    # Due this many seconds after the run ends (0: at once).
+    delay_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -154,9 +156,25 @@ class JobContext:
         """The tracked work so far (see track()), or None when nothing is tracked."""
         return self._progress() if self._progress is not None else None
 
-    def continue_with(self, payload: Payload | dict[str, Any]) -> None:
-        """Enqueue the same kind again (same lane, same batch) once this run succeeds."""
-        self._follow(self.job.kind, payload, self.job.dedupe_key)
+    def continue_with(self, payload: Payload | dict[str, Any], *, delay_s: float = 0.0) -> None:
+        """Enqueue the same kind again (same lane, same batch) once this run succeeds, due
+        `delay_s` seconds later (a sync waiting for its quota to free)."""
+        self._follow(self.job.kind, payload, self.job.dedupe_key, delay_s=delay_s)
+
+    def others_waiting(self) -> bool:
+        """Whether another job is due and waiting for a worker (not this one, not running)."""
+        from django.db.models.functions import Now
+
+        from jobs.models import Job
+        from jobs.models.job import CLAIMABLE_STATUSES
+
+        return (
+            Job.objects.filter(
+                status__in=CLAIMABLE_STATUSES, run_after__lte=Now(), cancel_requested=False
+            )
+            .exclude(pk=self.job.pk)
+            .exists()
+        )
 
     def enqueue_next(
         self,
@@ -182,6 +200,8 @@ class JobContext:
         kind: str,
         payload: Payload | dict[str, Any],
         dedupe_key: str | None,
+        *,
+        delay_s: float = 0.0,
     ) -> None:
         data = payload.to_dict() if isinstance(payload, Payload) else dict(payload)
-        self.followups.append(FollowUp(kind, data, dedupe_key))
+        self.followups.append(FollowUp(kind, data, dedupe_key, delay_s=max(0.0, delay_s)))

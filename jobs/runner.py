@@ -29,6 +29,7 @@ from django.db.models import (
 )
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Least, Now
+from django.utils import timezone
 
 from jobs.broker import held_job_ids, offer
 from jobs.config import PipelineConfig, get_config
@@ -330,6 +331,9 @@ def _finish(
                 dedupe_key=follow.dedupe_key,
                 parent=job,
                 priority=follow.priority,
+                run_after=(
+                    timezone.now() + timedelta(seconds=follow.delay_s) if follow.delay_s else None
+                ),
             )
     return line
 

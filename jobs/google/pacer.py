@@ -24,6 +24,11 @@ Every limit also holds over `quota_burst_window_s` (default 15 s) at 1.5 times i
 most ~21 s between batches. Without it a long sync would spend a minute's quota in seconds and
 then wait most of a minute, beyond google_retry_after_cap_s, handing its job back to the
 engine as a retry (each costing an attempt) every minute.
+
+Yielding: a caller that can stop and continue later (a Gmail sync between batches) wraps its
+calls in `deferring(should_defer)`; a wait longer than `quota_yield_after_s` for which
+`should_defer()` says other work waits for this worker then raises QuotaDeferred (retry_after =
+the wait) instead of sleeping, so the worker serves another account meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ import itertools
 import logging
 import time
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +144,26 @@ DELETE FROM {daily} WHERE day < (clock_timestamp() AT TIME ZONE 'UTC')::date - %
 """
 
 
+class QuotaDeferred(TransientError):
+    """The quota wait exceeds quota_yield_after_s and other work waits for this worker: the
+    caller (inside `deferring`) stops and continues after `retry_after` seconds. Nothing was
+    reserved. A caller that does not catch it sees a TransientError with retry_after."""
+
+
+_should_defer: ContextVar[Callable[[], bool] | None] = ContextVar("quota_defer", default=None)
+
+
+@contextmanager
+def deferring(should_defer: Callable[[], bool]) -> Iterator[None]:
+    """Within the block, take() raises QuotaDeferred instead of sleeping longer than
+    quota_yield_after_s when `should_defer()` (asked only then) is true."""
+    token = _should_defer.set(should_defer)
+    try:
+        yield
+    finally:
+        _should_defer.reset(token)
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     """One limit: its key in QuotaUsage and how much it allows over `window_s`."""
@@ -233,6 +261,13 @@ def take(
             if next(_reservations) % _SWEEP_EVERY == 0:
                 sweep(config.quota_window_s)
             return waited
+        if wait > config.quota_yield_after_s:
+            should_defer = _should_defer.get()
+            if should_defer is not None and should_defer():
+                raise QuotaDeferred(
+                    f"{api} quota for {mailbox} frees in {wait:.1f}s; other work waits",
+                    retry_after=wait,
+                )
         if waited + wait > config.google_retry_after_cap_s:
             raise TransientError(
                 f"{api} quota for {mailbox} exhausted for {wait:.0f}s",

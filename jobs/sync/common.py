@@ -96,6 +96,9 @@ class SyncResult:
     timed_out: bool = False
     # Work is left (cap or deadline reached): the job continues in a new run.
     more: bool = False
+    # The run stopped for its account's quota while other jobs waited for a worker: the
+    # continuation is due this many seconds later (jobs.google.pacer, quota_yield_after_s).
+    deferred_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     # What changed at Google, for push health (jobs.sync.push), not for the metrics: Gmail
     # "addedHistoryId" (the newest history record that added a message worth announcing),
@@ -207,7 +210,7 @@ def sync_follow_up(
     row the chain stored (none left behind a normalization that was already running).
     """
     if result.more:
-        ctx.continue_with(again)
+        ctx.continue_with(again, delay_s=result.deferred_s)
         return
     following = next_stage(ctx.job.kind)
     if following and raw_events_pending_exist(

@@ -59,6 +59,7 @@ from jobs.google.client import (
     gmail_service,
 )
 from jobs.google.errors import CursorExpired
+from jobs.google.pacer import QuotaDeferred, deferring
 from jobs.models import GoogleAccount, Provider, SyncState
 from jobs.normalization.types import DELETED_KEY
 from jobs.sync.common import (
@@ -367,6 +368,11 @@ class _GmailRun:
         self.control.checkpoint()
         return False
 
+    def _others_waiting(self) -> bool:
+        """Whether another job waits for a worker (a job's run control says; else no)."""
+        others_waiting = getattr(self.control, "others_waiting", None)
+        return bool(others_waiting and others_waiting())
+
     def _call(self, request: object) -> dict:
         self.result.requests += 1
         return execute(request, account=self.account, priority=self.priority)
@@ -508,7 +514,14 @@ class _GmailRun:
                 return
             chunk = ids[done : min(done + chunk_size, to_fetch)]
             try:
-                messages, failed = self._get_messages(chunk)
+                with deferring(self._others_waiting):
+                    messages, failed = self._get_messages(chunk)
+            except QuotaDeferred as exc:
+                # Out of quota while other jobs wait for this worker: stop before the batch
+                # (nothing of it is stored) and continue once the quota frees.
+                self.result.deferred_s = exc.retry_after or 0.0
+                self.result.extra["quotaDeferredS"] = round(self.result.deferred_s, 2)
+                return
             except TransientError as exc:
                 if not done or exc.retry_after is not None:
                     raise  # nothing stored yet, or Google asked for a wait: the engine retries
