@@ -59,15 +59,19 @@ def test_item14_a_failed_sync_chains_pending_raw_events_are_normalized_by_the_sw
     google_account, emulator, pipeline_config
 ):
     pipeline_config(gmail_chunk_size=20, job_max_attempts=1, google_request_retries=0)
-    # Two chunks get through, then every messages.get fails: the chain fails after storing 40.
+    # Two chunks get through, then every messages.get fails: the run that stored 40 continues
+    # the chain (a run that made progress spends no attempt), and the continuation, storing
+    # nothing, fails: the chain fails after storing 40.
     emulator.faults.add("gmail.users.messages.get", status=500, after=40)
     payload = {"account_id": google_account.pk}
     sync = enqueue("gmail_sync", user=google_account.user_id, payload=payload)
     run_job(sync.pk)
-    sync.refresh_from_db()
+    run_due_jobs(kinds=["gmail_sync"], until_empty=True)
     emulator.faults.clear()
 
-    assert sync.status == JobStatus.FAILED
+    chain = list(Job.objects.filter(kind="gmail_sync").order_by("pk"))
+    assert [j.status for j in chain] == [JobStatus.SUCCEEDED, JobStatus.FAILED]
+    assert "interruptedBy" in chain[0].metrics["details"]
     stored = RawEvent.objects.filter(user_id=google_account.user_id, status="pending").count()
     assert stored == 40
     assert not Job.objects.filter(kind="normalize_gmail").exists()
