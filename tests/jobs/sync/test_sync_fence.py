@@ -127,8 +127,9 @@ def test_item9_a_run_that_fails_after_storing_reports_what_it_stored(
     google_account, emulator: GoogleEmulator, pipeline_config, kind, fault_route
 ):
     pipeline_config(google_retry_after_cap_s=0.0, google_request_retries=0)
-    # Storing goes well for a while, then Google answers 503 for good.
-    emulator.faults.add(fault_route, 503, after=120 if kind == "gmail_sync" else 1)
+    # Storing goes well for a while, then Google answers 503 for good, asking for a wait (a
+    # Gmail run that stored chunks and got no Retry-After ends and continues its chain instead).
+    emulator.faults.add(fault_route, 503, after=120 if kind == "gmail_sync" else 1, retry_after=5)
     job = claimed(kind, google_account, "worker-a")
     spec = get_processor(kind)
     ctx = JobContext(
@@ -176,7 +177,8 @@ def test_item9_a_failed_attempt_records_the_raw_events_it_stored(
     google_account, emulator: GoogleEmulator, pipeline_config
 ):
     pipeline_config(google_retry_after_cap_s=0.0, google_request_retries=0, job_max_attempts=1)
-    emulator.faults.add("gmail.users.messages.get", 503, after=120)
+    # Google asks for a wait: the run hands back to the engine, failing its only attempt.
+    emulator.faults.add("gmail.users.messages.get", 503, after=120, retry_after=5)
     job = enqueue(
         "gmail_sync", user=google_account.user_id, payload={"account_id": google_account.pk}
     )
