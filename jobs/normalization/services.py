@@ -43,6 +43,8 @@ _NUMBER_CLASSES = bytes(
     48 if 48 <= byte <= 57 else 32 if chr(byte) in ":,[ \t\r\n-" else 120 for byte in range(256)
 )
 _LONG_INTEGER = b" " + b"0" * 19
+# Payloads longer than this (characters) skip orjson and its check (rare; see _loads).
+_ORJSON_MAX_CHARS = 1_000_000
 
 _INTERACTION = Interaction._meta.db_table
 _RAW_EVENT = RawEvent._meta.db_table
@@ -419,6 +421,10 @@ def _loads(text: str) -> Any:
     orjson, which is several times faster, where it reads the same values: not for integers
     beyond 64 bits (a float there) nor numbers beyond a double's range (an error there).
     """
+    if len(text) > _ORJSON_MAX_CHARS:
+        # The check below copies the text three times over: a huge payload (an inline
+        # attachment of tens of MB) is read by json.loads alone, keeping memory bounded.
+        return json.loads(text)
     classes = (b" " + text.encode("utf-8", "surrogatepass")).translate(_NUMBER_CLASSES)
     if _LONG_INTEGER not in classes:
         try:
