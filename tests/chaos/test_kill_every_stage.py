@@ -45,7 +45,8 @@ PIPELINE = {
     "lease_grace_s": GRACE_S,
     # Small chunks (genuine settings), so a stage commits part of its work before the kill.
     "gmail_chunk_size": 25,
-    "normalize_chunk_size": 20,
+    # 5: a normalization of 50 events is 10 chunks, so the kill lands before its last one.
+    "normalize_chunk_size": 5,
     "calendar_pause_every_items": 5,
     "calendar_pause_s": 0.1,
     # A job whose message the killed cluster had taken, unclaimed, is offered again by tick
@@ -132,6 +133,8 @@ def test_kill_9_during_a_stage_loses_and_doubles_nothing(stage, settings, pipeli
                 time.sleep(0.02)
             worker_pid = int(victim.locked_by.rsplit(":", 1)[1])
             assert os.getpgid(worker_pid) == cluster.pid  # a worker of this cluster
+            # Frozen at once (no chunk commits between the check and the kill), then killed.
+            os.killpg(cluster.pid, signal.SIGSTOP)
             os.killpg(cluster.pid, signal.SIGKILL)
             killed_at = time.monotonic()
             killed_wall = datetime.now(UTC)
