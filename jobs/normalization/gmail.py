@@ -91,7 +91,7 @@ def parse_gmail_message(
     plain: list[tuple[dict, str]] = []
     html: list[tuple[dict, str]] = []
     attachments: list[dict[str, Any]] = []
-    _walk(payload, plain, html, attachments, 0)
+    _walk(payload, plain, html, attachments, 0, headers)
     body_text, body_source, truncated = _body(plain, html, snippet, max_body_chars)
 
     date_header = headers.get("date")
@@ -246,7 +246,10 @@ def _walk(
     html: list[tuple[dict, str]],
     attachments: list[dict],
     depth: int,
+    header_map: dict[str, str] | None = None,
 ) -> None:
+    """Sort a part's leaves into plain, html and attachments; `header_map` is the part's
+    headers already read by _header_map (the message's own, for the top part), if at hand."""
     mime = part.get("mimeType")
     mime = mime.lower() if isinstance(mime, str) else ""
     body = part.get("body")
@@ -262,7 +265,11 @@ def _walk(
                     if isinstance(child, dict):
                         _walk(child, plain, html, attachments, depth + 1)
             return
-        content_type, disposition = _content_headers(part)
+        if header_map is not None:
+            content_type = header_map.get("content-type", "")
+            disposition = header_map.get("content-disposition", "")
+        else:
+            content_type, disposition = _content_headers(part)
         if not disposition.lower().startswith("attachment"):
             if mime == "text/plain" or (not mime and depth == 0):
                 plain.append((body, content_type))

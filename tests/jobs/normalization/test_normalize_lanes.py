@@ -11,6 +11,7 @@ import gc
 import json
 import threading
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -22,6 +23,7 @@ from jobs.errors import JobCancelled, LeaseLost
 from jobs.models import Interaction, Job, RawEvent
 from jobs.normalization import services
 from jobs.normalization.services import NormalizationReport, raw_events_normalize
+from jobs.normalization.types import ParsedInteraction
 from jobs.runner import run_due_jobs
 
 POISON = [{"id": "x"}, ["a", "list"], {"id": "y", "payload": "not an object"}]
@@ -261,6 +263,8 @@ def exact(value: object) -> str:
 def test_loads_reads_what_json_reads(value, separators):
     text = json.dumps(value, ensure_ascii=False, separators=separators)
     assert exact(services._loads(text)) == exact(json.loads(text))
+    # as the claim reads payloads: jsonb's text as UTF-8 bytes
+    assert exact(services._loads(text.encode())) == exact(json.loads(text))
 
 
 @pytest.mark.parametrize(
@@ -286,9 +290,33 @@ def test_loads_raises_what_json_raises():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
-def test_dumps_writes_what_json_writes(metadata):
-    assert exact(json.loads(services._dumps(metadata))) == exact(metadata)
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6), st.text(max_size=20))
+def test_row_json_writes_what_json_writes(metadata, subject):
+    parsed = ParsedInteraction(
+        source="gmail",
+        source_id="m1",
+        kind="email_inbound",
+        occurred_at=datetime(2025, 3, 1, 12, 30, 5, 250000, tzinfo=UTC),
+        occurred_at_estimated=False,
+        subject=subject,
+        body_text="body",
+        thread_id="t1",
+        direction="inbound",
+        metadata=metadata,
+    )
+    row = json.loads(services._row_json(parsed))
+    assert exact(row.pop("metadata")) == exact(metadata)
+    assert datetime.fromisoformat(row.pop("occurred_at")) == parsed.occurred_at
+    assert row == {
+        "source": "gmail",
+        "source_id": "m1",
+        "kind": "email_inbound",
+        "occurred_at_estimated": False,
+        "subject": subject,
+        "body_text": "body",
+        "thread_id": "t1",
+        "direction": "inbound",
+    }
 
 
 @pytest.mark.django_db(transaction=True)
