@@ -48,8 +48,9 @@ _LONG_INTEGER = b" " + b"0" * 19
 _ORJSON_MAX_CHARS = 1_000_000
 
 # psycopg's own timestamptz loader (its C implementation where installed), not Django's wrapper
-_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(
-    psycopg.postgres.types["timestamptz"].oid, psycopg.pq.Format.TEXT
+_TIMESTAMPTZ_LOADER = (
+    psycopg.adapters.get_loader(psycopg.postgres.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
+    or psycopg.types.datetime.TimestamptzLoader
 )
 
 _INTERACTION = Interaction._meta.db_table
