@@ -18,6 +18,7 @@ import psycopg
 from django.db import connection, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import CharField
+from psycopg.types.datetime import TimestamptzLoader
 from psycopg.types.json import Jsonb
 
 from jobs.config import get_config
@@ -50,7 +51,7 @@ _ORJSON_MAX_CHARS = 1_000_000
 # psycopg's own timestamptz loader (its C implementation where installed), not Django's wrapper
 _TIMESTAMPTZ_LOADER = (
     psycopg.adapters.get_loader(psycopg.postgres.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
-    or psycopg.types.datetime.TimestamptzLoader
+    or TimestamptzLoader
 )
 
 _INTERACTION = Interaction._meta.db_table
