@@ -6,6 +6,11 @@ written with `offered_at` unset. Every django-q2 worker process runs one daemon 
 once a second, marks the due ones offered (one UPDATE over the `job_unoffered_idx` partial
 index; SKIP LOCKED, so two pumps never take the same job) and hands them to the broker.
 
+The same thread returns dead workers' jobs: every `LEASE_CHECK_INTERVAL_S` it runs tick's
+lease half (`return_expired_leases`, one UPDATE over the `job_lease_idx` partial index; several
+pumps doing it at once take each row once). `tick` is a django-q2 task like the jobs, so under a
+backlog it waits behind the queue; a host's death must not.
+
 Why not django-q2's own tools: its scheduler runs every 30 s at best (the cluster's guard loop
 calls it every 30 cycles); the ORM broker could hide a message until a time (OrmQ.lock) but the
 Redis broker cannot; and a worker that waits for a retry holds one of the cluster's few slots.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from django.db import close_old_connections, connection
@@ -29,6 +35,7 @@ logger = logging.getLogger("jobs.pump")
 PUMP_INTERVAL_S = 1.0
 PUMP_BATCH = 200
 PUMP_ERROR_PAUSE_S = 30.0
+LEASE_CHECK_INTERVAL_S = 15.0
 
 
 def offer_due_unoffered(*, limit: int = PUMP_BATCH) -> int:
@@ -62,17 +69,33 @@ def _offer_due(limit: int) -> tuple[int, int]:
 
 
 class HandOffPump(threading.Thread):
-    def __init__(self, interval_s: float = PUMP_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        interval_s: float = PUMP_INTERVAL_S,
+        lease_check_interval_s: float = LEASE_CHECK_INTERVAL_S,
+    ) -> None:
         super().__init__(name="crm-pipeline-hand-off-pump", daemon=True)
         self.interval_s = interval_s
+        self.lease_check_interval_s = lease_check_interval_s
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        from jobs.runner import return_expired_leases
+
         pause = self.interval_s
+        next_lease_check = time.monotonic() + self.lease_check_interval_s
         while not self.stopped.wait(pause):
             pause = self.interval_s
             try:
                 close_old_connections()
+                if time.monotonic() >= next_lease_check:
+                    next_lease_check = time.monotonic() + self.lease_check_interval_s
+                    expired = return_expired_leases()
+                    if expired:
+                        logger.warning(
+                            "hand-off pump: %d job(s) whose lease expired returned to be retried",
+                            expired,
+                        )
                 while True:
                     taken, offered = _offer_due(PUMP_BATCH)
                     if offered < taken:  # the broker is down (offer() logged it): wait

@@ -609,3 +609,49 @@ def test_item8_the_pump_waits_while_the_broker_is_down(user, broker_down, caplog
     failures = [r for r in caplog.records if r.name == "jobs.broker"]
     assert len(failures) == 1  # one try, then a pause; not one a tick of the loop
     assert Job.objects.get().offered_at is None  # left to the next try (or tick)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pump_returns_expired_leases_without_waiting_for_tick(user):
+    """tick runs as a django-q2 task, behind whatever the broker holds; the pump thread returns
+    a dead worker's job (its lease expired) on its own, and offers it again."""
+    from django.db.models.functions import Now
+
+    from jobs.pump import HandOffPump
+
+    job = Job.objects.create(
+        user=user,
+        kind="noop",
+        status=JobStatus.RUNNING,
+        attempts=1,
+        locked_by="lost-host:1",
+        lease_expires_at=timezone.now() - timedelta(seconds=5),
+        offered_at=timezone.now() - timedelta(minutes=5),
+    )
+    live = Job.objects.create(
+        user=user,
+        kind="noop",
+        status=JobStatus.RUNNING,
+        attempts=1,
+        locked_by="live-host:1",
+        lease_expires_at=timezone.now() + timedelta(minutes=10),
+    )
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=Now() - timedelta(seconds=5))
+    pump = HandOffPump(interval_s=0.05, lease_check_interval_s=0.1)
+    pump.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.status != JobStatus.RUNNING and job.offered_at is not None:
+                break
+            time.sleep(0.05)
+    finally:
+        pump.stop()
+        pump.join(timeout=5)
+    job.refresh_from_db()
+    assert job.status == JobStatus.RETRYING
+    assert job.last_error == LEASE_EXPIRED
+    assert [e["error"] for e in job.errors] == [LEASE_EXPIRED]
+    assert job.offered_at is not None  # handed to the broker again by the same pump
+    assert Job.objects.get(pk=live.pk).status == JobStatus.RUNNING
