@@ -450,6 +450,14 @@ class Mailbox:
             self._calendars[calendar_id] = calendar
             return calendar
 
+    def subscribe_calendar(self, calendar: Calendar) -> Calendar:
+        """Serve another mailbox's calendar too (a shared calendar this account subscribes
+        to): one set of events, the same calendar and event ids for every subscriber. Its
+        changes notify the owner's watches only."""
+        with self._lock:
+            self._calendars[calendar.id] = calendar
+            return calendar
+
     def calendars(self) -> list[Calendar]:
         """Primary first, then the others in the order they were added."""
         with self._lock:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from jobs.models.raw_event import SOURCE_ID_MAX_LENGTH
+
 
 class InteractionKind(models.TextChoices):
     EMAIL_INBOUND = "email_inbound", "e-mail received"
@@ -15,13 +17,14 @@ class InteractionKind(models.TextChoices):
 class Interaction(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     source = models.CharField(max_length=16)
-    source_id = models.CharField(max_length=512)
+    source_id = models.CharField(max_length=SOURCE_ID_MAX_LENGTH)
     kind = models.CharField(max_length=32, choices=InteractionKind.choices)
     occurred_at = models.DateTimeField()
     occurred_at_estimated = models.BooleanField(default=False)
     subject = models.TextField(blank=True)
     body_text = models.TextField(blank=True)
-    thread_id = models.CharField(max_length=255, blank=True)
+    # Gmail's threadId; a Calendar instance's recurringEventId (up to 1,024 characters).
+    thread_id = models.CharField(max_length=SOURCE_ID_MAX_LENGTH, blank=True)
     direction = models.CharField(max_length=16, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -8,6 +8,29 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+# The longest provider id stored, in characters and in UTF-8 bytes: a source id (Calendar:
+# "<calendar id>/<event id>", event ids up to 1,024 characters plus an instance's "_<start>")
+# and an interaction's thread id (a recurring event's series id). It keeps every unique btree
+# entry (user, provider, id) under PostgreSQL's ~2,700-byte limit for an index row; an item
+# whose id is longer is not stored, and fails alone (the Calendar sync records it).
+SOURCE_ID_MAX_LENGTH = 2048
+
+
+def source_id_fits(value: str) -> bool:
+    """Whether a provider id can be stored (at most SOURCE_ID_MAX_LENGTH UTF-8 bytes)."""
+    return len(value) <= SOURCE_ID_MAX_LENGTH and (
+        value.isascii() or len(value.encode("utf-8", "surrogatepass")) <= SOURCE_ID_MAX_LENGTH
+    )
+
+
+def source_id_too_long(value: str) -> str:
+    """Why an id that does not fit is not stored (the recorded message)."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    return (
+        f"id too long to store: {len(value)} characters, {size} bytes "
+        f"(limit {SOURCE_ID_MAX_LENGTH} bytes); it starts {value[:80]!r}"
+    )
+
 
 class NormalizationStatus(models.TextChoices):
     PENDING = "pending", "pending"
@@ -21,7 +44,7 @@ class RawEvent(models.Model):
         "jobs.GoogleAccount", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     provider = models.CharField(max_length=16)  # "gmail" | "calendar"
-    source_id = models.CharField(max_length=512)
+    source_id = models.CharField(max_length=SOURCE_ID_MAX_LENGTH)
     occurred_at = models.DateTimeField(null=True, blank=True)
     payload = models.JSONField()
     batch_id = models.UUIDField(default=uuid.uuid4)

@@ -26,11 +26,13 @@ class ReconcileRun(models.Model):
     """One reconciliation of one account and provider (jobs.sync.reconcile).
 
     Counts, over the window the sync covers: `provider_count` ids the provider lists,
-    `stored_count` rows of this account stored in the window, `missing_count` listed but not
-    stored (the gap), `fetched_count` of those fetched and stored by this run, `extra_count`
-    stored but no longer listed (reported, never deleted), `elsewhere_count` listed but stored
-    under another account of the same user, `in_flight_count` listed and already queued by the
-    account's sync (not a gap), `failed_count` missing items whose fetch failed.
+    `stored_count` rows stored for it in the window (Gmail: this account's; Calendar: the user's
+    rows of the calendars this account syncs, whichever account stored them), `missing_count`
+    listed but not stored (the gap), `fetched_count` of those fetched and stored by this run,
+    `extra_count` stored but no longer listed (reported, never deleted), `elsewhere_count` listed
+    but stored under another account of the same user (or none: a deleted account's rows),
+    `in_flight_count` listed and already queued by the account's sync (not a gap),
+    `failed_count` missing items whose fetch failed.
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from jobs.config import get_config
 from jobs.models import Interaction, NormalizationStatus, Provider, RawEvent
+from jobs.models.raw_event import source_id_fits, source_id_too_long
 from jobs.normalization.calendar import parse_calendar_event
 from jobs.normalization.gmail import parse_gmail_message
 from jobs.normalization.selectors import account_addresses, raw_events_pending_exist
@@ -63,6 +64,10 @@ _MAX_LENGTHS = {
     for field in Interaction._meta.concrete_fields
     if isinstance(field, CharField) and field.max_length
 }
+
+# Provider ids in unique or plain btree indexes (interaction_user_source_uniq,
+# interaction_thread_idx): at most SOURCE_ID_MAX_LENGTH UTF-8 bytes.
+_INDEXED_IDS = ("source_id", "thread_id")
 
 # Serves from raw_event_pending_idx. SKIP LOCKED: two normalizers never take the same rows.
 _CLAIM_SQL = f"""
@@ -457,6 +462,11 @@ def _check_fits(parsed: ParsedInteraction) -> None:
         value = getattr(parsed, name)
         if len(value) > limit:
             raise NormalizationError(f"{name} is {len(value)} characters long (limit {limit})")
+    for name in _INDEXED_IDS:
+        # Indexed: bounded in bytes too, or the index row could outgrow btree's limit.
+        value = getattr(parsed, name)
+        if not source_id_fits(value):
+            raise NormalizationError(f"{name}: {source_id_too_long(value)}")
 
 
 def _parse_gmail(

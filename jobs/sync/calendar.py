@@ -42,6 +42,7 @@ from jobs.errors import PermanentError
 from jobs.google.client import calendar_service, execute
 from jobs.google.errors import CursorExpired
 from jobs.models import GoogleAccount, Provider, SyncState
+from jobs.models.raw_event import source_id_too_long
 from jobs.normalization.types import CALENDAR_ID_KEY, CALENDAR_TIME_ZONE_KEY
 from jobs.sync.common import (
     NoDeadline,
@@ -402,7 +403,7 @@ class _CalendarRun:
             if "syncToken" in params:
                 self._note_changes(calendar_id, events)
             with fenced(self.control):
-                self._store(calendar_id, events, time_zone=page.get("timeZone", ""))
+                self._store(calendar_id, events, time_zone=page.get("timeZone", ""), state=state)
                 state.page_token = page.get("nextPageToken", "")
                 if not state.page_token and self.backfill:
                     # The backfill's listing is done: it keeps no syncToken of its own.
@@ -461,15 +462,37 @@ class _CalendarRun:
         state.pass_query = json.dumps(params)
         state.page_token = ""
 
-    def _store(self, calendar_id: str, events: list[dict], *, time_zone: str) -> None:
+    def _store(
+        self, calendar_id: str, events: list[dict], *, time_zone: str, state: SyncState
+    ) -> None:
         self.result.fetched += len(events)
         self.budget -= len(events)
         items = [
             event_item(event, calendar_id=calendar_id, time_zone=time_zone) for event in events
         ]
-        self.result.counts.add(
-            calendar_events_store(account=self.account, batch_id=self.batch_id, items=items)
-        )
+        counts = calendar_events_store(account=self.account, batch_id=self.batch_id, items=items)
+        self.result.counts.add(counts)
+        if counts.rejected:
+            # Too long to store: the rest of the page is stored; each is recorded on the
+            # calendar's state (saved with it) and never retried, since it can never fit.
+            failures = dict(state.failures)
+            now = timezone.now().isoformat()
+            for source_id in counts.rejected:
+                previous = failures.get(source_id) or {}
+                failures[source_id] = {
+                    "error": source_id_too_long(source_id),
+                    "attempts": int(previous.get("attempts", 0)) + 1,
+                    "firstFailedAt": previous.get("firstFailedAt") or now,
+                    "lastFailedAt": now,
+                    "retryAt": None,
+                }
+                logger.warning(
+                    "account %s: calendar %s: an event id too long to store was skipped (%s)",
+                    self.account.pk,
+                    calendar_id,
+                    failures[source_id]["error"],
+                )
+            state.failures = failures
         if self.backfill:
             extra = self.result.extra
             extra["listed"] = extra.get("listed", 0) + len(events)

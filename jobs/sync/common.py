@@ -118,6 +118,7 @@ class SyncResult:
                 "itemsDeleted": self.deleted,
                 "requests": self.requests,
                 "continues": self.more,
+                **({"itemsRejected": len(self.counts.rejected)} if self.counts.rejected else {}),
                 **self.extra,
             },
         )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
 
 from jobs.models import NormalizationStatus, RawEvent
+from jobs.models.raw_event import source_id_fits
 from jobs.normalization.text import db_safe
 
 
@@ -29,11 +30,15 @@ class UpsertCounts:
     inserted: int = 0
     updated: int = 0
     skipped: int = 0
+    # Source ids too long to store (jobs.models.raw_event.source_id_fits): not written, the
+    # rest of the chunk is; the caller records them.
+    rejected: list[str] = field(default_factory=list)
 
     def add(self, other: UpsertCounts) -> None:
         self.inserted += other.inserted
         self.updated += other.updated
         self.skipped += other.skipped
+        self.rejected += other.rejected
 
 
 # A row that exists with the same payload is left alone (not even its batch changes), so a rerun
@@ -82,11 +87,16 @@ def raw_events_upsert(
 
     With `merge`, a stored payload is updated key by key (jsonb `||`) instead of replaced, so a
     partial resource (a cancelled event's stub) keeps what was known before. A source id given
-    twice counts once (the last wins); the extra copy counts as skipped.
+    twice counts once (the last wins); the extra copy counts as skipped. An item whose source
+    id is too long to store is left out and named in `rejected`, so it fails alone.
     """
+    rejected = [item for item in items if not source_id_fits(item.source_id)]
+    if rejected:
+        items = [item for item in items if source_id_fits(item.source_id)]
     unique = _last_per_source(items)
+    rejected_ids = list(dict.fromkeys(item.source_id for item in rejected))
     if not unique:
-        return UpsertCounts(skipped=len(items))
+        return UpsertCounts(skipped=len(items), rejected=rejected_ids)
     payload = "raw.payload || EXCLUDED.payload" if merge else "EXCLUDED.payload"
     sql = _UPSERT.format(table=RawEvent._meta.db_table, payload=payload)
     with connection.cursor() as cursor:
@@ -103,7 +113,9 @@ def raw_events_upsert(
         rows = cursor.fetchall()
     inserted = sum(1 for (was_inserted,) in rows if was_inserted)
     updated = len(rows) - inserted
-    return UpsertCounts(inserted=inserted, updated=updated, skipped=len(items) - len(rows))
+    return UpsertCounts(
+        inserted=inserted, updated=updated, skipped=len(items) - len(rows), rejected=rejected_ids
+    )
 
 
 def raw_events_update_existing(

@@ -1,7 +1,10 @@
 """Reconciliation: does the store hold everything Google lists in the sync's window?
 
 Per account (never per user: a user may connect several accounts) and provider, a run lists
-what Google holds in the window the sync covers and compares it with the account's raw events:
+what Google holds in the window the sync covers and compares it with the raw events stored for
+it: Gmail, the account's own (message ids are a mailbox's); Calendar, the user's rows of the
+calendars the account syncs, whichever account stored them (a calendar id is Google's, the same
+for every subscriber of a shared calendar, and its event is stored once per user):
 
 - Gmail: users.messages.list with the window pass's query (`after:` the initial window's start,
   minus the excluded folders and categories) and `before:` now minus reconcile_settle_minutes
@@ -11,13 +14,16 @@ what Google holds in the window the sync covers and compares it with the account
   window (calendar_window_past_days / calendar_window_future_days); events changed in the last
   reconcile_settle_minutes are left out.
 
-Counted (jobs.models.ReconcileRun): listed (`provider_count`); the account's rows stored in the
+Counted (jobs.models.ReconcileRun): listed (`provider_count`); the rows stored for it in the
 window (`stored_count`); missing = listed, not stored for the account, not held by another of the
-user's accounts (`elsewhere_count`: raw events are unique per user, provider and source id, so
-an item both mailboxes list is stored once), not already queued by the account's sync
-(`in_flight_count`, its pending ids); extra = stored in the window (an hour's margin at its
-ends), not deleted or excluded, but no longer listed: a deletion the sync did not see. Extras
-are reported, never deleted.
+user's accounts (`elsewhere_count`: listed, stored under another account of the user or under
+none, the account that stored it having been deleted; raw events are unique per user, provider
+and source id, so an item both accounts list is stored once), not already queued by the
+account's sync (`in_flight_count`, its pending ids); extra = stored in the window (an hour's
+margin at its ends), not deleted or excluded, but no longer listed: a deletion the sync did not
+see. Extras are reported, never deleted. Listed events whose ids are too long to store
+(jobs.models.raw_event.source_id_fits; the sync records them in its failures) are left out and
+named in the run's detail.
 
 With `fix`, the missing items go through the sync's own store path, in the reconcile job's batch
 (Gmail: batched messages.get then the raw-event upsert, excluded labels routed as the sync does;
@@ -59,6 +65,7 @@ from jobs.models import (
     ReconcileStatus,
     SyncState,
 )
+from jobs.models.raw_event import source_id_fits
 from jobs.normalization.types import DELETED_KEY
 from jobs.sync.calendar import (
     BACKFILL_PREFIX,
@@ -113,6 +120,8 @@ class Comparison:
     extra: list[str] = field(default_factory=list)
     elsewhere: int = 0
     in_flight: int = 0
+    # Listed, but with an id too long to store (jobs.models.raw_event.source_id_fits).
+    unstorable: int = 0
     # The listing stopped before its end (deadline or cancel).
     stopped: bool = False
     # Calendar: the listed events by source id, with their calendar's time zone (for the fix).
@@ -255,6 +264,11 @@ def _record_counts(run: ReconcileRun, found: Comparison) -> None:
     run.in_flight_count = found.in_flight
     run.missing_sample = found.missing[:RECONCILE_SAMPLE]
     run.extra_sample = found.extra[:RECONCILE_SAMPLE]
+    if found.unstorable:
+        run.detail = (
+            f"{found.unstorable} listed item(s) have ids too long to store (not counted; "
+            "the sync records them in its failures)"
+        )
 
 
 def _fix(
@@ -444,6 +458,10 @@ def _calendar_compare(
                 item = event_item(event, calendar_id=calendar_id, time_zone=time_zone)
                 if item.source_id in found.events:
                     continue
+                if not source_id_fits(item.source_id):
+                    # Never storable (the sync records it in its failures): not a gap.
+                    found.unstorable += 1
+                    continue
                 found.events[item.source_id] = item
                 found.listed.append(item.source_id)
                 if _updated_after(event, settled_before):
@@ -456,9 +474,12 @@ def _calendar_compare(
     prefixes = Q(pk__in=[])
     for calendar_id in synced:
         prefixes |= Q(source_id__startswith=f"{calendar_id}/")
+    # The user's rows of these calendars, whichever account stored them: a calendar id is
+    # Google's own (a shared calendar has one id for every subscriber), so an event two
+    # accounts list is one row, and an account that syncs the calendar vouches for all of it.
     stored_window = (
         RawEvent.objects.filter(
-            account=account,
+            user_id=account.user_id,
             provider=Provider.CALENDAR,
             occurred_at__gt=window.time_min + EDGE_MARGIN,
             occurred_at__lt=window.time_max - EDGE_MARGIN,

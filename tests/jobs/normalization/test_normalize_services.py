@@ -158,13 +158,18 @@ def test_a_payload_that_breaks_the_parser_is_kept_failed_and_the_others_are_norm
 def test_a_row_too_wide_for_its_column_fails_on_its_own(user):
     events = [
         timed_event("ok"),
-        timed_event("long", recurringEventId="r" * 300),
+        timed_event("long", recurringEventId="r" * 2049),
+        # Few characters but many bytes: an index row is bounded in bytes.
+        timed_event("wide", recurringEventId="é" * 1100),
     ]
     store(user, events, provider="calendar")
 
-    assert counts(normalize(user, "calendar")) == (2, 1, 0, 0, 1)
-    assert RawEvent.objects.get(status="failed").error == (
-        "NormalizationError: thread_id is 300 characters long (limit 255)"
+    assert counts(normalize(user, "calendar")) == (3, 1, 0, 0, 2)
+    errors = sorted(RawEvent.objects.filter(status="failed").values_list("error", flat=True))
+    assert errors[0] == "NormalizationError: thread_id is 2049 characters long (limit 2048)"
+    assert errors[1].startswith(
+        "NormalizationError: thread_id: id too long to store: 1100 characters, 2200 bytes "
+        "(limit 2048 bytes)"
     )
 
 
