@@ -70,6 +70,7 @@ from jobs.sync.common import (
     failure_record,
     failures_due,
     fenced,
+    others_waiting,
     service_for,
     sync_state,
 )
@@ -370,8 +371,7 @@ class _GmailRun:
 
     def _others_waiting(self) -> bool:
         """Whether another job waits for a worker (a job's run control says; else no)."""
-        others_waiting = getattr(self.control, "others_waiting", None)
-        return bool(others_waiting and others_waiting())
+        return others_waiting(self.control)
 
     def _call(self, request: object) -> dict:
         self.result.requests += 1

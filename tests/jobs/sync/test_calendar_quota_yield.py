@@ -143,12 +143,16 @@ def test_a_calendar_sync_out_of_quota_yields_mid_calendar_and_resumes_at_its_pag
     assert primary.page_token and primary.pass_query and not primary.cursor
     follow = Job.objects.get(parent=job)
     assert follow.kind == "calendar_sync" and follow.status == JobStatus.QUEUED
+    assert follow.payload["calendar_ids"] == [OWNER, SHARED]  # both unfinished
+    # due when the quota frees, not at once (it would only wait in the pacer again)
     assert follow.run_after > timezone.now() + timedelta(seconds=1)
     assert Job.objects.get(pk=waiting.pk).status == JobStatus.QUEUED
 
     run_due_jobs(kinds=["selfcheck"])
     run_chain(google_account)
 
+    assert emulator.log.count("calendar.events.list") == 4  # three pages + the shared calendar
+    assert emulator.log.count("calendar.calendarList.list") == 2
     # Every event once: the third page was listed from the saved page token, not page one again.
     window = calendar_window(config=get_config()).params()
     assert stored(google_account, OWNER) == listed(emulator, OWNER, **window)
@@ -157,8 +161,6 @@ def test_a_calendar_sync_out_of_quota_yields_mid_calendar_and_resumes_at_its_pag
     assert len(jobs) == 2
     assert {(j.status, j.attempts) for j in jobs} == {(JobStatus.SUCCEEDED, 1)}
     assert sum(j.metrics["itemsFetched"] for j in jobs) == len(stored(google_account))
-    assert emulator.log.count("calendar.events.list") == 4  # three pages + the shared calendar
-    assert emulator.log.count("calendar.calendarList.list") == 2
     assert emulator.quota_rejections == 0
     for calendar_id in (OWNER, SHARED):
         done = state(google_account, calendar_id)
@@ -188,12 +190,12 @@ def test_a_sync_yields_between_calendars_and_continues_with_the_next(
     run_due_jobs(kinds=["selfcheck"])
     run_chain(google_account)
 
+    # The primary calendar was not listed again: its syncToken was kept, the shared one's made.
+    assert emulator.log.count("calendar.events.list") == 2
     window = calendar_window(config=get_config()).params()
     assert stored(google_account) == listed(emulator, OWNER, **window) | listed(
         emulator, SHARED, **window
     )
-    # The primary calendar was not listed again: its syncToken was kept, the shared one's made.
-    assert emulator.log.count("calendar.events.list") == 2
     assert state(google_account, SHARED).cursor
     assert {(j.status, j.attempts) for j in chain(google_account)} == {(JobStatus.SUCCEEDED, 1)}
     assert emulator.quota_rejections == 0
