@@ -143,11 +143,12 @@ class PipelineConfig:
     # long sync's waits stay short (below google_retry_after_cap_s) instead of a burst of a
     # minute's quota followed by a wait of most of a minute.
     quota_burst_window_s: float = field(default=15.0, metadata={"min": 0.0, "max": 3600.0})
-    # A Gmail sync whose next batch would wait longer than this for its account's quota, while
-    # other jobs are due and waiting for a worker, stops there (its place saved) and continues
-    # in a new job once the quota frees, instead of holding its worker asleep: with more
-    # accounts than workers, the workers serve the accounts that have quota. With no other job
-    # waiting it sleeps as before. Set it to google_retry_after_cap_s or more to never yield.
+    # A sync, backfill, reconcile or push_renew job whose next call would wait longer than this
+    # for its account's quota, while other jobs are due and waiting for a worker, stops there
+    # (its place saved) and continues in a new job once the quota frees, instead of holding its
+    # worker asleep: with more accounts than workers, the workers serve the accounts that have
+    # quota. With no other job waiting it sleeps as before. Set it to google_retry_after_cap_s
+    # or more to never yield.
     quota_yield_after_s: float = field(default=1.0, metadata={"min": 0.0, "max": 3600.0})
 
     # Push notifications (docs/OPERATIONS.md): off while push_gmail_topic and

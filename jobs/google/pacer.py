@@ -25,10 +25,12 @@ most ~21 s between batches. Without it a long sync would spend a minute's quota 
 then wait most of a minute, beyond google_retry_after_cap_s, handing its job back to the
 engine as a retry (each costing an attempt) every minute.
 
-Yielding: a caller that can stop and continue later (a Gmail sync between batches) wraps its
-calls in `deferring(should_defer)`; a wait longer than `quota_yield_after_s` for which
-`should_defer()` says other work waits for this worker then raises QuotaDeferred (retry_after =
-the wait) instead of sleeping, so the worker serves another account meanwhile.
+Yielding: a caller that can stop and continue later (a Gmail sync between batches, a Calendar
+sync or backfill before any call, a reconcile job where its continuation loses nothing, a
+push_renew job) wraps its calls in `deferring(should_defer)`; a wait longer than
+`quota_yield_after_s` for which `should_defer()` says other work waits for this worker then
+raises QuotaDeferred (retry_after = the wait) instead of sleeping, so the worker serves another
+account meanwhile.
 """
 
 from __future__ import annotations

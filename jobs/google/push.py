@@ -35,6 +35,7 @@ from googleapiclient.discovery import Resource
 from jobs.config import PipelineConfig, get_config
 from jobs.errors import PermanentError, TransientError
 from jobs.google.client import calendar_service, execute, gmail_service
+from jobs.google.pacer import QuotaDeferred
 from jobs.google.tokens import decrypt_token, encrypt_token
 from jobs.models import (
     GoogleAccount,
@@ -136,6 +137,8 @@ def gmail_watch(
         body["labelFilterBehavior"] = "include"
     try:
         response = execute(service.users().watch(userId="me", body=body), account=account)
+    except QuotaDeferred:
+        raise  # nothing sent (a push_renew job yielding its worker): the row stays as it was
     except (PermanentError, TransientError) as exc:
         _failed(row, exc, control)
         raise
@@ -256,6 +259,12 @@ def calendar_channel_open(
         response = execute(
             service.events().watch(calendarId=calendar_id, body=body), account=account
         )
+    except QuotaDeferred:
+        # Nothing sent (a push_renew job yielding its worker): no channel to keep a row for.
+        with transaction.atomic():
+            control.fence()
+            PushChannel.objects.filter(pk=row.pk).delete()
+        raise
     except (PermanentError, TransientError) as exc:
         _failed(row, exc, control)
         raise

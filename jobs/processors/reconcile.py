@@ -3,7 +3,8 @@
 Enqueued per account by the RECONCILE schedule (jobs.sync.reconcile.reconcile_schedule) and by
 `manage.py reconcile`, in the lane reconcile:{account_id} at priority 5. Each provider gets a
 ReconcileRun row (jobs.sync.reconcile); with `fix`, what was fetched is normalized by the usual
-stage for this batch. A run stopped by its deadline continues with the providers it had left.
+stage for this batch. A run stopped by its deadline continues with the providers it had left, as
+does one that yielded its worker on quota (due once the quota frees).
 Metrics: itemsFetched = missing items fetched, itemsInserted = rows inserted, details per
 provider (run id, status, listed, stored, missing, fetched, extra).
 """
@@ -51,12 +52,16 @@ def run(job: Job, ctx: JobContext) -> Metrics:
             )
         # Only a run that got somewhere continues (stopped by the deadline or the per-run cap
         # after storing something): never a chain that fetches the same items again and again.
+        # A run that yielded its worker on quota (jobs.sync.reconcile.QuotaYield: before its
+        # first call, or in a fix after storing) continues once the quota frees.
         progressed = outcome.sync.timed_out or outcome.sync.counts.inserted > 0
-        if found.status == ReconcileStatus.PARTIAL and progressed:
+        deferred = outcome.sync.deferred_s
+        if found.status == ReconcileStatus.PARTIAL and (progressed or deferred):
             ctx.continue_with(
                 ReconcilePayload(
                     account_id=account.pk, fix=payload.fix, providers=payload.providers[i:]
-                )
+                ),
+                delay_s=deferred,
             )
             break
     return outcome.metrics()

@@ -13,7 +13,10 @@ calendar_pause_every_items; an unfinished listing keeps its page token and param
 that points past it in one transaction. A calendar whose events.list fails permanently (403,
 404) is recorded in its state's `failures` with the error and skipped, so the calendars after
 it still sync; it is tried again every sync_failed_retry_every_s, up to
-sync_failed_max_attempts.
+sync_failed_max_attempts. A quota wait longer than quota_yield_after_s while other jobs wait for
+a worker stops the run before that call (jobs.google.pacer.deferring): what is stored stays with
+its page token or syncToken, and the continuation (`more`, due once the quota frees, covering
+only the calendars not finished; still `full` if it stopped before the reset) goes on from there.
 
 Raw payload convention (read by normalize_calendar): RawEvent(provider="calendar",
 source_id=f"{calendar_id}/{event_id}") holds the events resource exactly as fetched plus keys
@@ -41,6 +44,7 @@ from jobs.config import PipelineConfig, get_config
 from jobs.errors import PermanentError
 from jobs.google.client import calendar_service, execute
 from jobs.google.errors import CursorExpired
+from jobs.google.pacer import QuotaDeferred, deferring
 from jobs.models import GoogleAccount, Provider, SyncState
 from jobs.models.raw_event import source_id_too_long
 from jobs.normalization.types import CALENDAR_ID_KEY, CALENDAR_TIME_ZONE_KEY
@@ -52,6 +56,7 @@ from jobs.sync.common import (
     failure_due,
     failure_record,
     fenced,
+    others_waiting,
     service_for,
 )
 from jobs.sync.raw_events import RawItem, UpsertCounts, raw_events_upsert
@@ -271,7 +276,16 @@ class _CalendarRun:
         self.window = calendar_window(config=config)
 
     def execute(self) -> SyncResult:
-        entries = self._calendar_list()
+        try:
+            entries = self._calendar_list()
+        except QuotaDeferred as exc:
+            # Nothing read or stored yet: the continuation starts this run over once the quota
+            # frees, a full sync still as a full sync (its reset comes after the mailbox check).
+            self._deferred(exc)
+            self.result.more = True
+            if self.full:
+                self.result.again["full"] = True
+            return self.result
         # Before anything is read or stored: is this the account's own calendar?
         primary = next((entry for entry in entries if entry.get("primary")), None)
         check_mailbox(
@@ -302,7 +316,7 @@ class _CalendarRun:
             self.result.extra["horizon"] = self.horizon.isoformat() if self.horizon else None
         finished = 0
         now = timezone.now()
-        for calendar_id in calendars:
+        for index, calendar_id in enumerate(calendars):
             # Saved (created) only by the run's fenced writes.
             state = states.get(calendar_id) or SyncState(
                 user_id=self.account.user_id,
@@ -326,6 +340,11 @@ class _CalendarRun:
                 finished += 1
                 continue
             if not self._sync_calendar(calendar_id, state):
+                if self.result.deferred_s and not self.backfill:
+                    # The continuation covers the calendars this run has not finished: those
+                    # before it keep their new syncTokens and are not listed again meanwhile.
+                    # (A backfill skips its finished calendars without a call anyway.)
+                    self.result.again["calendar_ids"] = calendars[index:]
                 break
             finished += 1
         self.result.more = finished < len(calendars)
@@ -335,8 +354,20 @@ class _CalendarRun:
         return self.result
 
     def _call(self, request: object) -> dict:
+        """Run one request. A quota wait longer than quota_yield_after_s while another job
+        waits for a worker raises QuotaDeferred (nothing sent); the caller stops there."""
         self.result.requests += 1
-        return execute(request, account=self.account, priority=self.priority)
+        try:
+            with deferring(lambda: others_waiting(self.control)):
+                return execute(request, account=self.account, priority=self.priority)
+        except QuotaDeferred:
+            self.result.requests -= 1
+            raise
+
+    def _deferred(self, exc: QuotaDeferred) -> None:
+        """The run stops for its quota: its continuation is due once the quota frees."""
+        self.result.deferred_s = exc.retry_after or 0.0
+        self.result.extra["quotaDeferredS"] = round(self.result.deferred_s, 2)
 
     def _stop_requested(self) -> bool:
         if self.control.deadline_reached():
@@ -378,6 +409,12 @@ class _CalendarRun:
                         **params,
                     )
                 )
+            except QuotaDeferred as exc:
+                # Out of quota while other jobs wait for this worker: stop before the page. The
+                # pages stored so far are saved with the page token past them (or the
+                # calendar's syncToken), so the continuation lists the next page, not page one.
+                self._deferred(exc)
+                return False
             except CursorExpired:
                 if "syncToken" not in params:
                     raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +57,13 @@ def fenced(control: RunControl) -> Iterator[None]:
         yield
 
 
+def others_waiting(control: RunControl) -> bool:
+    """Whether another job waits for a worker: a job's run control says (JobContext
+    .others_waiting); elsewhere (benchmarks, shell use) nobody does."""
+    ask = getattr(control, "others_waiting", None)
+    return bool(ask and ask())
+
+
 @contextmanager
 def service_for(
     account: GoogleAccount,
@@ -99,6 +107,9 @@ class SyncResult:
     # The run stopped for its account's quota while other jobs waited for a worker: the
     # continuation is due this many seconds later (jobs.google.pacer, quota_yield_after_s).
     deferred_s: float = 0.0
+    # Payload fields the continuation takes in place of the job's own (a Calendar sync that
+    # yielded: the calendars it has not finished; `full` when it yielded before its reset).
+    again: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     # What changed at Google, for push health (jobs.sync.push), not for the metrics: Gmail
     # "addedHistoryId" (the newest history record that added a message worth announcing),
@@ -211,7 +222,8 @@ def sync_follow_up(
     row the chain stored (none left behind a normalization that was already running).
     """
     if result.more:
-        ctx.continue_with(again, delay_s=result.deferred_s)
+        resume = dataclasses.replace(again, **result.again) if result.again else again
+        ctx.continue_with(resume, delay_s=result.deferred_s)
         return
     following = next_stage(ctx.job.kind)
     if following and raw_events_pending_exist(

@@ -70,6 +70,7 @@ from jobs.sync.common import (
     failure_record,
     failures_due,
     fenced,
+    others_waiting,
     service_for,
     sync_state,
 )
@@ -181,7 +182,8 @@ def gmail_messages_store(
     row already stored). Never reads nor writes the account's SyncState.
 
     Returns the ids whose fetch was answered (stored, unchanged or excluded) and the permanent
-    failures by id; stops early at the deadline (result.timed_out) or a cancel.
+    failures by id; stops early at the deadline (result.timed_out), a cancel, or (inside the
+    caller's pacer.deferring) a quota wait it may yield to (result.deferred_s).
     """
     config = config or get_config()
     run = _GmailRun(
@@ -203,7 +205,14 @@ def gmail_messages_store(
         if run._stop_requested():
             break
         chunk = ids[start : start + chunk_size]
-        messages, failed = run._get_messages(chunk)
+        try:
+            messages, failed = run._get_messages(chunk)
+        except QuotaDeferred as exc:
+            # Only within a caller's deferring() (a reconcile fix): out of quota while other
+            # jobs wait for a worker, stop before the chunk; the chunks stored stay stored.
+            result.deferred_s = exc.retry_after or 0.0
+            result.extra["quotaDeferredS"] = round(result.deferred_s, 2)
+            break
         with fenced(control):
             run._store(messages)
         failures.update(failed)
@@ -370,8 +379,7 @@ class _GmailRun:
 
     def _others_waiting(self) -> bool:
         """Whether another job waits for a worker (a job's run control says; else no)."""
-        others_waiting = getattr(self.control, "others_waiting", None)
-        return bool(others_waiting and others_waiting())
+        return others_waiting(self.control)
 
     def _call(self, request: object) -> dict:
         self.result.requests += 1

@@ -46,6 +46,7 @@ from jobs.dispatcher import get_processor
 from jobs.enqueue import enqueue
 from jobs.errors import PermanentError, TransientError
 from jobs.google.client import calendar_service, execute
+from jobs.google.pacer import QuotaDeferred
 from jobs.google.push import (
     Fence,
     NoFence,
@@ -397,6 +398,8 @@ def push_reconcile(
     def attempt(what: str, call: Any) -> Any:
         try:
             return call()
+        except QuotaDeferred:
+            raise  # the job yields its worker (push_renew): the rest is done in its continuation
         except TransientError as exc:
             transient.append(exc)
         except PermanentError as exc:

@@ -33,7 +33,11 @@ account's SyncState: the sync's cursors, pending ids and failures stay the sync'
 
 Calls are paced as "background" (quota_background_share of the per-user limits), stop at the
 job's deadline and at a cancel (a partial run continues in a new job of the same lane), and at
-most gmail_max_messages_per_run messages are fetched per run.
+most gmail_max_messages_per_run messages are fetched per run. A quota wait longer than
+quota_yield_after_s while other jobs wait for a worker hands the worker back (QuotaYield) where
+a continuation loses nothing: before a provider's first call, and between the chunks of a Gmail
+fix once one was stored; the run is recorded partial and the job continues once the quota
+frees, without spending an attempt. A listing already under way runs to its end.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from jobs.context import Metrics
 from jobs.enqueue import enqueue
 from jobs.errors import DeadlineExceeded, JobCancelled, LeaseLost, PermanentError
 from jobs.google.client import calendar_service, execute, gmail_service
+from jobs.google.pacer import QuotaDeferred, deferring
 from jobs.models import (
     GoogleAccount,
     GoogleAccountStatus,
@@ -75,7 +80,14 @@ from jobs.sync.calendar import (
     event_item,
     selected_calendars,
 )
-from jobs.sync.common import RunControl, SyncResult, check_mailbox, fenced, service_for
+from jobs.sync.common import (
+    RunControl,
+    SyncResult,
+    check_mailbox,
+    fenced,
+    others_waiting,
+    service_for,
+)
 from jobs.sync.gmail import (
     LIST_PAGE_SIZE,
     excluded_label_ids,
@@ -158,8 +170,48 @@ class ReconcileOutcome:
                 },
                 "missing": missing,
                 "requests": self.sync.requests,
+                **(
+                    {"quotaDeferredS": round(self.sync.deferred_s, 2)}
+                    if self.sync.deferred_s
+                    else {}
+                ),
             },
         )
+
+
+class QuotaYield:
+    """When a reconcile run may hand its worker back on quota (jobs.google.pacer.deferring:
+    a wait longer than quota_yield_after_s while another job waits for a worker).
+
+    Only where a continuation loses nothing and still gets further: before the provider's first
+    call (nothing done yet), and in a Gmail fix once this run has stored something (what is
+    stored is no longer missing). Never in the middle of a listing: a listing is not kept, so
+    its continuation would list from the start again, and a listing longer than the quota's
+    window would then never finish.
+    """
+
+    def __init__(self, control: RunControl, result: SyncResult) -> None:
+        self.control = control
+        self.result = result
+        self.starting = True
+        # In a fix: yield once result.fetched has passed this count.
+        self.fetched_before: int | None = None
+
+    def __call__(self) -> bool:
+        fixing = self.fetched_before is not None and self.result.fetched > self.fetched_before
+        return (self.starting or fixing) and others_waiting(self.control)
+
+    def started(self) -> None:
+        """The provider's first call was answered: from here the listing runs to its end."""
+        self.starting = False
+
+    def fixing(self) -> None:
+        """The fix begins: yield between its chunks once one of them stored something."""
+        self.fetched_before = self.result.fetched
+
+
+def _deferred(result: SyncResult, exc: QuotaDeferred) -> None:
+    result.deferred_s = exc.retry_after or 0.0
 
 
 # -- one account and provider ---------------------------------------------------------------
@@ -191,15 +243,16 @@ def reconcile_provider(
         started_at=timezone.now(),
     )
     build = gmail_service if provider == Provider.GMAIL else calendar_service
+    yielding = QuotaYield(control, outcome.sync)
     try:
         skip = _skip_reason(account, provider)
         if skip:
             run.status = ReconcileStatus.SKIPPED
             run.detail = skip
         else:
-            with service_for(account, service, build) as api:
+            with service_for(account, service, build) as api, deferring(yielding):
                 compare = _gmail_compare if provider == Provider.GMAIL else _calendar_compare
-                found = compare(account, config, control, api, outcome.sync)
+                found = compare(account, config, control, api, outcome.sync, yielding)
                 _record_counts(run, found)
                 if found.stopped:
                     run.status = ReconcileStatus.PARTIAL
@@ -209,7 +262,14 @@ def reconcile_provider(
                 elif not fix:
                     run.status = ReconcileStatus.GAP
                 else:
+                    yielding.fixing()
                     _fix(run, found, account, config, control, api, batch_id, outcome.sync)
+    except QuotaDeferred as exc:
+        # Out of quota before the provider's first call while other jobs wait for a worker:
+        # nothing was listed; recorded as partial, the job continues once the quota frees.
+        _deferred(outcome.sync, exc)
+        run.status = ReconcileStatus.PARTIAL
+        run.detail = f"waiting {exc.retry_after or 0:.0f}s for quota; continues"
     except (LeaseLost, JobCancelled, DeadlineExceeded):
         raise
     except Exception as exc:
@@ -293,12 +353,16 @@ def _fix(
             result=result,
             config=config,
         )
+        if result.deferred_s:
+            run.detail = f"waiting {result.deferred_s:.0f}s for quota"
         run.fetched_count = len(answered)
         run.failed_count = len(failures)
         if failures:
             first = next(iter(failures.items()))
             run.detail = f"{len(failures)} fetch(es) failed, e.g. {first[0]}: {first[1].error}"
-        complete = len(wanted) == len(found.missing) and not result.timed_out
+        complete = (
+            len(wanted) == len(found.missing) and not result.timed_out and not result.deferred_s
+        )
     else:
         items = [found.events[source_id] for source_id in found.missing]
         stored = 0
@@ -343,12 +407,13 @@ def _gmail_compare(
     control: RunControl,
     gmail: Resource,
     result: SyncResult,
+    yielding: QuotaYield,
 ) -> Comparison:
     def call(request: object) -> dict:
-        result.requests += 1
-        return execute(request, account=account, priority="background")
+        return _call(request, account, result)
 
     profile = call(gmail.users().getProfile(userId="me"))
+    yielding.started()
     check_mailbox(account, opened=profile.get("emailAddress"), what="mailbox")
     now = timezone.now()
     start = gmail_window_start(
@@ -404,10 +469,10 @@ def _calendar_compare(
     control: RunControl,
     calendar: Resource,
     result: SyncResult,
+    yielding: QuotaYield,
 ) -> Comparison:
     def call(request: object) -> dict:
-        result.requests += 1
-        return execute(request, account=account, priority="background")
+        return _call(request, account, result)
 
     entries: list[dict] = []
     page_token = None
@@ -415,6 +480,7 @@ def _calendar_compare(
         page = call(
             calendar.calendarList().list(maxResults=CALENDAR_LIST_PAGE_SIZE, pageToken=page_token)
         )
+        yielding.started()
         entries += page.get("items", [])
         page_token = page.get("nextPageToken")
         if not page_token:
@@ -500,6 +566,16 @@ def _updated_after(event: dict, moment: datetime) -> bool:
 
 
 # -- shared ---------------------------------------------------------------------------------
+
+
+def _call(request: object, account: GoogleAccount, result: SyncResult) -> dict:
+    """One request at the background priority; a request the quota deferred was not sent."""
+    result.requests += 1
+    try:
+        return execute(request, account=account, priority="background")
+    except QuotaDeferred:
+        result.requests -= 1
+        raise
 
 
 def _stop(control: RunControl, result: SyncResult) -> bool:
