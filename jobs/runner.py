@@ -53,6 +53,20 @@ LEASE_LOST = "lease-lost"  # a run's status when another attempt took its job
 LEASE_EXPIRED = "lease expired: the worker stopped without recording an outcome"
 
 
+def clip_error(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
+    """An error text cut to `limit` characters by leaving out its middle: a traceback's start
+    (where it began) and its end (the exception's own line, what went wrong) are kept."""
+    if len(text) <= limit:
+        return text
+    head = limit // 4
+    left_out = len(text) - limit
+    for _ in range(3):  # the count's own digits change the room left for the tail
+        marker = f"\n[... {left_out} characters left out ...]\n"
+        tail = limit - head - len(marker)
+        left_out = len(text) - head - tail
+    return text[:head] + marker + text[len(text) - tail :]
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -300,7 +314,7 @@ def _finish(
         "retrying": JobStatus.RETRYING,
         "running": JobStatus.RUNNING,
         "metrics": json.dumps(stored),
-        "error": outcome.error[:ERROR_TEXT_LIMIT],
+        "error": clip_error(outcome.error),
         "delay": outcome.delay_s,
         "id": job.pk,
         "worker": worker,

@@ -655,3 +655,33 @@ def test_the_pump_returns_expired_leases_without_waiting_for_tick(user):
     assert [e["error"] for e in job.errors] == [LEASE_EXPIRED]
     assert job.offered_at is not None  # handed to the broker again by the same pump
     assert Job.objects.get(pk=live.pk).status == JobStatus.RUNNING
+
+
+def test_a_long_traceback_keeps_its_last_line_the_error_itself(user):
+    job = enqueue("deep_crash", user=user)
+    assert run_job(job.pk) == "retrying"
+    job.refresh_from_db()
+    recorded = job.errors[-1]["error"]
+    assert recorded == job.last_error
+    assert len(recorded) <= 4000
+    assert recorded.startswith("Traceback (most recent call last):")
+    assert "ValueError: deep inside a library" in recorded
+    # the error itself, the traceback's last line, is kept (the middle of the frames is not)
+    assert recorded.rstrip().splitlines()[-1] == "RuntimeError: the real cause is on the last line"
+    assert "characters left out" in recorded
+
+
+@pytest.mark.parametrize("size", [4000, 4001, 5000, 13_999, 1_000_000])
+def test_clip_error_keeps_both_ends_and_says_how_much_it_left_out(size):
+    from jobs.runner import clip_error
+
+    text = "".join(chr(ord("a") + i % 26) for i in range(size))
+    clipped = clip_error(text)
+    assert len(clipped) <= 4000
+    if size <= 4000:
+        assert clipped == text
+        return
+    head, _, rest = clipped.partition("\n[... ")
+    count, _, tail = rest.partition(" characters left out ...]\n")
+    assert text.startswith(head) and text.endswith(tail)
+    assert len(head) + int(count) + len(tail) == size

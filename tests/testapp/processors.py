@@ -185,3 +185,23 @@ def lose_connection(job: Job, ctx: JobContext) -> Metrics:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
     return Metrics(items_fetched=1)
+
+
+def _down_through_a_long_stack_of_library_frames(depth: int, cause: Exception | None) -> None:
+    if depth == 0:
+        if cause is None:
+            # a library error that quotes a whole response body
+            raise ValueError("deep inside a library: " + "<html>response body</html> " * 200)
+        raise RuntimeError("the real cause is on the last line") from cause
+    _down_through_a_long_stack_of_library_frames(depth - 1, cause)
+
+
+@processor("deep_crash")
+def deep_crash(job: Job, ctx: JobContext) -> Metrics:
+    """An unknown error raised from a library's long one: the traceback's last line is the one
+    that says what went wrong."""
+    try:
+        _down_through_a_long_stack_of_library_frames(40, None)
+    except ValueError as exc:
+        _down_through_a_long_stack_of_library_frames(40, exc)
+    return Metrics()
