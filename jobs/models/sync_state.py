@@ -19,14 +19,16 @@ class SyncState(models.Model):
     provider = models.CharField(max_length=16, choices=Provider.choices)
     # "" for Gmail; the calendar id for Calendar.
     resource_id = models.CharField(max_length=255, blank=True, default="")
-    # Gmail historyId or Calendar syncToken, once a full pass has finished.
-    cursor = models.CharField(max_length=1024, blank=True)
+    # Gmail historyId or Calendar syncToken, once a full pass has finished. Tokens are text:
+    # Google documents no length for them, and no index reads these columns.
+    cursor = models.TextField(blank=True)
     # Continuation of an unfinished pass: a list/events page token, ids listed but not fetched,
     # and the cursor to adopt when the pass completes.
-    page_token = models.CharField(max_length=1024, blank=True)
+    page_token = models.TextField(blank=True)
     pending_ids = models.JSONField(default=list, blank=True)
-    pass_cursor = models.CharField(max_length=1024, blank=True)
-    pass_query = models.CharField(max_length=512, blank=True)
+    pass_cursor = models.TextField(blank=True)
+    # the listing's parameters as JSON (Calendar: {"syncToken": ...} or the window; Gmail: q)
+    pass_query = models.TextField(blank=True)
     # Progress of the open pass (the pipeline page's "listed vs fetched"): ids listed and
     # items fetched since the pass started (Gmail; Calendar lists and fetches in one call).
     pass_listed = models.PositiveIntegerField(default=0)
