@@ -340,10 +340,11 @@ class _CalendarRun:
                 finished += 1
                 continue
             if not self._sync_calendar(calendar_id, state):
-                if self.result.deferred_s and not self.backfill:
-                    # The continuation covers the calendars this run has not finished: those
-                    # before it keep their new syncTokens and are not listed again meanwhile.
-                    # (A backfill skips its finished calendars without a call anyway.)
+                if not self.backfill:
+                    # Stopped for its quota, cap or deadline: the continuation covers the
+                    # calendars this run has not finished; those before it keep their new
+                    # syncTokens and are not listed again meanwhile. (A backfill skips its
+                    # finished calendars without a call anyway.)
                     self.result.again["calendar_ids"] = calendars[index:]
                 break
             finished += 1
