@@ -47,13 +47,22 @@ class UnmergeOrderError(MergeError):
     """The merge's target was merged on into another contact: undo that later merge first."""
 
 
+# Both contacts of a step must be the user's (contact_merge checks it first; the steps hold
+# the rule themselves too, so no caller can move a row to or from another user's contact).
+_BOTH_THE_USERS = (
+    f" AND (SELECT count(*) FROM {Contact._meta.db_table} c"
+    " WHERE c.user_id = %(user_id)s AND c.id IN (%(source_id)s, %(target_id)s)) = 2"
+)
+
+
 def _move(table: str) -> Callable[..., list[int]]:
     def move(*, user_id: int, source_id: int, target_id: int) -> list[int]:
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET contact_id = %s WHERE user_id = %s AND contact_id = %s "
-                "RETURNING id",
-                [target_id, user_id, source_id],
+                f"UPDATE {table} SET contact_id = %(target_id)s"
+                " WHERE user_id = %(user_id)s AND contact_id = %(source_id)s"
+                f"{_BOTH_THE_USERS} RETURNING id",
+                {"user_id": user_id, "source_id": source_id, "target_id": target_id},
             )
             return sorted(row[0] for row in cursor.fetchall())
 
@@ -64,9 +73,15 @@ def _restore(table: str) -> Callable[..., None]:
     def restore(*, user_id: int, source_id: int, target_id: int, ids: list[int]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET contact_id = %s "
-                "WHERE user_id = %s AND contact_id = %s AND id = ANY(%s::int8[])",
-                [source_id, user_id, target_id, list(ids)],
+                f"UPDATE {table} SET contact_id = %(source_id)s"
+                " WHERE user_id = %(user_id)s AND contact_id = %(target_id)s"
+                f" AND id = ANY(%(ids)s::int8[]){_BOTH_THE_USERS}",
+                {
+                    "user_id": user_id,
+                    "source_id": source_id,
+                    "target_id": target_id,
+                    "ids": list(ids),
+                },
             )
 
     return restore

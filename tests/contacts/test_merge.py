@@ -266,3 +266,31 @@ def test_item2_unmerge_restores_only_rows_still_on_the_target(user, chain):
     ContactIdentity.objects.filter(pk=carl_identity.pk).update(contact=jane)
     contact_unmerge(merge=m2)
     assert ContactIdentity.objects.get(pk=carl_identity.pk).contact_id == jane.pk
+
+
+def test_the_built_in_merge_steps_never_move_rows_to_or_from_another_users_contact(
+    user, other_user, pair
+):
+    """Defence in depth under contact_merge's own checks: the identity and participant steps
+    move a user's rows only between contacts of that user."""
+    from contacts.services.merge import _BUILTIN
+
+    kj, _ = pair
+    foreign = Contact.objects.create(user=other_user, display_name="Not yours")
+    models = {"identities": ContactIdentity, "participants": InteractionParticipant}
+
+    def placement() -> dict[str, list[tuple[int, int]]]:
+        return {
+            name: sorted(model.objects.filter(user=user).values_list("id", "contact_id"))
+            for name, model in models.items()
+        }
+
+    before = placement()
+    for step in _BUILTIN:
+        mine = list(models[step.name].objects.filter(contact=kj).values_list("id", flat=True))
+        assert mine  # the step has rows it could move
+        assert step.move(user_id=user.pk, source_id=kj.pk, target_id=foreign.pk) == []
+        step.restore(user_id=user.pk, source_id=foreign.pk, target_id=kj.pk, ids=mine)
+    assert placement() == before
+    assert not ContactIdentity.objects.filter(contact=foreign).exists()
+    assert not InteractionParticipant.objects.filter(contact=foreign).exists()
