@@ -1,5 +1,6 @@
 """Issue 12, item 3: a Google fault storm during a 5,000-message Gmail and a 2,000-event Calendar
-sync, on a real qcluster against the emulator (a real HTTP server).
+sync, on a real qcluster against the emulator (a real HTTP server), then incremental syncs of
+what arrives afterwards, still in the storm.
 
 30 % of the emulator's answers on every route the syncs use are a 429, 500, 503, a connection
 reset or a 20-second stall (the client's google_request_timeout_s, 10 s by default, turns the
@@ -24,7 +25,7 @@ from django.db.models import Count, Sum
 from google.oauth2.credentials import Credentials
 
 from google_emulator.client import build_service
-from google_emulator.generator import generate_mailbox
+from google_emulator.generator import generate_mailbox, make_message
 from google_emulator.server import GoogleEmulator
 from jobs.config import PipelineConfig
 from jobs.google.accounts import google_account_connect
@@ -44,6 +45,8 @@ EVENTS = int(os.environ.get("STORM_EVENTS", "2000"))
 PERCENT = float(os.environ.get("STORM_PERCENT", "30"))
 STALL_S = float(os.environ.get("STORM_STALL_S", "20"))
 TIMEOUT_S = float(os.environ.get("STORM_TIMEOUT_S", "1500"))
+# Messages and events that arrive after the first syncs, for the incremental syncs that follow.
+ARRIVALS = 25
 # The pacer's per-user quotas, times this (Google's defaults otherwise: 6,000 Gmail units and
 # 600 Calendar requests a minute). The emulator enforces no quota in this test: what is tested
 # is recovery from faults, not pacing (see the load tests for that).
@@ -196,6 +199,43 @@ def test_syncs_finish_exactly_through_a_google_fault_storm(user, settings):
                 ).exists()
 
             wait_until(done, timeout=TIMEOUT_S, what="both syncs and their normalizations")
+
+            # Then mail and meetings arrive, and the next syncs are incremental (Gmail's
+            # history.list, Calendar's syncToken), still in the storm.
+            arrived = emulator.mailbox(OWNER)
+            for n in range(ARRIVALS):
+                want_messages.add(
+                    arrived.add_message(
+                        make_message(
+                            from_="Dana Reyes <dana@northwind.example>",
+                            to=OWNER,
+                            subject=f"Arrived during the storm {n}",
+                            date=datetime.now(UTC).replace(microsecond=0),
+                        ).raw,
+                        label_ids=["INBOX"],
+                    )
+                )
+                start = now + timedelta(days=1, hours=n)
+                event = arrived.add_event(
+                    OWNER,
+                    {
+                        "summary": f"Booked during the storm {n}",
+                        "start": {"dateTime": _rfc3339(start)},
+                        "end": {"dateTime": _rfc3339(start + timedelta(minutes=30))},
+                    },
+                )
+                want_events.add(f"{OWNER}/{event['id']}")
+            first_round = set(Job.objects.filter(user=user).values_list("id", flat=True))
+            sync_enqueue(accounts=[account])
+
+            def caught_up() -> bool:
+                jobs = Job.objects.filter(user=user, kind__in=SYNC_KINDS)
+                later = set(jobs.exclude(id__in=first_round).values_list("kind", flat=True))
+                return {"gmail_sync", "calendar_sync"} <= later and not jobs.filter(
+                    status__in=ACTIVE_STATUSES
+                ).exists()
+
+            wait_until(caught_up, timeout=TIMEOUT_S, what="the incremental syncs")
             duration_s = time.monotonic() - started
         log = emulator.log.entries
         injected = emulator.faults.kind_hits()
