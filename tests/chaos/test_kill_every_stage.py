@@ -45,8 +45,11 @@ PIPELINE = {
     "lease_grace_s": GRACE_S,
     # Small chunks (genuine settings), so a stage commits part of its work before the kill.
     "gmail_chunk_size": 25,
-    # 5: a normalization of 50 events is 10 chunks, so the kill lands before its last one.
-    "normalize_chunk_size": 5,
+    # One lane, chunks of 1: a normalization of 50 events is 50 commits, so the kill lands
+    # before its last one (with two lanes and chunks of 5 the whole stage took a few tens of
+    # milliseconds once normalization got faster, and a 20 ms poll could miss it).
+    "normalize_chunk_size": 1,
+    "normalize_lanes": 1,
     "calendar_pause_every_items": 5,
     "calendar_pause_s": 0.1,
     # A job whose message the killed cluster had taken, unclaimed, is offered again by tick
@@ -122,19 +125,20 @@ def test_kill_9_during_a_stage_loses_and_doubles_nothing(stage, settings, pipeli
             done = 0
             end = time.monotonic() + 120
             while victim is None:
-                job = running(user_id, stage.kind)
-                if job is not None:
+                if running(user_id, stage.kind) is not None:
+                    # Frozen first, then checked: nothing commits between the check and the kill
+                    os.killpg(cluster.pid, signal.SIGSTOP)
+                    job = running(user_id, stage.kind)
                     done = progress(stage.kind, user_id)
-                    if stage.ready(done, ref):
+                    if job is not None and stage.ready(done, ref):
                         victim = job
                         break
+                    os.killpg(cluster.pid, signal.SIGCONT)
                 assert time.monotonic() < end, f"{stage.kind} never ran mid-way"
                 assert cluster.poll() is None, "the cluster died on its own"
-                time.sleep(0.02)
+                time.sleep(0.01)
             worker_pid = int(victim.locked_by.rsplit(":", 1)[1])
             assert os.getpgid(worker_pid) == cluster.pid  # a worker of this cluster
-            # Frozen at once (no chunk commits between the check and the kill), then killed.
-            os.killpg(cluster.pid, signal.SIGSTOP)
             os.killpg(cluster.pid, signal.SIGKILL)
             killed_at = time.monotonic()
             killed_wall = datetime.now(UTC)
