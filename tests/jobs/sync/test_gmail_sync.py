@@ -218,8 +218,11 @@ def test_a_429_storm_defers_the_job_to_retry_after_and_it_later_succeeds(
 def test_a_run_cut_by_the_deadline_is_resumed_exactly_where_it_stopped(
     google_account, emulator, generated_mailbox, pipeline_config
 ):
-    pipeline_config(job_wall_clock_cap_s=0.4, gmail_chunk_size=20)
-    emulator.faults.add_delay("batch", 0.1)
+    # ~285 messages in chunks of 20 at 0.2 s a batch: ~3 s of fetching against a 1 s cap, so
+    # the first run stores some chunks even when the run's opening calls are slow (a loaded CI
+    # machine once spent all of a 0.4 s cap before the first chunk), and does not finish.
+    pipeline_config(job_wall_clock_cap_s=1.0, gmail_chunk_size=20)
+    emulator.faults.add_delay("batch", 0.2)
 
     first = sync(google_account)
     run_due_jobs(kinds=["gmail_sync"], until_empty=True)
