@@ -9,26 +9,33 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from contacts.identity import matching_key
 from contacts.models import Contact, ContactIdentity
-from jobs.models import Interaction, RawEvent
+from jobs.errors import PayloadError
+from jobs.models import Interaction, Provider, RawEvent
 
 
-def batch_interaction_ids(*, user_id: int, batch_id: uuid.UUID | str) -> list[int]:
-    """Ids of the user's interactions normalized from the raw events of `batch_id`, ascending.
+def batch_interaction_ids(
+    *, user_id: int, batch_id: uuid.UUID | str, source: str = ""
+) -> list[int]:
+    """Ids of the user's interactions normalized from the raw events of `batch_id`, ascending;
+    with `source` ("gmail", "calendar") only that provider's ("" for all).
 
-    A raw event names its interaction by (user, provider = source, source_id).
+    A raw event names its interaction by (user, provider = source, source_id). An unknown
+    source is a PayloadError (it comes from a job's payload).
     """
+    if source and source not in Provider.values:
+        raise PayloadError(
+            f"source must be one of {', '.join(Provider.values)} or empty, got {source!r}"
+        )
     in_batch = RawEvent.objects.filter(
         user_id=user_id,
         batch_id=batch_id,
         provider=OuterRef("source"),
         source_id=OuterRef("source_id"),
     )
-    return list(
-        Interaction.objects.filter(user_id=user_id)
-        .filter(Exists(in_batch))
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
+    interactions = Interaction.objects.filter(user_id=user_id)
+    if source:
+        interactions = interactions.filter(source=source)
+    return list(interactions.filter(Exists(in_batch)).order_by("id").values_list("id", flat=True))
 
 
 ORDERINGS: dict[str, tuple[Any, ...]] = {

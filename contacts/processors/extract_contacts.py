@@ -2,12 +2,13 @@
 
 Enqueued by normalization (jobs.pipeline) in the batch of the raw events it normalized; works
 from ``ctx.batch_id`` (contacts.selectors.batch_interaction_ids), chunk by chunk. Payload:
-``after_id`` (continuations: interactions up to this id are done). Metrics: itemsFetched =
+``source`` (the provider whose interactions of the batch to take, as normalization passes it;
+"" for all), ``after_id`` (continuations: interactions up to this id are done). Metrics: itemsFetched =
 interactions read, itemsInserted = participants inserted, itemsSkipped = participants already
 there unchanged; details: contactsCreated, excluded (by rule), duplicatesLinked, ... (see
 contacts.services.extract.ExtractReport.details). Past the deadline it stops between chunks and
 continues in a new job of the same batch; when done it starts the next stages (write_timeline,
-update_rollups) for the batch.
+update_rollups) for the batch and the same source.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.models import Job
 from jobs.payloads import Payload
-from jobs.pipeline import next_stages
+from jobs.pipeline import start_next_stages
 
 KIND = "extract_contacts"
 
 
 @dataclass(frozen=True)
 class ExtractContactsPayload(Payload):
+    source: str = ""
     after_id: int = 0
 
 
@@ -48,7 +50,9 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     ctx.track(lambda: metrics_of(report))
     ids = [
         i
-        for i in batch_interaction_ids(user_id=ctx.user_id, batch_id=ctx.batch_id)
+        for i in batch_interaction_ids(
+            user_id=ctx.user_id, batch_id=ctx.batch_id, source=payload.source
+        )
         if i > payload.after_id
     ]
 
@@ -70,8 +74,7 @@ def run(job: Job, ctx: JobContext) -> Metrics:
         on_chunk=on_chunk,
     )
     if report.stopped:
-        ctx.continue_with(ExtractContactsPayload(after_id=report.last_id))
+        ctx.continue_with(ExtractContactsPayload(source=payload.source, after_id=report.last_id))
     else:
-        for following in next_stages(KIND):
-            ctx.enqueue_next(following, dedupe_key=f"{following}:{ctx.user_id}:{ctx.batch_id}")
+        start_next_stages(ctx, {"source": payload.source})
     return metrics_of(report)

@@ -1,14 +1,14 @@
 """update_rollups: recompute the rollups of the contacts a batch touched, chunk by chunk.
 
-Started by `extract_contacts` through jobs.pipeline.next_stages, in its batch:
-``ctx.enqueue_next("update_rollups", dedupe_key=f"update_rollups:{user_id}:{batch_id}")``: the
-contacts taking part in the batch's interactions (and the contacts they were merged into).
+Started by `extract_contacts` through jobs.pipeline.start_next_stages, in its batch and with its
+``source``: the contacts taking part in the batch's interactions of that provider ("" for all),
+and the contacts they were merged into.
 With ``all_contacts=True`` (the nightly schedule, contacts.rollups.rollups_nightly) every live
 contact of the user instead. One statement per chunk of contacts (see contacts/rollups.py);
 past the deadline it stops between chunks and continues in a new job from `after_id` (the last
 contact id done). Metrics: itemsFetched = contacts refreshed, itemsInserted = 0 (rollups are
 updated in place), itemsSkipped = contacts whose figures had not changed, details
-{"itemsUpdated", "chunks"}. When done it starts the stages that follow (generate_insights).
+{"itemsUpdated", "chunks"}. When done it starts the stages that follow (generate_insights), with the same source.
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.models import Job
 from jobs.payloads import Payload
-from jobs.pipeline import next_stages
+from jobs.pipeline import start_next_stages
 
 CHUNK_SIZE = 500
 
 
 @dataclass(frozen=True)
 class UpdateRollupsPayload(Payload):
+    # the provider whose interactions of the batch to take ("" for all)
+    source: str = ""
     # every live contact of the user instead of the batch's (the nightly refresh)
     all_contacts: bool = False
     # contacts up to this id are done (a continuation's starting point)
@@ -63,7 +65,9 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     if payload.all_contacts:
         chunks = _all_contacts(ctx.user_id, payload.after_id)
     else:
-        interactions = batch_interaction_ids(user_id=ctx.user_id, batch_id=ctx.batch_id)
+        interactions = batch_interaction_ids(
+            user_id=ctx.user_id, batch_id=ctx.batch_id, source=payload.source
+        )
         contacts = touched_contact_ids(user_id=ctx.user_id, interaction_ids=interactions)
         contacts = [pk for pk in contacts if pk > payload.after_id]
         chunks = iter([contacts[i : i + CHUNK_SIZE] for i in range(0, len(contacts), CHUNK_SIZE)])
@@ -77,13 +81,14 @@ def run(job: Job, ctx: JobContext) -> Metrics:
         following: list[int] = next(chunks, [])
         if following and ctx.deadline_reached():
             ctx.continue_with(
-                UpdateRollupsPayload(all_contacts=payload.all_contacts, after_id=chunk[-1])
+                UpdateRollupsPayload(
+                    source=payload.source, all_contacts=payload.all_contacts, after_id=chunk[-1]
+                )
             )
             return progress.metrics(timed_out=True)
         chunk = following
     # The stage graph goes on (generate_insights, when the insights app is installed).
-    for kind in next_stages(job.kind):
-        ctx.enqueue_next(kind, dedupe_key=f"{kind}:{ctx.user_id}:{ctx.batch_id}")
+    start_next_stages(ctx, {"source": payload.source})
     return progress.metrics()
 
 

@@ -1,7 +1,7 @@
 """generate_insights: the user's insights after their rollups, phase by phase, chunk by chunk.
 
-Started by `update_rollups` through jobs.pipeline.next_stages, in its batch:
-``ctx.enqueue_next("generate_insights", dedupe_key=f"generate_insights:{user_id}:{batch_id}")``.
+Started by `update_rollups` through jobs.pipeline.start_next_stages, in its batch and with its
+``source`` (the provider whose interactions of the batch the "batch" scope reads; "" for all).
 Which contacts the per-contact rules look at (payload ``contacts``): "auto" decides from the
 job that started it: after the nightly all-contacts rollups (contacts.rollups.rollups_nightly)
 or with no parent, every live contact ("all"); after a batch's rollups, the contacts the batch
@@ -34,6 +34,8 @@ CONTACT_SCOPES = ("auto", "all", "batch")
 class GenerateInsightsPayload(Payload):
     # "auto" | "all" | "batch" (see the module docstring)
     contacts: str = "auto"
+    # "batch" scope: the provider whose interactions of the batch to take ("" for all)
+    source: str = ""
     # a continuation's starting point: the phase, and the last id done in it
     phase: str = PHASES[0]
     after_id: int = 0
@@ -77,7 +79,9 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     scope = _scope(job, payload.contacts)
     contact_ids = None
     if scope == "batch":
-        interactions = batch_interaction_ids(user_id=ctx.user_id, batch_id=ctx.batch_id)
+        interactions = batch_interaction_ids(
+            user_id=ctx.user_id, batch_id=ctx.batch_id, source=payload.source
+        )
         contact_ids = touched_contact_ids(user_id=ctx.user_id, interaction_ids=interactions)
     resume = insights_generate(
         user_id=ctx.user_id,
@@ -91,7 +95,12 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     )
     if resume is not None:
         ctx.continue_with(
-            GenerateInsightsPayload(contacts=scope, phase=resume.phase, after_id=resume.after_id)
+            GenerateInsightsPayload(
+                contacts=scope,
+                source=payload.source,
+                phase=resume.phase,
+                after_id=resume.after_id,
+            )
         )
         return _metrics(report, timed_out=True)
     return _metrics(report)

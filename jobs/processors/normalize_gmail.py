@@ -9,7 +9,8 @@ and moves each into this job's batch as it records its outcome (so the stages th
 the batch see them).
 Metrics: itemsFetched = raw events processed, itemsInserted, itemsSkipped = unchanged,
 details {"itemsUpdated", "failed"}. Past the deadline it stops between chunks and continues in
-a new job of the same batch; when done it enqueues the next stage (per user and batch).
+a new job of the same batch; when done it starts the next stages for the batch's interactions
+of its provider (``{"source": provider}``, jobs.pipeline.start_next_stages).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from jobs.dispatcher import processor
 from jobs.models import Job, Provider
 from jobs.normalization.services import NormalizationReport, raw_events_normalize
 from jobs.payloads import Payload
-from jobs.pipeline import next_stages
+from jobs.pipeline import start_next_stages
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,9 @@ def normalize_stage(job: Job, ctx: JobContext, *, provider: str) -> Metrics:
     if report.stopped:
         ctx.continue_with(payload)
     else:
-        # The stage graph fans out here (extract_contacts, later embed): each for this batch.
-        for following in next_stages(job.kind):
-            ctx.enqueue_next(following, dedupe_key=f"{following}:{ctx.user_id}:{ctx.batch_id}")
+        # The stage graph fans out here (extract_contacts, embed): each for this batch's
+        # interactions of this provider, in lanes of their own (jobs.pipeline.stage_key).
+        start_next_stages(ctx, {"source": provider})
     return _metrics(report)
 
 

@@ -2,11 +2,14 @@
 
 Two scopes, one kind:
 
-- ``batch`` (default): the interactions of the job's batch. Started by normalization
-  (jobs.pipeline: a side branch beside extract_contacts, so nothing waits for it) with
-  ``dedupe_key=f"embed:{user_id}:{batch_id}"``. When the user's embeddings of the configured
+- ``batch`` (default): the interactions of the job's batch (of one provider with ``source``,
+  as normalization passes it; "" for all). Started by normalization (jobs.pipeline: a side
+  branch beside extract_contacts, so nothing waits for it) in a lane of its own
+  (jobs.pipeline.stage_key). When the user's embeddings of the configured
   model are not complete yet, it checks whether every interaction of the user now has them (a
-  new user's first batch): then the set is complete; else (a model switch, mail stored before
+  new user's first batch), unless a later batch-scope embed job of the user is still active
+  (the batch's other provider: that job checks at its end instead, so a first sync does not
+  start a needless ``all`` pass): then the set is complete; else (a model switch, mail stored before
   search was installed, other batches still running) it starts the ``all`` scope for the user
   once it succeeds.
 - ``all``: every interaction of the user up to the newest one when the pass started
@@ -38,6 +41,7 @@ from jobs.context import JobContext, Metrics
 from jobs.dispatcher import processor
 from jobs.errors import PermanentError, TransientError
 from jobs.models import Interaction, Job
+from jobs.models.job import ACTIVE_STATUSES
 from jobs.payloads import Payload
 from search.conf import get_config
 from search.embedding import EmbeddingError, EmbeddingProvider, get_provider
@@ -63,6 +67,8 @@ MAX_PASSES = 3
 @dataclass(frozen=True)
 class EmbedPayload(Payload):
     scope: str = "batch"
+    # `batch` scope: the provider whose interactions of the batch to take ("" for all)
+    source: str = ""
     # interactions up to this id are done (a continuation's starting point)
     after_id: int = 0
     # `all` scope: the newest interaction when the pass started (0: not started yet)
@@ -99,7 +105,9 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     if payload.scope == "batch":
         ids = [
             pk
-            for pk in batch_interaction_ids(user_id=ctx.user_id, batch_id=ctx.batch_id)
+            for pk in batch_interaction_ids(
+                user_id=ctx.user_id, batch_id=ctx.batch_id, source=payload.source
+            )
             if pk > payload.after_id
         ]
         until_id = 0
@@ -150,6 +158,7 @@ def run(job: Job, ctx: JobContext) -> Metrics:
                 ctx.continue_with(
                     EmbedPayload(
                         scope=payload.scope,
+                        source=payload.source,
                         after_id=chunk[-1],
                         until_id=until_id,
                         passes=payload.passes,
@@ -172,7 +181,23 @@ def run(job: Job, ctx: JobContext) -> Metrics:
 
     if payload.scope == "batch":
         sets = EmbeddingSet.objects.filter(user_id=ctx.user_id)
-        if not sets.filter(model=model, dims=dims, status=EmbeddingSet.Status.COMPLETE).exists():
+        complete = sets.filter(model=model, dims=dims, status=EmbeddingSet.Status.COMPLETE).exists()
+        later = (
+            None
+            if complete
+            else Job.objects.filter(
+                user_id=ctx.user_id, kind=KIND, status__in=ACTIVE_STATUSES, pk__gt=job.pk
+            )
+            .exclude(payload__scope="all")
+            .order_by("pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if later is not None:
+            # A later batch-scope job of the user (the other provider of this batch, or another
+            # batch) is still to finish: it makes the same check at its end, with more embedded.
+            extra["completionLeftTo"] = later
+        elif not complete:
             if embedding_set_missing(user_id=ctx.user_id, model=model, dims=dims) == 0:
                 # every interaction of the user has its vectors (a new user's first batch)
                 extra["switched"] = embedding_set_complete(

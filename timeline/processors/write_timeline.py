@@ -1,8 +1,8 @@
 """write_timeline: the timeline events of a batch's interactions, chunk by chunk.
 
-Started by `extract_contacts` through jobs.pipeline.next_stages, in its batch:
-``ctx.enqueue_next("write_timeline", dedupe_key=f"write_timeline:{user_id}:{batch_id}")``.
-Works from the batch id (the participants of the batch's interactions), one statement per chunk
+Started by `extract_contacts` through jobs.pipeline.start_next_stages, in its batch and with its
+``source`` (the provider whose interactions of the batch to take; "" for all). Works from the
+batch id (the participants of the batch's interactions), one statement per chunk
 of interactions; past the deadline it stops between chunks and continues in a new job of the
 same batch from `after_id` (the last interaction id done). Metrics: itemsFetched = interactions
 done, itemsInserted = events inserted, itemsSkipped = events unchanged, details
@@ -28,6 +28,8 @@ CHUNK_SIZE = 500
 
 @dataclass(frozen=True)
 class WriteTimelinePayload(Payload):
+    # the provider whose interactions of the batch to take ("" for all)
+    source: str = ""
     # interactions up to this id are done (a continuation's starting point)
     after_id: int = 0
 
@@ -53,7 +55,9 @@ def run(job: Job, ctx: JobContext) -> Metrics:
     ctx.track(lambda: _metrics(report))
     ids = [
         pk
-        for pk in batch_interaction_ids(user_id=ctx.user_id, batch_id=ctx.batch_id)
+        for pk in batch_interaction_ids(
+            user_id=ctx.user_id, batch_id=ctx.batch_id, source=payload.source
+        )
         if pk > payload.after_id
     ]
     for start in range(0, len(ids), CHUNK_SIZE):
@@ -62,6 +66,6 @@ def run(job: Job, ctx: JobContext) -> Metrics:
             ctx.fence()
             report.add(timeline_events_write(user_id=ctx.user_id, interaction_ids=chunk))
         if start + CHUNK_SIZE < len(ids) and ctx.deadline_reached():
-            ctx.continue_with(WriteTimelinePayload(after_id=chunk[-1]))
+            ctx.continue_with(WriteTimelinePayload(source=payload.source, after_id=chunk[-1]))
             return _metrics(report, timed_out=True)
     return _metrics(report)

@@ -128,4 +128,6 @@ def test_when_done_it_starts_the_next_stage_once_for_the_batch(user, messages, m
 
     (following,) = ran
     assert (following.parent_id, following.batch_id) == (job.pk, batch)
-    assert following.dedupe_key == f"extract_contacts:{user.pk}:{batch}"
+    # a lane of its own (this normalization's), and the stand-in declares no `source`
+    assert following.dedupe_key == f"extract_contacts:{user.pk}:{batch}:{job.pk}"
+    assert following.payload == {}
