@@ -1,11 +1,11 @@
 """extract_contacts: the batch's interactions to contacts, identities and participants.
 
-Enqueued by normalization (jobs.pipeline) in the batch of the raw events it normalized; works
-from ``ctx.batch_id`` (contacts.selectors.batch_interaction_ids), chunk by chunk. Payload:
-``source`` (the provider whose interactions of the batch to take, as normalization passes it;
-"" for all), ``after_id`` (continuations: interactions up to this id are done). Metrics: itemsFetched =
-interactions read, itemsInserted = participants inserted, itemsSkipped = participants already
-there unchanged; details: contactsCreated, excluded (by rule), duplicatesLinked, ... (see
+Enqueued by normalization (jobs.pipeline) in the batch of the raw events it normalized; works from
+``ctx.batch_id`` (contacts.selectors.batch_interaction_ids), chunk by chunk. Payload: ``source``
+(the provider whose interactions of the batch to take, as normalization passes it; "" for all),
+``after_id`` (continuations: interactions up to this id are done). Metrics: itemsFetched =
+interactions read, itemsInserted = participants inserted, itemsSkipped = participants already there
+unchanged; details: contactsCreated, excluded (by rule), duplicatesLinked, ... (see
 contacts.services.extract.ExtractReport.details). Past the deadline it stops between chunks and
 continues in a new job of the same batch; when done it starts the next stages (write_timeline,
 update_rollups) for the batch and the same source.

@@ -8,7 +8,8 @@ contact of the user instead. One statement per chunk of contacts (see contacts/r
 past the deadline it stops between chunks and continues in a new job from `after_id` (the last
 contact id done). Metrics: itemsFetched = contacts refreshed, itemsInserted = 0 (rollups are
 updated in place), itemsSkipped = contacts whose figures had not changed, details
-{"itemsUpdated", "chunks"}. When done it starts the stages that follow (generate_insights), with the same source.
+{"itemsUpdated", "chunks"}. When done it starts the stages that follow (generate_insights), with
+the same source.
 """
 
 from __future__ import annotations
