@@ -30,9 +30,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from contacts.locks import rollups_lock
 from contacts.models import Contact, InteractionDuplicate, InteractionParticipant
 from jobs.models import Interaction
 
@@ -175,13 +176,22 @@ def contact_rollups_refresh(
     *, user_id: int, contact_ids: Sequence[int], now: datetime | None = None
 ) -> int:
     """Recompute the rollups of the user's contacts `contact_ids` (one statement); how many
-    changed. Contacts of another user are ignored. `now` anchors the 30/90/365-day windows."""
+    changed. Contacts of another user are ignored. `now` anchors the 30/90/365-day windows.
+
+    Takes the user's rollups lock first (contacts.locks), held until the caller's transaction
+    ends (or this call's own, outside one): the statement's snapshot is then taken after any
+    other writer of the user's rollups committed, so older figures never overwrite newer ones.
+    """
     ids = [pk for pk in contact_ids if pk is not None]
     if not ids:
         return 0
-    with connection.cursor() as cursor:
-        cursor.execute(_REFRESH_SQL, {"user_id": user_id, "ids": ids, "now": now or timezone.now()})
-        return len(cursor.fetchall())
+    with transaction.atomic(savepoint=False):
+        rollups_lock(user_id=user_id)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _REFRESH_SQL, {"user_id": user_id, "ids": ids, "now": now or timezone.now()}
+            )
+            return len(cursor.fetchall())
 
 
 def touched_contact_ids(*, user_id: int, interaction_ids: Sequence[int]) -> list[int]:

@@ -21,6 +21,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from contacts import merge_hooks
+from contacts.locks import rollups_lock
 from contacts.models import (
     Contact,
     ContactIdentity,
@@ -121,6 +122,8 @@ def contact_merge(
     if source.pk == target.pk:
         raise MergeError("a contact cannot be merged into itself")
     with transaction.atomic():
+        # before any row lock: a rollups refresh holds this lock while it waits for rows
+        rollups_lock(user_id=user_id)
         locked = {
             c.pk: c
             for c in Contact.objects.select_for_update()
@@ -168,6 +171,8 @@ def contact_unmerge(*, merge: ContactMerge, user=None) -> ContactMerge:
         if merge.undone_at is not None:
             raise MergeError("this merge was already undone")
         user_id = merge.user_id
+        # before the contacts' row locks (see contact_merge)
+        rollups_lock(user_id=user_id)
         pair = {
             c.pk: c
             for c in Contact.objects.select_for_update()
