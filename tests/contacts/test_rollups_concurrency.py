@@ -43,6 +43,13 @@ def wait_until_blocked(pid: int, timeout_s: float = 10.0) -> str:
     raise AssertionError(f"backend {pid} never waited on a lock")
 
 
+def backend_pid() -> int:
+    """This thread's database backend (its connection, opened now if need be)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
 def participations(contact: Contact) -> int:
     return (
         InteractionParticipant.objects.filter(contact=contact)
@@ -94,9 +101,7 @@ def test_a_refresh_started_during_a_merge_does_not_write_the_targets_old_figures
 
     def refresh() -> None:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                refresher_pid.append(cursor.fetchone()[0])
+            refresher_pid.append(backend_pid())
             with transaction.atomic():
                 contact_rollups_refresh(user_id=user.pk, contact_ids=[target.pk])
         except BaseException as exc:
@@ -160,9 +165,7 @@ def test_two_refreshes_of_a_user_take_turns(user):
 
     def second() -> None:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                second_pid.append(cursor.fetchone()[0])
+            second_pid.append(backend_pid())
             with transaction.atomic():
                 contact_rollups_refresh(user_id=user.pk, contact_ids=[grace.pk])
             second_done.set()
