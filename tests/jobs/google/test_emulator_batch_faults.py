@@ -159,7 +159,8 @@ def test_latency_is_added_once_per_http_request_not_per_batch_part(gmail, emulat
     gmail.users().getProfile(userId="me").execute()
     single_s = time.monotonic() - started
 
-    assert 0.1 <= batch_s < 0.5
+    # Per part it would take 20 x 0.1 = 2 s; the bound leaves room for a slow machine.
+    assert 0.1 <= batch_s < 1.0
     assert 0.1 <= single_s < 0.3
 
 

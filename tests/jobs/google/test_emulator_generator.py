@@ -177,6 +177,7 @@ def test_twenty_thousand_messages_generate_load_and_stream_through_batches():
         emulator.add_mailbox(OWNER, generated)
         loaded_s = time.perf_counter() - started
         gmail = build_service("gmail", "v1", emulator.url)
+        profile = gmail.users().getProfile(userId="me").execute()
         ids = [
             m["id"]
             for m in gmail.users()
@@ -197,5 +198,7 @@ def test_twenty_thousand_messages_generate_load_and_stream_through_batches():
         f"\n20,000 messages: generated in {generated_s:.2f} s, loaded in {loaded_s:.2f} s; "
         f"messages.get through batch: {served / batch_s:.0f}/s"
     )
+    # How fast is shown, not asserted (it depends on the machine): issue 3 measured 1.45 s to
+    # generate and about 4.6 s to load; a slower CI machine took 5.8 s and 17.5 s.
+    assert profile["messagesTotal"] == 20_000
     assert served == 500
-    assert generated_s + loaded_s < 20
