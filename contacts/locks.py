@@ -12,20 +12,13 @@
 
 from __future__ import annotations
 
-from django.db import connection
+from jobs.locks import ROLLUPS_LOCK_NAMESPACE, user_xact_lock
 
-# pg_advisory_xact_lock(namespace, user id): the namespaces of this project's per-user locks
-# (contacts/services/extract.py holds 7_319_001, insights/services.py 7_319_101).
-ROLLUPS_LOCK_NAMESPACE = 7_319_002
-# (any user id fits: a collision only makes two users' writers wait for each other)
-_LOCK_SQL = "SELECT pg_advisory_xact_lock(%(ns)s, (%(user_id)s::int8 %% 2147483647)::int4)"
+__all__ = ["ROLLUPS_LOCK_NAMESPACE", "rollups_lock"]
 
 
 def rollups_lock(*, user_id: int) -> None:
     """Take the user's rollups lock, held until the current transaction ends (waits while
     another transaction holds it). Call inside a transaction: outside one the lock would end
     with the statement that took it."""
-    if not connection.in_atomic_block:
-        raise RuntimeError("rollups_lock() needs a transaction (transaction.atomic())")
-    with connection.cursor() as cursor:
-        cursor.execute(_LOCK_SQL, {"ns": ROLLUPS_LOCK_NAMESPACE, "user_id": user_id})
+    user_xact_lock(ROLLUPS_LOCK_NAMESPACE, user_id=user_id)

@@ -51,6 +51,7 @@ from insights.selectors import (
     interaction_texts,
     upcoming_meetings,
 )
+from jobs.locks import INSIGHTS_LOCK_NAMESPACE, user_xact_lock
 
 PHASES: tuple[str, ...] = (
     "contacts",
@@ -69,9 +70,6 @@ LLM_BATCH = 20
 
 _INSIGHT = Insight._meta.db_table
 _CONTACT = Contact._meta.db_table
-# pg_advisory_xact_lock(namespace, user_id): one insights write per user at a time.
-_LOCK_NAMESPACE = 7_319_101
-_LOCK_SQL = "SELECT pg_advisory_xact_lock(%(ns)s, (%(user_id)s::int8 %% 2147483647)::int4)"
 
 T = TypeVar("T")
 
@@ -257,8 +255,7 @@ def insights_expire(*, user_id: int, now: datetime) -> int:
 
 
 def _lock(user_id: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(_LOCK_SQL, {"ns": _LOCK_NAMESPACE, "user_id": user_id})
+    user_xact_lock(INSIGHTS_LOCK_NAMESPACE, user_id=user_id)
 
 
 def _write(user_id: int, fence: Callable[[], None] | None, work: Callable[[], T]) -> T:

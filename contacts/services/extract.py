@@ -47,15 +47,12 @@ from contacts.models import (
     MergeSuggestion,
     ParticipantRole,
 )
+from jobs.locks import EXTRACT_LOCK_NAMESPACE, USER_LOCK_SQL, user_lock_params
 from jobs.models import GoogleAccount, Interaction, RawEvent
 
 EXCLUDED_DUPLICATE = "duplicate_interaction"
 EXCLUDED_REPEATED = "repeated"
 DUPLICATE_REASON = "same RFC Message-ID"
-# pg_advisory_xact_lock(namespace, user_id): one extract chunk per user at a time.
-_LOCK_NAMESPACE = 7_319_001
-# (any user id fits: a collision only makes two users' chunks wait for each other)
-_LOCK_SQL = "SELECT pg_advisory_xact_lock(%(ns)s, (%(user_id)s::int8 %% 2147483647)::int4)"
 
 _I = Interaction._meta.db_table
 _R = RawEvent._meta.db_table
@@ -451,7 +448,7 @@ def contacts_extract_chunk(
         if in_transaction is not None:
             in_transaction()
         db = _Statements(raw_cursor)
-        db.run(_LOCK_SQL, {"ns": _LOCK_NAMESPACE, "user_id": user_id})
+        db.run(USER_LOCK_SQL, user_lock_params(EXTRACT_LOCK_NAMESPACE, user_id))  # one chunk a user
         rows = db.run(_LOAD_SQL, {"user_id": user_id, "ids": interaction_ids})
         report.interactions = len(rows)
         chunk_ids = [row[0] for row in rows]
