@@ -10,7 +10,7 @@ no call may be answered 429.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -25,6 +25,7 @@ from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
 from jobs.runner import run_due_jobs, run_job
 from jobs.sync.calendar import BACKFILL_PREFIX
 from jobs.sync.windows import CalendarWindow, backfill_horizon, calendar_window
+from tests.fixtures.calendar import meeting
 from tests.fixtures.emulator import OWNER
 from tests.fixtures.sync import sync
 
@@ -55,15 +56,6 @@ def paced(pipeline_config, emulator: GoogleEmulator):
         quota_yield_after_s=1.0,
     )
     emulator.quota = QuotaMeter(QuotaLimits(calendar_requests_per_user=LIMIT, window_s=WINDOW_S))
-
-
-def meeting(summary: str, *, days: int) -> dict:
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
-    return {
-        "summary": summary,
-        "start": {"dateTime": start.isoformat()},
-        "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
-    }
 
 
 def listed(emulator: GoogleEmulator, calendar_id: str, **window: str) -> set[str]:
@@ -128,7 +120,7 @@ def test_a_calendar_sync_out_of_quota_yields_mid_calendar_and_resumes_at_its_pag
     # window's three requests; the third page must wait for the window (~8 s).
     mailbox = emulator.mailbox()
     for i in range(2 * PAGE + 20):
-        mailbox.add_event(OWNER, meeting(f"Standup {i}", days=1 + i % 60))
+        mailbox.add_event(OWNER, meeting(f"Standup {i}", days=1 + i % 60, attendees=[]))
     waiting = enqueue("selfcheck", user=other_user)  # due, waiting for a worker
     emulator.log.reset()
 
@@ -238,7 +230,7 @@ def test_a_full_sync_deferred_before_its_reset_continues_as_a_full_sync(
 def test_alone_a_calendar_sync_sleeps_through_the_wait_as_before(google_account, emulator):
     mailbox = emulator.mailbox()
     for i in range(2 * PAGE + 20):
-        mailbox.add_event(OWNER, meeting(f"Standup {i}", days=1 + i % 60))
+        mailbox.add_event(OWNER, meeting(f"Standup {i}", days=1 + i % 60, attendees=[]))
 
     started = time.monotonic()
     job = sync(google_account, "calendar_sync")
@@ -266,7 +258,7 @@ def test_a_calendar_backfill_out_of_quota_yields_and_resumes(
     )
     mailbox = emulator.mailbox()
     for i in range(2 * PAGE + 20):
-        mailbox.add_event(OWNER, meeting(f"Old review {i}", days=-40 - i % 300))
+        mailbox.add_event(OWNER, meeting(f"Old review {i}", days=-40 - i % 300, attendees=[]))
     sync(google_account, "calendar_sync")  # the window first: its rows have syncTokens
     time.sleep(PACER_WINDOW_S)  # its requests leave the window
     before = stored(google_account)

@@ -10,6 +10,7 @@ from jobs.enqueue import enqueue
 from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
 from jobs.runner import run_due_jobs, run_job
 from jobs.sync.calendar import event_start, selected_calendars
+from tests.fixtures.calendar import meeting
 from tests.fixtures.emulator import OWNER
 
 pytestmark = pytest.mark.django_db
@@ -35,16 +36,6 @@ def sync(account: GoogleAccount, **payload: object) -> Job:
 def events(account: GoogleAccount, calendar: str | None = None):
     rows = RawEvent.objects.filter(user_id=account.user_id, provider="calendar")
     return rows.filter(source_id__startswith=f"{calendar}/") if calendar else rows
-
-
-def meeting(summary: str, *, days: int = 3) -> dict:
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
-    return {
-        "summary": summary,
-        "start": {"dateTime": start.isoformat()},
-        "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
-        "attendees": [{"email": "dana@northwind.example"}],
-    }
 
 
 def test_a_first_sync_stores_every_calendar_with_its_id_in_the_payload(google_account, emulator):

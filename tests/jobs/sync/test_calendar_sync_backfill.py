@@ -3,7 +3,7 @@ their own at priority 5, after the window sync."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -11,6 +11,7 @@ from django.utils import timezone
 from jobs.enqueue import enqueue
 from jobs.models import GoogleAccount, Job, JobStatus, RawEvent, SyncState
 from jobs.runner import run_due_jobs, run_job
+from tests.fixtures.calendar import meeting
 from tests.fixtures.emulator import OWNER
 
 pytestmark = pytest.mark.django_db
@@ -24,16 +25,6 @@ def sync_config(pipeline_config):
         backfill_horizon_days=730,
         calendar_pause_s=0.0,
     )
-
-
-def meeting(summary: str, *, days_ago: int) -> dict:
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days_ago)
-    return {
-        "summary": summary,
-        "start": {"dateTime": start.isoformat()},
-        "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
-        "attendees": [{"email": "dana@northwind.example"}],
-    }
 
 
 def sync(account: GoogleAccount) -> Job:
@@ -53,9 +44,9 @@ def test_item19_calendar_events_older_than_the_window_are_backfilled_to_the_hori
     google_account, emulator
 ):
     mailbox = emulator.mailbox()
-    recent = mailbox.add_event(OWNER, meeting("Last week", days_ago=7))
-    older = mailbox.add_event(OWNER, meeting("Last spring", days_ago=200))
-    ancient = mailbox.add_event(OWNER, meeting("Three years ago", days_ago=1000))
+    recent = mailbox.add_event(OWNER, meeting("Last week", days=-7))
+    older = mailbox.add_event(OWNER, meeting("Last spring", days=-200))
+    ancient = mailbox.add_event(OWNER, meeting("Three years ago", days=-1000))
     now = timezone.now()
 
     first = sync(google_account)
@@ -98,9 +89,9 @@ def test_item19_a_raised_horizon_reopens_the_calendar_backfill(
 ):
     pipeline_config(backfill_horizon_days=365)
     mailbox = emulator.mailbox()
-    older = mailbox.add_event(OWNER, meeting("Last spring", days_ago=200))
-    middle = mailbox.add_event(OWNER, meeting("Two summers ago", days_ago=500))
-    ancient = mailbox.add_event(OWNER, meeting("Three years ago", days_ago=1000))
+    older = mailbox.add_event(OWNER, meeting("Last spring", days=-200))
+    middle = mailbox.add_event(OWNER, meeting("Two summers ago", days=-500))
+    ancient = mailbox.add_event(OWNER, meeting("Three years ago", days=-1000))
     sync(google_account)
     run_due_jobs(kinds=["calendar_backfill"], until_empty=True)
     assert stored(google_account, older) and not stored(google_account, middle)
@@ -118,7 +109,7 @@ def test_item19_a_raised_horizon_reopens_the_calendar_backfill(
 def test_item15_item19_a_calendar_whose_backfill_fails_waits_for_its_retry(
     google_account, emulator
 ):
-    older = emulator.mailbox().add_event(OWNER, meeting("Last spring", days_ago=200))
+    older = emulator.mailbox().add_event(OWNER, meeting("Last spring", days=-200))
     sync(google_account)
     # The primary calendar's backfill listing answers 404 once.
     emulator.faults.add("calendar.events.list", 404, times=1)

@@ -28,6 +28,7 @@ from jobs.runner import run_due_jobs
 from jobs.status import pipeline_status
 from jobs.sync.enqueue import sync_enqueue
 from tests.fixtures.accounts import CALENDAR_READONLY, GMAIL_READONLY
+from tests.fixtures.calendar import meeting
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wide_sync_config")]
 
@@ -40,17 +41,6 @@ SHARED = "c_0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978@group.calendar.goog
 def settled(wide_sync_config):
     # The shared events were created a moment ago: compare them all the same.
     wide_sync_config(reconcile_settle_minutes=0)
-
-
-def meeting(summary: str, days: int) -> dict:
-    start = datetime.now(UTC).replace(microsecond=0, second=0, minute=0) + timedelta(days=days)
-    return {
-        "summary": summary,
-        "start": {"dateTime": start.isoformat()},
-        "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
-        "organizer": {"email": SHARED, "displayName": "Northwind projects", "self": True},
-        "attendees": [{"email": "dana@northwind.example", "responseStatus": "accepted"}],
-    }
 
 
 @pytest.fixture
@@ -70,7 +60,16 @@ def world(google_settings, user) -> Iterator[tuple[GoogleEmulator, GoogleAccount
         shared = first_box.add_calendar(SHARED, "Northwind projects")
         second_box.subscribe_calendar(shared)
         for n in range(6):
-            first_box.add_event(SHARED, meeting(f"Project review {n}", days=n - 2))
+            first_box.add_event(
+                SHARED,
+                meeting(
+                    f"Project review {n}",
+                    days=n - 2,
+                    on_the_hour=True,
+                    organizer={"email": SHARED, "displayName": "Northwind projects", "self": True},
+                    attendees=[{"email": "dana@northwind.example", "responseStatus": "accepted"}],
+                ),
+            )
         google_settings.GOOGLE_API_ROOT = emu.url
         first, second = (
             google_account_connect(
