@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
@@ -88,6 +88,9 @@ class Stage:
     kind: str
     # progress -> whether to kill now (mid-chunk: some but not all of the stage's rows)
     ready: Callable[[int, dict], bool]
+    # settings of the clusters that differ from PIPELINE for this case
+    pipeline: dict = field(default_factory=dict)
+    name: str = ""
 
 
 def some_but_not_all(key: str) -> Callable[[int, dict], bool]:
@@ -98,6 +101,13 @@ STAGES = [
     Stage("gmail_sync", lambda done, ref: 0 < done < len(ref["gmailIds"])),
     Stage("calendar_sync", lambda done, ref: 0 < done < len(ref["calendarIds"])),
     Stage("normalize_gmail", lambda done, ref: 0 < done < len(ref["gmailIds"])),
+    # the default of two lanes: the kill also takes a helper thread's chunk in flight
+    Stage(
+        "normalize_gmail",
+        lambda done, ref: 0 < done < len(ref["gmailIds"]),
+        pipeline={"normalize_lanes": 2},
+        name="normalize_gmail-2-lanes",
+    ),
     Stage("normalize_calendar", lambda done, ref: 0 < done < len(ref["calendarIds"])),
     Stage("extract_contacts", some_but_not_all("participants")),
     Stage("write_timeline", lambda done, ref: True),
@@ -105,7 +115,7 @@ STAGES = [
 ]
 
 
-@pytest.mark.parametrize("stage", STAGES, ids=[s.kind for s in STAGES])
+@pytest.mark.parametrize("stage", STAGES, ids=[s.name or s.kind for s in STAGES])
 def test_kill_9_during_a_stage_loses_and_doubles_nothing(stage, settings, pipeline_config):
     Schedule.objects.all().delete()  # only what the test starts runs; it runs tick() itself
     pipeline_config(reoffer_after_s=PIPELINE["reoffer_after_s"])  # tick runs here
@@ -119,7 +129,8 @@ def test_kill_9_during_a_stage_loses_and_doubles_nothing(stage, settings, pipeli
         user_id = account.user_id
         env = {"GOOGLE_API_ROOT": emulator.url, **CLUSTER_ENV}
 
-        with qcluster(env=env, stop=False, **PIPELINE) as cluster:
+        pipeline = {**PIPELINE, **stage.pipeline}
+        with qcluster(env=env, stop=False, **pipeline) as cluster:
             sync_enqueue(accounts=[account])
             victim: Job | None = None
             done = 0
@@ -148,7 +159,7 @@ def test_kill_9_during_a_stage_loses_and_doubles_nothing(stage, settings, pipeli
         # Nobody recorded a thing: the row still says running, under the dead worker's lease.
         assert victim.status == JobStatus.RUNNING, f"{stage.kind} finished before the kill"
 
-        with qcluster(env=env, **PIPELINE):
+        with qcluster(env=env, **pipeline):
             returned = world.wait_idle_ticking(user_id, timeout=100)
             recovered_s = round(time.monotonic() - killed_at, 1)
 
@@ -157,7 +168,7 @@ def test_kill_9_during_a_stage_loses_and_doubles_nothing(stage, settings, pipeli
         got = world.stored(user_id)
         result = world.outcome(user_id)
         figures = {
-            "stage": stage.kind,
+            "stage": stage.name or stage.kind,
             "messages": world.MESSAGES,
             "gmailItems": len(ref["gmailIds"]),
             "calendarItems": len(ref["calendarIds"]),
