@@ -254,16 +254,12 @@ def insights_expire(*, user_id: int, now: datetime) -> int:
     return deleted
 
 
-def _lock(user_id: int) -> None:
-    user_xact_lock(INSIGHTS_LOCK_NAMESPACE, user_id=user_id)
-
-
 def _write(user_id: int, fence: Callable[[], None] | None, work: Callable[[], T]) -> T:
     """`work` in a transaction: fenced first (a job's lease), then the user's insights lock."""
     with transaction.atomic():
         if fence is not None:
             fence()
-        _lock(user_id)
+        user_xact_lock(INSIGHTS_LOCK_NAMESPACE, user_id=user_id)
         return work()
 
 

@@ -2,12 +2,10 @@
 
 A lock is a namespace (one per kind of writer) and the user's id: `pg_advisory_xact_lock`
 takes it, waits while another transaction holds it and releases it when the transaction ends.
-The namespaces in use, kept here so that two writers never pick the same one by accident:
+The namespaces in use are kept here, so that two writers never pick the same one by accident.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from django.db import connection
 
@@ -24,13 +22,10 @@ def user_lock_params(namespace: int, user_id: int) -> dict[str, int]:
     return {"ns": namespace, "user_id": user_id}
 
 
-def user_xact_lock(namespace: int, *, user_id: int, cursor: Any = None) -> None:
+def user_xact_lock(namespace: int, *, user_id: int) -> None:
     """Take the user's lock in `namespace` until the current transaction ends. Call inside a
     transaction: outside one the lock would end with the statement that took it."""
     if not connection.in_atomic_block:
         raise RuntimeError("user_xact_lock() needs a transaction (transaction.atomic())")
-    if cursor is not None:
+    with connection.cursor() as cursor:
         cursor.execute(USER_LOCK_SQL, user_lock_params(namespace, user_id))
-        return
-    with connection.cursor() as own:
-        own.execute(USER_LOCK_SQL, user_lock_params(namespace, user_id))

@@ -32,8 +32,7 @@ def test_the_namespaces_are_distinct():
 def test_the_lock_is_the_users_in_its_namespace_and_ends_with_the_transaction():
     with transaction.atomic():
         user_xact_lock(ROLLUPS_LOCK_NAMESPACE, user_id=42)
-        with connection.cursor() as cursor:
-            user_xact_lock(INSIGHTS_LOCK_NAMESPACE, user_id=42, cursor=cursor)
+        user_xact_lock(INSIGHTS_LOCK_NAMESPACE, user_id=42)
         assert held_advisory_locks() == {
             (ROLLUPS_LOCK_NAMESPACE, 42),
             (INSIGHTS_LOCK_NAMESPACE, 42),
