@@ -28,7 +28,7 @@ from jobs.models import (
     GoogleAccountStatus,
     Job,
     JobStatus,
-    NormalizationStatus,
+    PendingRawEvent,
     Provider,
     PushChannel,
     QuotaDaily,
@@ -585,10 +585,10 @@ def _failure_rate(now: datetime, window_s: float) -> FailureRate:
 
 
 def _raw_events(now: datetime, config: PipelineConfig) -> RawEventFigures:
-    """Each count through a partial index of raw events (pending, failed)."""
+    """Each count through the work list (pending) or a partial index of raw events (failed)."""
     after = config.pending_sweep_after_s
-    pending = RawEvent.objects.filter(status=NormalizationStatus.PENDING)
-    stale = pending.filter(updated_at__lt=now - timedelta(seconds=after))
+    pending = PendingRawEvent.objects.all()
+    stale = pending.filter(raw_event__updated_at__lt=now - timedelta(seconds=after))
     # The users whose pending raw events an active job covers, per provider (as the sweep
     # decides): read from the few active jobs, not joined row by row.
     uncovered = 0
@@ -604,7 +604,7 @@ def _raw_events(now: datetime, config: PipelineConfig) -> RawEventFigures:
         stale_pending=stale.count(),
         stale_uncovered=uncovered,
         stale_after_s=after,
-        failed=RawEvent.objects.filter(status=NormalizationStatus.FAILED).count(),
+        failed=RawEvent.objects.failed().count(),
     )
 
 

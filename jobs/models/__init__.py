@@ -5,7 +5,7 @@ from jobs.models.interaction import Interaction, InteractionKind
 from jobs.models.job import Job, JobStatus
 from jobs.models.push import PushChannel, PushChannelStatus
 from jobs.models.quota import QuotaDaily, QuotaUsage
-from jobs.models.raw_event import NormalizationStatus, RawEvent
+from jobs.models.raw_event import NormalizationStatus, PendingRawEvent, RawEvent
 from jobs.models.reconcile import ReconcileRun, ReconcileStatus
 from jobs.models.run_totals import RunTotals, RunTotalsMark
 from jobs.models.sync_state import Provider, SyncState
@@ -18,6 +18,7 @@ __all__ = [
     "Job",
     "JobStatus",
     "NormalizationStatus",
+    "PendingRawEvent",
     "Provider",
     "PushChannel",
     "PushChannelStatus",

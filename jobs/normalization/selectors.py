@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import Count, Q
-
-from jobs.models import GoogleAccount, Interaction, NormalizationStatus, RawEvent
+from jobs.models import GoogleAccount, Interaction, PendingRawEvent, RawEvent
 
 
 def account_addresses(*, user_id: int) -> dict[int, frozenset[str]]:
@@ -23,25 +21,19 @@ def raw_events_pending_exist(
     account_id: int | None = None,
 ) -> bool:
     """Whether raw events of `provider` still wait for normalization: of `batch_id` and of
-    `account_id` when given (served by raw_event_pending_idx)."""
-    pending = RawEvent.objects.filter(
-        user_id=user_id, provider=provider, status=NormalizationStatus.PENDING
-    )
+    `account_id` when given (the work list, PendingRawEvent)."""
+    pending = PendingRawEvent.objects.filter(user_id=user_id, provider=provider)
     if batch_id is not None:
         pending = pending.filter(batch_id=batch_id)
     if account_id is not None:
-        pending = pending.filter(account_id=account_id)
+        pending = pending.filter(raw_event__account_id=account_id)
     return pending.exists()
 
 
 def normalization_summary(*, user_id: int) -> dict[str, int]:
     """Interactions stored, raw events that failed to normalize and raw events still pending."""
-    raw = RawEvent.objects.filter(user_id=user_id).aggregate(
-        failed=Count("pk", filter=Q(status=NormalizationStatus.FAILED)),
-        pending=Count("pk", filter=Q(status=NormalizationStatus.PENDING)),
-    )
     return {
         "interactions": Interaction.objects.filter(user_id=user_id).count(),
-        "failedNormalizations": raw["failed"],
-        "pendingRawEvents": raw["pending"],
+        "failedNormalizations": RawEvent.objects.filter(user_id=user_id).failed().count(),
+        "pendingRawEvents": PendingRawEvent.objects.filter(user_id=user_id).count(),
     }

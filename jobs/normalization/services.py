@@ -22,7 +22,7 @@ from psycopg.types.datetime import TimestamptzLoader
 from psycopg.types.json import Jsonb
 
 from jobs.config import get_config
-from jobs.models import Interaction, NormalizationStatus, Provider, RawEvent
+from jobs.models import Interaction, NormalizationStatus, PendingRawEvent, Provider, RawEvent
 from jobs.models.raw_event import source_id_fits, source_id_too_long
 from jobs.normalization.calendar import parse_calendar_event
 from jobs.normalization.gmail import parse_gmail_message
@@ -69,17 +69,21 @@ _MAX_LENGTHS = {
 # interaction_thread_idx): at most SOURCE_ID_MAX_LENGTH UTF-8 bytes.
 _INDEXED_IDS = ("source_id", "thread_id")
 
-# Serves from raw_event_pending_idx. SKIP LOCKED: two normalizers never take the same rows.
+_PENDING = PendingRawEvent._meta.db_table
+# From the work list (PendingRawEvent, served by pending_raw_event_idx). SKIP LOCKED: two
+# normalizers never take the same rows. Both rows are locked: a sync rewriting a claimed raw
+# event waits for the chunk's commit (and then queues it again) instead of locking the raw
+# event first and then waiting for its work-list row, which the chunk holds (a deadlock).
 _CLAIM_SQL = f"""
-SELECT id, account_id, source_id, payload, fetched_at
-  FROM {_RAW_EVENT}
- WHERE user_id = %(user_id)s AND provider = %(provider)s
-       AND status = '{NormalizationStatus.PENDING}' {{batch}}
+SELECT r.id, r.account_id, r.source_id, r.payload, r.fetched_at
+  FROM {_PENDING} AS q JOIN {_RAW_EVENT} AS r ON r.id = q.raw_event_id
+ WHERE q.user_id = %(user_id)s AND q.provider = %(provider)s {{batch}}
+       AND r.user_id = %(user_id)s
  LIMIT %(limit)s
-   FOR UPDATE SKIP LOCKED
+   FOR UPDATE OF q, r SKIP LOCKED
 """
 _CLAIM_ANY_SQL = _CLAIM_SQL.format(batch="")
-_CLAIM_BATCH_SQL = _CLAIM_SQL.format(batch="AND batch_id = %(batch_id)s")
+_CLAIM_BATCH_SQL = _CLAIM_SQL.format(batch="AND q.batch_id = %(batch_id)s")
 # The interaction columns a chunk writes from ParsedInteraction (metadata aside), with their types.
 _COLUMNS = {
     "source": "text",
@@ -100,7 +104,11 @@ _UPDATED_COLUMNS = (*(c for c in _COLUMNS if c not in ("source", "source_id")), 
 # One statement per chunk: upsert the interactions (an unchanged row is not rewritten, so
 # RETURNING yields exactly the inserted and updated ones; xmax = 0 tells a fresh insert) and
 # record every claimed raw event's outcome, moving it into the normalizing batch when one is
-# given (`into_batch`: the later stages find a batch's interactions by their raw events' batch).
+# given (`into_batch`: the later stages find a batch's interactions by their raw events' batch);
+# the raw-event trigger takes them off the work list. The outcome update changes no indexed column
+# (status is in none; error is '' before and after for a success; the batch changes only for
+# a raw event claimed outside its own batch): a HOT update, in room the table's fillfactor
+# keeps free, that writes no index entry.
 # The rows go as one jsonb array of objects (`_row_json`, encoded by orjson in C) read by
 # jsonb_to_recordset: per-element array parameters are dumped by Python code, which took a
 # tenth of a chunk's Python time, and the metadata arrives as jsonb, not text to parse again.
@@ -373,10 +381,9 @@ def raw_events_reset(
     events = RawEvent.objects.filter(user_id=user_id, provider__in=providers)
     if ids is not None:
         events = events.filter(pk__in=list(ids))
-    if failed_only:
-        events = events.filter(status=NormalizationStatus.FAILED)
-    else:
-        events = events.exclude(status=NormalizationStatus.PENDING)
+    pending = NormalizationStatus.PENDING
+    events = events.failed() if failed_only else events.exclude(status=pending)
+    # the raw-event trigger puts each of them on the work list (PendingRawEvent)
     return events.update(status=NormalizationStatus.PENDING, error="")
 
 

@@ -25,7 +25,7 @@ from django.db.models.functions import Now
 
 from jobs.config import get_config
 from jobs.enqueue import enqueue
-from jobs.models import Job, NormalizationStatus, Provider, RawEvent
+from jobs.models import Job, PendingRawEvent, Provider
 from jobs.models.job import ACTIVE_STATUSES
 from jobs.pipeline import STAGES
 from jobs.sync.enqueue import SYNC_KINDS
@@ -43,13 +43,13 @@ def raw_events_stale_pending(
     user_id: int | None = None,
     provider: str | None = None,
     older_than_s: float | None = None,
-) -> QuerySet[RawEvent]:
-    """Raw events still `pending` more than `older_than_s` (default: pending_sweep_after_s)
-    after their last write, of one user and/or provider when given."""
+) -> QuerySet[PendingRawEvent]:
+    """Raw events still on the work list (pending) more than `older_than_s` (default:
+    pending_sweep_after_s) after their last write, of one user and/or provider when given."""
     if older_than_s is None:
         older_than_s = get_config().pending_sweep_after_s
-    rows = RawEvent.objects.filter(
-        status=NormalizationStatus.PENDING, updated_at__lt=Now() - timedelta(seconds=older_than_s)
+    rows = PendingRawEvent.objects.filter(
+        raw_event__updated_at__lt=Now() - timedelta(seconds=older_than_s)
     )
     if user_id is not None:
         rows = rows.filter(user_id=user_id)

@@ -15,39 +15,18 @@ import threading
 import time
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from contacts import merge_hooks
 from contacts.models import Contact, InteractionParticipant
 from contacts.rollups import contact_rollups_refresh
 from contacts.services.merge import contact_merge
 from tests.contacts.factories import OWN, account_for, extract, gmail, ingest
+from tests.fixtures.db_locks import backend_pid, wait_until_blocked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HOOK = "test_pause_inside_the_merge"
-
-
-def wait_until_blocked(pid: int, timeout_s: float = 10.0) -> str:
-    """Wait until backend `pid` waits on a heavyweight lock; the lock's type."""
-    deadline = time.monotonic() + timeout_s
-    with connections["default"].cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT locktype FROM pg_locks WHERE pid = %s AND NOT granted LIMIT 1", [pid]
-            )
-            row = cursor.fetchone()
-            if row:
-                return row[0]
-            time.sleep(0.02)
-    raise AssertionError(f"backend {pid} never waited on a lock")
-
-
-def backend_pid() -> int:
-    """This thread's database backend (its connection, opened now if need be)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
 
 
 def participations(contact: Contact) -> int:
