@@ -8,9 +8,10 @@ created and migrated on the configured server, dropped at the end of the round),
 round starts from the same state; ours and COPY are timed in the same round and the ratio is
 taken per round. Prints progress per phase and round and, as the last line, one JSON object:
 {"messages", "lanes", "chunk_size", "rounds", "normalize_per_s", "copy_per_s", "ratio",
-"ratios"}: the medians over the rounds, and each round's ratio. It stops with an error, and
-prints no figures, unless every raw event was normalized (none failed, none left pending) into
-exactly one interaction each, in every round: a failure must not count as speed.
+"ratios", "wal_mb"}: the medians over the rounds, each round's ratio, and the WAL normalization
+wrote (MB, median). It stops with an error, and prints no figures, unless every raw event was
+normalized (none failed, none left pending) into exactly one interaction each, in every round:
+a failure must not count as speed.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def main() -> None:
                 "copy_per_s": round(statistics.median(r["copy_per_s"] for r in rounds)),
                 "ratio": round(statistics.median(ratios), 3),
                 "ratios": ratios,
+                "wal_mb": round(statistics.median(r["wal_mb"] for r in rounds), 1),
             }
         )
     )
@@ -146,16 +148,19 @@ def run(payloads: list[dict], chunk_size: int, lanes: int | None = None) -> dict
     say(f"inserted {len(payloads)} pending raw events in {time.perf_counter() - started:.1f} s")
 
     # (a) ours: raw events -> interactions, chunk by chunk, as the processor runs it
+    wal_before = wal_position()
     started = time.perf_counter()
     report = raw_events_normalize(
         user_id=user.pk, provider="gmail", batch_id=batch_id, chunk_size=chunk_size, lanes=lanes
     )
     ours_s = time.perf_counter() - started
+    wal_mb = wal_since(wal_before) / 1e6
     lanes = lanes or get_config().normalize_lanes
     say(
         f"normalize ({lanes} lanes): {report.fetched} raw events in {report.chunks} chunks, "
         f"{ours_s:.2f} s ({report.fetched / ours_s:,.0f}/s): {report.inserted} inserted, "
-        f"{report.updated} updated, {report.unchanged} unchanged, {report.failed} failed"
+        f"{report.updated} updated, {report.unchanged} unchanged, {report.failed} failed; "
+        f"{wal_mb:.1f} MB of WAL written"
     )
     check_everything_normalized(user, len(payloads), report)
 
@@ -205,7 +210,21 @@ def run(payloads: list[dict], chunk_size: int, lanes: int | None = None) -> dict
         "normalize_per_s": round(normalize_per_s),
         "copy_per_s": round(copy_per_s),
         "ratio": round(normalize_per_s / copy_per_s, 3),
+        "wal_mb": round(wal_mb, 1),
     }
+
+
+def wal_position() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn()")
+        return cursor.fetchone()[0]
+
+
+def wal_since(position: str) -> int:
+    """Bytes of WAL the server wrote since `position` (every session's: the bench runs alone)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", [position])
+        return int(cursor.fetchone()[0])
 
 
 def check_everything_normalized(user: Any, messages: int, report: NormalizationReport) -> None:
