@@ -384,7 +384,7 @@ def raw_events_reset(
     pending = NormalizationStatus.PENDING
     events = events.failed() if failed_only else events.exclude(status=pending)
     # the raw-event trigger puts each of them on the work list (PendingRawEvent)
-    return events.update(status=NormalizationStatus.PENDING, error="")
+    return events.update(status=pending, error="")
 
 
 def _write_params(

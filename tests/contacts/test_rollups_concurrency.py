@@ -12,17 +12,16 @@ anything else), so the later writer reads after the earlier one committed.
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from contacts import merge_hooks
 from contacts.models import Contact, InteractionParticipant
 from contacts.rollups import contact_rollups_refresh
 from contacts.services.merge import contact_merge
 from tests.contacts.factories import OWN, account_for, extract, gmail, ingest
-from tests.fixtures.db_locks import backend_pid, wait_until_blocked
+from tests.fixtures.db_locks import DatabaseThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,45 +66,27 @@ def test_a_refresh_started_during_a_merge_does_not_write_the_targets_old_figures
         return []
 
     merge_hooks.register(HOOK, move=pause, restore=lambda **kwargs: None)
-    errors: list[BaseException] = []
-    refresher_pid: list[int] = []
-
-    def merge() -> None:
-        try:
-            contact_merge(user=user, source=source, target=target)
-        except BaseException as exc:  # reported by the test
-            errors.append(exc)
-        finally:
-            connection.close()
 
     def refresh() -> None:
-        try:
-            refresher_pid.append(backend_pid())
-            with transaction.atomic():
-                contact_rollups_refresh(user_id=user.pk, contact_ids=[target.pk])
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            contact_rollups_refresh(user_id=user.pk, contact_ids=[target.pk])
 
-    merging = threading.Thread(target=merge)
-    refreshing = threading.Thread(target=refresh)
+    merging = DatabaseThread(lambda: contact_merge(user=user, source=source, target=target))
+    refreshing = DatabaseThread(refresh)
     try:
         merging.start()
         assert in_merge.wait(20)
         refreshing.start()
-        while not refresher_pid and refreshing.is_alive():
-            time.sleep(0.01)
         # the refresh waits for the merge: on the user's rollups lock, or (without one) on the
         # merge's row lock of the target after taking its snapshot
-        wait_until_blocked(refresher_pid[0])
+        refreshing.wait_until_blocked()
         go_on.set()
         merging.join(30)
         refreshing.join(30)
     finally:
         go_on.set()
         merge_hooks.unregister(HOOK)
-    assert not errors, errors
+    assert (merging.error, refreshing.error) == (None, None)
     assert not merging.is_alive() and not refreshing.is_alive()
 
     target.refresh_from_db()
@@ -127,48 +108,33 @@ def test_two_refreshes_of_a_user_take_turns(user):
 
     first_in = threading.Event()
     first_go = threading.Event()
-    errors: list[BaseException] = []
-    second_pid: list[int] = []
     second_done = threading.Event()
 
     def first() -> None:
-        try:
-            with transaction.atomic():
-                contact_rollups_refresh(user_id=user.pk, contact_ids=[grace.pk])
-                first_in.set()
-                assert first_go.wait(20)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            contact_rollups_refresh(user_id=user.pk, contact_ids=[grace.pk])
+            first_in.set()
+            assert first_go.wait(20)
 
     def second() -> None:
-        try:
-            second_pid.append(backend_pid())
-            with transaction.atomic():
-                contact_rollups_refresh(user_id=user.pk, contact_ids=[grace.pk])
-            second_done.set()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            contact_rollups_refresh(user_id=user.pk, contact_ids=[grace.pk])
+        second_done.set()
 
-    one = threading.Thread(target=first)
-    two = threading.Thread(target=second)
+    one = DatabaseThread(first)
+    two = DatabaseThread(second)
     try:
         one.start()
         assert first_in.wait(20)
         two.start()
-        while not second_pid and two.is_alive():
-            time.sleep(0.01)
-        assert wait_until_blocked(second_pid[0]) == "advisory"
+        assert two.wait_until_blocked() == "advisory"
         assert not second_done.is_set()
         first_go.set()
         one.join(30)
         two.join(30)
     finally:
         first_go.set()
-    assert not errors, errors
+    assert (one.error, two.error) == (None, None)
     assert second_done.is_set()
     grace.refresh_from_db()
     assert grace.interaction_count == 1

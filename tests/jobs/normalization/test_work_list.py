@@ -18,7 +18,7 @@ from jobs.normalization.services import (
     raw_events_reset,
 )
 from jobs.sync.raw_events import RawItem, raw_events_upsert
-from tests.fixtures.db_locks import backend_pid, wait_until_blocked
+from tests.fixtures.db_locks import DatabaseThread
 
 
 def store(user, payloads, *, batch_id=None, status="pending") -> uuid.UUID:
@@ -149,8 +149,6 @@ def test_a_sync_rewriting_a_claimed_raw_event_waits_for_the_chunk_then_queues_it
     batch = store(user, [message])
     claimed = threading.Event()
     finish_chunk = threading.Event()
-    errors: list[BaseException] = []
-    sync_pid: list[int] = []
 
     class Pause:
         # the chunk's parsing turn: claimed, not yet written
@@ -161,51 +159,37 @@ def test_a_sync_rewriting_a_claimed_raw_event_waits_for_the_chunk_then_queues_it
         def __exit__(self, *exc: object) -> None:
             return None
 
-    def normalize() -> None:
-        try:
-            raw_events_normalize_chunk(
-                user_id=user.pk, provider="gmail", chunk_size=10, parsing_turn=Pause()
-            )
-        except BaseException as exc:  # reported by the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
     changed = RawItem(
         source_id=message["id"], occurred_at=None, payload={**message, "labelIds": ["TRASH"]}
     )
     new_batch = uuid.uuid4()
 
     def sync() -> None:
-        try:
-            sync_pid.append(backend_pid())
-            with transaction.atomic():
-                raw_events_upsert(
-                    user_id=user.pk,
-                    account_id=None,
-                    provider="gmail",
-                    batch_id=new_batch,
-                    items=[changed],
-                )
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            raw_events_upsert(
+                user_id=user.pk,
+                account_id=None,
+                provider="gmail",
+                batch_id=new_batch,
+                items=[changed],
+            )
 
-    normalizing = threading.Thread(target=normalize)
-    syncing = threading.Thread(target=sync)
+    normalizing = DatabaseThread(
+        lambda: raw_events_normalize_chunk(
+            user_id=user.pk, provider="gmail", chunk_size=10, parsing_turn=Pause()
+        )
+    )
+    syncing = DatabaseThread(sync)
     try:
         normalizing.start()
         assert claimed.wait(20)
         syncing.start()
-        while not sync_pid and syncing.is_alive():
-            pass
-        assert wait_until_blocked(sync_pid[0]) == "transactionid"  # on the claimed raw event
+        assert syncing.wait_until_blocked() == "transactionid"  # on the claimed raw event
     finally:
         finish_chunk.set()
         normalizing.join(30)
         syncing.join(30)
-    assert errors == []
+    assert (normalizing.error, syncing.error) == (None, None)
     assert work_list(user) == {message["id"]: new_batch}
     raw = RawEvent.objects.get(user=user)
     assert (raw.status, raw.payload["labelIds"], raw.batch_id) == ("pending", ["TRASH"], new_batch)
