@@ -133,18 +133,20 @@ class _StdlibParser(HTMLParser):
         self.text.data(data)
 
 
-# One libxml2 parser per thread, kept: making one costs as much as reading a short e-mail.
+# One libxml2 parser per thread, kept between documents: making one costs as much as reading a
+# short e-mail. It is taken out while in use and put back only once a document was read to its
+# end, so a parser left mid-document (an exception, even KeyboardInterrupt) is never reused.
 _local = threading.local()
 
 
 def _libxml2_parser() -> tuple[_Text, etree.HTMLParser]:
-    state = getattr(_local, "parser", None)
+    state: tuple[_Text, etree.HTMLParser] | None = _local.__dict__.pop("parser", None)
     if state is None:
         text = _Text()
         parser = etree.HTMLParser(
             target=text, recover=True, no_network=True, remove_comments=True, remove_pis=True
         )
-        state = _local.parser = (text, parser)
+        state = (text, parser)
     return state
 
 
@@ -153,29 +155,33 @@ def html_to_text(markup: str, *, max_chars: int | None = None) -> str:
 
     With max_chars the parser stops once that much text was produced, so huge documents stay cheap.
     """
-    text, parser = _libxml2_parser()
+    text, parser = state = _libxml2_parser()
     text.clear()
     try:
-        for start in range(0, len(markup), _CHUNK):
-            parser.feed(markup[start : start + _CHUNK])
-            if max_chars is not None and text.length > max_chars:
-                break
+        _feed(parser, text, markup, max_chars)
         parser.close()  # also readies the parser for the next document
     except Exception:  # refused (lone surrogates, an empty document): the stdlib parser reads it
-        _local.parser = None  # a parser that failed is not reused
         return _stdlib_html_to_text(markup, max_chars=max_chars)
+    _local.parser = state
     return text.text(max_chars)
+
+
+def _feed(
+    parser: etree.HTMLParser | HTMLParser, text: _Text, markup: str, max_chars: int | None
+) -> bool:
+    """Feed `markup` in chunks; False when it stopped early, with over `max_chars` of text."""
+    for start in range(0, len(markup), _CHUNK):
+        parser.feed(markup[start : start + _CHUNK])
+        if max_chars is not None and text.length > max_chars:
+            return False
+    return True
 
 
 def _stdlib_html_to_text(markup: str, *, max_chars: int | None = None) -> str:
     text = _Text()
     parser = _StdlibParser(text)
     try:
-        for start in range(0, len(markup), _CHUNK):
-            parser.feed(markup[start : start + _CHUNK])
-            if max_chars is not None and text.length > max_chars:
-                break
-        else:
+        if _feed(parser, text, markup, max_chars):
             parser.close()
     except Exception:  # the stdlib parser has crashed on hostile markup: keep the text so far
         pass

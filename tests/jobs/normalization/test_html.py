@@ -123,3 +123,21 @@ def test_libxml2_reads_documents_not_the_stdlib_parser(monkeypatch) -> None:
 
     monkeypatch.setattr(html, "_stdlib_html_to_text", refuse)
     assert html_to_text("<p>a</p><p>b</p>") == "a\nb"
+
+
+def test_a_parser_left_mid_document_by_an_exception_is_not_reused(monkeypatch) -> None:
+    # lxml binds its target's methods when the parser is made: this thread's is made anew here
+    monkeypatch.setattr(html, "_local", threading.local())
+    pieces = []
+
+    def interrupt_in_script(self, data):
+        pieces.append(data)
+        if data.startswith("var"):
+            raise KeyboardInterrupt  # no Exception: the parser is left inside the <script>
+
+    with monkeypatch.context() as patch:
+        patch.setattr(html._Text, "data", interrupt_in_script)
+        with pytest.raises(KeyboardInterrupt):
+            html_to_text("<p>before</p><script>var x = 1; " + "y = 2; " * 10_000)
+    assert pieces[-1].startswith("var")
+    assert html_to_text("<p>the next document</p>") == "the next document"
