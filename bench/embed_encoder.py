@@ -1,6 +1,7 @@
 """Benchmark: the local encoder's FLOP rate against this machine's float32 GEMM rate, one run.
 
     .venv/bin/python bench/embed_encoder.py [--sentences 256] [--repeats 3]
+        [--model all-MiniLM-L6-v2 | all-mpnet-base-v2]
 
 1. GEMM rate: numpy float32 matmuls of the encoder's own shapes, (M x 384) @ (384 x 1152 |
    384 | 1536) and (M x 1536) @ (1536 x 384), for M = 2048 and 4096 token rows (the size of
@@ -13,7 +14,9 @@
    e-mail-like texts of 32 to 256 tokens (the lengths are printed), in calls of 64 texts (the
    embed stage's batch size), each call's best of `repeats` runs.
 3. Model FLOPs per sentence of L tokens, counted analytically over its real tokens (padding is
-   the encoder's cost, not credited), multiply-add = 2 FLOPs, per layer of 6, with d = 384:
+   the encoder's cost, not credited), multiply-add = 2 FLOPs, per layer of 6, with d = 384
+   (all-MiniLM-L6-v2, the default; all-mpnet-base-v2: 12 layers, d = 768, texts cut at 384
+   tokens, and its relative-position bias, O(L^2) per layer, also left out):
      projections  2 L (3 d^2 + d^2)      query/key/value and attention output
      feed-forward 2 L (d 4d + 4d d)      two linear layers, 384 -> 1536 -> 384
      attention    2 L^2 d + 2 L^2 d      scores Q K^T and the weighted sum P V
@@ -53,17 +56,19 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
 BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 UNSET_MARK = "CRM_PIPELINE_BENCH_BLAS_UNSET"
 
-HIDDEN, FFN, LAYERS = 384, 1536, 6
+# (hidden, feed-forward, layers) of each local model
+SHAPES = {"all-MiniLM-L6-v2": (384, 1536, 6), "all-mpnet-base-v2": (768, 3072, 12)}
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # Texts per embed() call: the default batch_size of CRM_PIPELINE_SEARCH, what the embed stage
 # sends at a time.
 CALL_SIZE = 64
 
 
-def model_flops(tokens: int) -> int:
+def model_flops(tokens: int, model: str = DEFAULT_MODEL) -> int:
     """FLOPs of one sentence of `tokens` tokens (see the module docstring)."""
-    d, n = HIDDEN, tokens
-    per_layer = 2 * n * (4 * d * d) + 2 * n * (2 * d * FFN) + 4 * n * n * d
-    return LAYERS * per_layer
+    (d, ffn, layers), n = SHAPES[model], tokens
+    per_layer = 2 * n * (4 * d * d) + 2 * n * (2 * d * ffn) + 4 * n * n * d
+    return layers * per_layer
 
 
 def _clean_env() -> dict[str, str]:
@@ -204,12 +209,13 @@ def email_like_texts(n: int, seed: int = 7) -> list[str]:
 # --- measurement ----------------------------------------------------------------------------------
 
 
-def _gemm_operands(rows: int) -> list[tuple[Any, Any]]:
+def _gemm_operands(rows: int, model: str = DEFAULT_MODEL) -> list[tuple[Any, Any]]:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    shapes = [(rows, HIDDEN, 3 * HIDDEN), (rows, HIDDEN, HIDDEN), (rows, HIDDEN, FFN)]
-    shapes.append((rows, FFN, HIDDEN))
+    hidden, ffn, _ = SHAPES[model]
+    shapes = [(rows, hidden, 3 * hidden), (rows, hidden, hidden), (rows, hidden, ffn)]
+    shapes.append((rows, ffn, hidden))
     return [
         (
             rng.standard_normal((m, k), dtype=np.float32),
@@ -219,13 +225,13 @@ def _gemm_operands(rows: int) -> list[tuple[Any, Any]]:
     ]
 
 
-def gemm_burst_rate(repeats: int = 7) -> float:
+def gemm_burst_rate(repeats: int = 7, model: str = DEFAULT_MODEL) -> float:
     """FLOP/s of float32 matmuls of the encoder's shapes, each the best of `repeats` single
     calls: the better of M = 2048 and 4096 rows."""
     best_rate = 0.0
     for rows in (2048, 4096):
         flops, seconds = 0, 0.0
-        for a, b in _gemm_operands(rows):
+        for a, b in _gemm_operands(rows, model):
             a @ b  # warm-up
             seconds += min(_timed(lambda a=a, b=b: a @ b) for _ in range(repeats))
             flops += 2 * a.shape[0] * a.shape[1] * b.shape[1]
@@ -233,12 +239,12 @@ def gemm_burst_rate(repeats: int = 7) -> float:
     return best_rate
 
 
-def gemm_rate(window_s: float = 1.0) -> float:
+def gemm_rate(window_s: float = 1.0, model: str = DEFAULT_MODEL) -> float:
     """Sustained FLOP/s of float32 matmuls of the encoder's shapes, cycled for `window_s`
     (about one encoder call): the better of M = 2048 and 4096 rows."""
     best_rate = 0.0
     for rows in (2048, 4096):
-        operands = _gemm_operands(rows)
+        operands = _gemm_operands(rows, model)
         per_cycle = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in operands)
         for a, b in operands:
             a @ b  # warm-up
@@ -257,10 +263,10 @@ def _timed(call: Any) -> float:
     return time.perf_counter() - started
 
 
-def _measure_here(sentences: int, repeats: int, say: Any) -> dict[str, Any]:
+def _measure_here(sentences: int, repeats: int, say: Any, model: str) -> dict[str, Any]:
     import numpy as np
 
-    from search.embedding.local import LocalEmbeddingProvider, locate_weights
+    from search.embedding.local import LocalEmbeddingProvider, local_model, locate_weights
 
     blas = blas_info()
     say(
@@ -268,15 +274,17 @@ def _measure_here(sentences: int, repeats: int, say: Any) -> dict[str, Any]:
         f"threads {blas['threads']} (from {blas['source']}); "
         f"unset for this run: {os.environ.get(UNSET_MARK, '-')}"
     )
-    source = locate_weights(model_dir=None)
-    provider = LocalEmbeddingProvider(source)
+    spec = local_model(model)
+    source = locate_weights(model_dir=None, model=spec)
+    provider = LocalEmbeddingProvider(source, model=spec)
     texts = email_like_texts(sentences)
     lengths = [min(provider.count_tokens(t), provider.max_tokens) for t in texts]
-    flops = sum(model_flops(n) for n in lengths)
+    flops = sum(model_flops(n, model) for n in lengths)
     say(
-        f"workload: {sentences} e-mail-like texts, tokens min {min(lengths)} / median "
-        f"{statistics.median(lengths):g} / mean {statistics.fmean(lengths):.1f} / max "
-        f"{max(lengths)}; {flops / sentences / 1e9:.2f} GFLOP per sentence on average"
+        f"model: {spec.name}; workload: {sentences} e-mail-like texts, tokens min "
+        f"{min(lengths)} / median {statistics.median(lengths):g} / mean "
+        f"{statistics.fmean(lengths):.1f} / max {max(lengths)}; "
+        f"{flops / sentences / 1e9:.2f} GFLOP per sentence on average"
     )
     provider.embed(texts[:CALL_SIZE])  # load the weights, warm up
     calls = [texts[i : i + CALL_SIZE] for i in range(0, len(texts), CALL_SIZE)]
@@ -287,8 +295,8 @@ def _measure_here(sentences: int, repeats: int, say: Any) -> dict[str, Any]:
     best_calls = [math.inf] * len(calls)
     bursts: list[float] = []
     for _ in range(repeats):
-        gemms.append(gemm_rate())
-        bursts.append(gemm_burst_rate())
+        gemms.append(gemm_rate(model=model))
+        bursts.append(gemm_burst_rate(model=model))
         round_s = 0.0
         for i, call in enumerate(calls):
             seconds = _timed(lambda call=call: provider.embed(call))
@@ -298,15 +306,16 @@ def _measure_here(sentences: int, repeats: int, say: Any) -> dict[str, Any]:
             f"GEMM float32 (encoder shapes): {gemms[-1] / 1e9:.1f} GFLOP/s; "
             f"encoder: {sentences / round_s:.1f} sentences/s"
         )
-    gemms.append(gemm_rate())
+    gemms.append(gemm_rate(model=model))
     say(f"GEMM float32 (encoder shapes): {gemms[-1] / 1e9:.1f} GFLOP/s")
     gemm = max(gemms)
-    bursts.append(gemm_burst_rate())
+    bursts.append(gemm_burst_rate(model=model))
     burst = max(bursts)
     say(f"GEMM float32, best single calls: {burst / 1e9:.1f} GFLOP/s")
     best = sum(best_calls)
     achieved = flops / best
     result = {
+        "model": spec.name,
         "sentences": sentences,
         "tokens_min": min(lengths),
         "tokens_median": float(statistics.median(lengths)),
@@ -333,7 +342,9 @@ def _measure_here(sentences: int, repeats: int, say: Any) -> dict[str, Any]:
     return result
 
 
-def measure(*, sentences: int = 256, repeats: int = 3, quiet: bool = False) -> dict[str, Any]:
+def measure(
+    *, sentences: int = 256, repeats: int = 3, quiet: bool = False, model: str = DEFAULT_MODEL
+) -> dict[str, Any]:
     """The encoder's figures (see the module docstring), measured without the OpenBLAS
     variables: in a child process when this one has them."""
 
@@ -342,9 +353,9 @@ def measure(*, sentences: int = 256, repeats: int = 3, quiet: bool = False) -> d
             print(message, flush=True)
 
     if _blas_is_clean():
-        return _measure_here(sentences, repeats, say)
+        return _measure_here(sentences, repeats, say, model)
     command = [sys.executable, str(Path(__file__).resolve()), "--sentences", str(sentences)]
-    command += ["--repeats", str(repeats)]
+    command += ["--repeats", str(repeats), "--model", model]
     done = subprocess.run(
         command, env=_clean_env(), cwd=ROOT, capture_output=True, text=True, check=True
     )
@@ -358,11 +369,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", choices=sorted(SHAPES), default=DEFAULT_MODEL)
     args = parser.parse_args()
     if not _blas_is_clean():
         # Re-execute with the variables unset: OpenBLAS reads them when numpy loads it.
         os.execve(sys.executable, [sys.executable, *sys.argv], _clean_env())
-    result = measure(sentences=args.sentences, repeats=args.repeats)
+    result = measure(sentences=args.sentences, repeats=args.repeats, model=args.model)
     print(json.dumps(result), flush=True)
 
 

@@ -21,9 +21,16 @@ SETTING = "CRM_PIPELINE_SEARCH"
 @dataclass(frozen=True, slots=True)
 class SearchConfig:
     # --- embedding providers ---------------------------------------------------------------
-    # "local": all-MiniLM-L6-v2 on numpy, offline (search/embedding/local.py); "openai": any
-    # OpenAI-compatible /v1/embeddings endpoint (search/embedding/openai.py).
+    # "local": a sentence-transformers model on numpy, offline (search/embedding/local.py);
+    # "openai": any OpenAI-compatible /v1/embeddings endpoint (search/embedding/openai.py).
     provider: str = field(default="local", metadata={"choices": ("local", "openai")})
+    # The local provider's model: all-MiniLM-L6-v2 (384 dims), or all-mpnet-base-v2 (768 dims,
+    # better at paraphrases, about eight times the arithmetic per token; its weights come with
+    # `manage.py embedding_model fetch --model all-mpnet-base-v2`). Changing it re-embeds in
+    # the background, like any change of model.
+    local_model: str = field(
+        default="all-MiniLM-L6-v2", metadata={"choices": ("all-MiniLM-L6-v2", "all-mpnet-base-v2")}
+    )
     # A directory holding the local model's files (config.json, tokenizer.json,
     # model.safetensors); null: the Hugging Face cache, else `manage.py embedding_model fetch`.
     model_dir: str | None = field(default=None, metadata={"pattern": r".*\S.*"})

@@ -46,6 +46,7 @@ from contacts.models import Contact, ContactIdentity, InteractionDuplicate, Inte
 from jobs.models import Interaction
 from search.conf import SearchConfig, get_config
 from search.embedding import EmbeddingError, EmbeddingProvider, get_provider, provider_for
+from search.embedding.local import local_model_named
 from search.indexes import space_predicate
 from search.models import TEXT_SEARCH_CONFIG, Embedding, EmbeddingSet, SearchDocument
 
@@ -62,6 +63,7 @@ HIGHLIGHT_START, HIGHLIGHT_STOP = "«", "»"
 # key is named by its environment variable.
 PROVIDER_KEYS: tuple[str, ...] = (
     "provider",
+    "local_model",
     "model_dir",
     "openai_base_url",
     "openai_model",
@@ -127,6 +129,12 @@ def search_space(*, user_id: int) -> SearchSpace:
     if complete:
         older = complete[-1]
         snapshot = {k: v for k, v in older.provider_settings.items() if k in PROVIDER_KEYS}
+        if snapshot.get("provider", "local") == "local":
+            # The set's own model, whatever the settings say (a set stored before local_model
+            # existed has none, and must not take the configured one).
+            spec = local_model_named(older.model)
+            if spec is not None:
+                snapshot["local_model"] = spec.key
 
         def older_provider() -> EmbeddingProvider:
             return _provider_of(dataclasses.replace(get_config(), **snapshot))

