@@ -116,14 +116,22 @@ def _provider_of(config: SearchConfig) -> EmbeddingProvider:
 def search_space(*, user_id: int) -> SearchSpace:
     """The configured model's embeddings once the user's set of them is complete; until then
     the most recently completed set (a model switch in progress), embedded by that set's own
-    provider settings; the configured model's (partial) when the user has no complete set."""
-    configured = get_provider()
+    provider settings; the configured model's (partial) when the user has no complete set.
+
+    A configured model that cannot be built (its weights not fetched yet) does not hide a
+    complete set of another model: that set is searched; with none, the error stands."""
     sets = {
         (s.model, s.dims): s
         for s in EmbeddingSet.objects.filter(user_id=user_id).order_by("completed_at")
     }
-    current = sets.get((configured.model, configured.dims))
-    if current is not None and current.status == EmbeddingSet.Status.COMPLETE:
+    try:
+        configured = get_provider()
+    except EmbeddingError:
+        if not any(s.status == EmbeddingSet.Status.COMPLETE for s in sets.values()):
+            raise
+        configured = None
+    current = None if configured is None else sets.get((configured.model, configured.dims))
+    if configured is not None and current is not None and current.status == "complete":
         return SearchSpace(configured.model, configured.dims, True, True, lambda: configured)
     complete = [s for s in sets.values() if s.status == EmbeddingSet.Status.COMPLETE]
     if complete:
@@ -140,6 +148,7 @@ def search_space(*, user_id: int) -> SearchSpace:
             return _provider_of(dataclasses.replace(get_config(), **snapshot))
 
         return SearchSpace(older.model, older.dims, True, False, older_provider)
+    assert configured is not None  # without a complete set, its error was raised above
     return SearchSpace(configured.model, configured.dims, False, True, lambda: configured)
 
 

